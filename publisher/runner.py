@@ -1,0 +1,239 @@
+"""The local runner: worker processes started the way a Kubernetes Job starts pods."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from worker.broker import connect, declare_queue, queue_depth
+from worker.errors import ExitCode
+from worker.settings import Settings
+
+POLL_SECONDS = 0.1
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+
+
+@dataclass
+class JobReport:
+    """What a run did: the counts a Job's status would show, plus the items and reasons."""
+
+    completions: int
+    parallelism: int
+    backoff_limit: int
+    done: list[str] = field(default_factory=list)
+    empty: int = 0  # workers that found the queue empty: successes without an item
+    dead: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (item or "", reason)
+    running: int = 0
+    queued: int = 0
+    dead_letters_before: int = 0
+    dead_letters_after: int = 0
+    seconds: float = 0.0
+    stopped: str = ""  # why the run stopped early, empty when it ran to the end
+
+    @property
+    def succeeded(self) -> int:
+        return len(self.done) + self.empty
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """CONFIG after a configuration error, RETRY at the backoff limit, DEAD for dead letters."""
+        if self.stopped.startswith("configuration"):
+            return ExitCode.CONFIG
+        if self.stopped:
+            return ExitCode.RETRY
+        if self.dead or self.dead_letters_after > self.dead_letters_before:
+            return ExitCode.DEAD
+        return ExitCode.DONE
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "completions": self.completions,
+            "parallelism": self.parallelism,
+            "backoff_limit": self.backoff_limit,
+            "done": self.done,
+            "empty": self.empty,
+            "dead": [{"item": item, "reason": reason} for item, reason in self.dead],
+            "failures": [{"item": item, "reason": reason} for item, reason in self.failures],
+            "queued": self.queued,
+            "dead_letters": self.dead_letters_after,
+            "new_dead_letters": self.dead_letters_after - self.dead_letters_before,
+            "seconds": round(self.seconds, 3),
+            "stopped": self.stopped,
+            "exit_code": int(self.exit_code),
+        }
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen[bytes]
+    started: float
+
+
+class LocalRunner:
+    """Run `python -m worker` processes: at most `parallelism` at once, until the job is done.
+
+    Like a Job: the job needs `completions` successful workers; failures (exit 1, crashes) count
+    against `backoff_limit` and are retried after a growing delay; exit 3 is ignored (a
+    podFailurePolicy Ignore rule); exit 2 fails the job. Unlike a Job, it also keeps going
+    until the queue is empty and no worker holds an item.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        parallelism: int,
+        completions: int | None,
+        backoff_limit: int,
+        log_path: Path,
+    ) -> None:
+        self.settings = settings
+        self.parallelism = parallelism
+        self.requested_completions = completions
+        self.backoff_limit = backoff_limit
+        self.log_path = log_path
+        self._workers: list[_Worker] = []
+        self._not_before = 0.0
+
+    def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
+        """Run the job to its end and return the report; raises BrokerUnavailable at the start."""
+        started = time.monotonic()
+        connection = connect(self.settings, "runner")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            channel = connection.channel()
+            depth = declare_queue(channel, self.settings.queue)
+            completions = (
+                depth if self.requested_completions is None else self.requested_completions
+            )
+            report = JobReport(completions, self.parallelism, self.backoff_limit, queued=depth)
+            report.dead_letters_before = queue_depth(channel, self.settings.dead_queue)
+            with self.log_path.open("ab") as log_file:
+                try:
+                    self._loop(
+                        report,
+                        lambda: queue_depth(channel, self.settings.queue),
+                        log_file,
+                        on_progress,
+                    )
+                finally:
+                    self._stop_workers()
+            report.queued = queue_depth(channel, self.settings.queue)
+            report.running = 0
+            on_progress(report)
+            report.dead_letters_after = queue_depth(channel, self.settings.dead_queue)
+        finally:
+            if connection.is_open:
+                connection.close()
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _loop(
+        self,
+        report: JobReport,
+        read_depth: Callable[[], int],
+        log_file: IO[bytes],
+        on_progress: Callable[[JobReport], None],
+    ) -> None:
+        while True:
+            self._reap(report)
+            if not report.stopped and len(report.failures) > self.backoff_limit:
+                report.stopped = f"backoff limit reached ({len(report.failures)} failed workers)"
+            if report.stopped:
+                if not self._workers:
+                    return
+            else:
+                report.queued = read_depth()
+                wanted = max(report.completions - report.succeeded, report.queued)
+                if not self._workers and wanted <= 0:
+                    return
+                while (
+                    len(self._workers) < min(self.parallelism, wanted)
+                    and time.monotonic() >= self._not_before
+                ):
+                    self._start_worker(log_file)
+            report.running = len(self._workers)
+            on_progress(report)
+            time.sleep(POLL_SECONDS)
+
+    def _start_worker(self, log_file: IO[bytes]) -> None:
+        env = {
+            **os.environ,
+            "BROKER_URL": self.settings.broker_url,
+            "QUEUE": self.settings.queue,
+            "INPUT_URL": self.settings.input_url,
+            "OUTPUT_URL": self.settings.output_url,
+            "LOG_LEVEL": self.settings.log_level,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+        )
+        self._workers.append(_Worker(process, time.monotonic()))
+
+    def _reap(self, report: JobReport) -> None:
+        for worker in [w for w in self._workers if w.process.poll() is not None]:
+            self._workers.remove(worker)
+            self._record(report, worker)
+
+    def _record(self, report: JobReport, worker: _Worker) -> None:
+        code = worker.process.returncode
+        assert worker.process.stdout is not None
+        result = _last_json_line(worker.process.stdout.read())
+        worker.process.stdout.close()
+        item = str(result.get("item") or "")
+        reason = str(result.get("reason") or _describe_exit(code))
+        if code == ExitCode.DONE:
+            if item:
+                report.done.append(item)
+            else:
+                report.empty += 1
+        elif code == ExitCode.DEAD:
+            report.dead.append((item, reason))
+        elif code == ExitCode.CONFIG:
+            report.stopped = f"configuration error: {reason}"
+        else:
+            report.failures.append((item, reason))
+            delay = BACKOFF_FIRST_SECONDS * 2 ** (len(report.failures) - 1)
+            self._not_before = time.monotonic() + min(delay, BACKOFF_MAX_SECONDS)
+
+    def _stop_workers(self) -> None:
+        """Stop workers still running (on an interrupt): their items go back to the queue."""
+        for worker in self._workers:
+            worker.process.send_signal(signal.SIGTERM)
+        for worker in self._workers:
+            try:
+                worker.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+        self._workers.clear()
+
+
+def _last_json_line(output: bytes) -> dict[str, object]:
+    for line in reversed(output.decode(errors="replace").splitlines()):
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            return parsed
+    return {}
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"worker killed by {signal.Signals(-code).name}"
+    return f"worker exited with code {code}"

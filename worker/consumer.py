@@ -1,0 +1,187 @@
+"""Take exactly one item from the queue, run the task on it, store the outputs, then ack."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from worker.broker import (
+    ATTEMPTS_HEADER,
+    DELIVERY_LIMIT,
+    REASON_HEADER,
+    connect,
+    declare_queue,
+    delivery_count,
+)
+from worker.errors import ExitCode, InputError, JobkitError
+from worker.settings import Settings
+from worker.storage import LocalStore
+
+log = logging.getLogger(__name__)
+
+Task = Callable[[str, bytes], dict[str, bytes]]
+"""A task: item name and input bytes in, {output name: bytes} out; InputError for bad input."""
+
+_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one worker run did; printed as one JSON line on stdout for runners to read."""
+
+    code: ExitCode
+    item: str | None = None
+    reason: str = ""
+    attempt: int = 0
+    seconds: float = 0.0
+
+    @property
+    def label(self) -> str:
+        if self.code is ExitCode.DONE:
+            return "done" if self.item is not None else "empty"
+        return {ExitCode.RETRY: "retry", ExitCode.CONFIG: "config", ExitCode.DEAD: "dead"}[
+            self.code
+        ]
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "code": int(self.code), "outcome": self.label})
+
+
+def take_one(settings: Settings, task: Task, inputs: LocalStore, outputs: LocalStore) -> Outcome:
+    """Take one message, do its item and ack it after its outputs are stored.
+
+    Returns the outcome (DONE also when the queue was empty); raises BrokerUnavailable or
+    ConfigError before any message is taken.
+    """
+    connection = connect(settings, "worker")
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        declare_queue(channel, settings.queue)
+        return _take(connection, channel, settings, task, inputs, outputs)
+    except pika.exceptions.AMQPError as exc:
+        # The broker requeues an unacked message when the connection goes.
+        log.error("Lost the connection to RabbitMQ (%s); the item goes back to the queue.", exc)
+        return Outcome(ExitCode.RETRY, reason=f"lost the connection to RabbitMQ ({exc!r})")
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def _take(
+    connection: BlockingConnection,
+    channel: BlockingChannel,
+    settings: Settings,
+    task: Task,
+    inputs: LocalStore,
+    outputs: LocalStore,
+) -> Outcome:
+    method, properties, body = channel.basic_get(settings.queue, auto_ack=False)
+    if method is None:
+        log.info("Queue %s is empty; nothing to do.", settings.queue)
+        return Outcome(ExitCode.DONE)
+    started = time.monotonic()
+    tag = method.delivery_tag
+    attempt = delivery_count(properties) + 1
+    item = body.decode("utf-8", errors="replace")
+    log.info("took %s (delivery tag %d, attempt %d)", item, tag, attempt)
+
+    error = _run_while_heartbeating(connection, lambda: _process(item, body, task, inputs, outputs))
+    seconds = round(time.monotonic() - started, 3)
+    if error is None:
+        channel.basic_ack(tag)
+        log.info("acked %s (delivery tag %d)", item, tag)
+        return Outcome(ExitCode.DONE, item, attempt=attempt, seconds=seconds)
+
+    reason = _one_line(error)
+    if isinstance(error, InputError) or attempt > DELIVERY_LIMIT:
+        if not isinstance(error, InputError):
+            reason = f"failed {attempt} times, last: {reason}"
+        _dead_letter(channel, settings.dead_queue, body, properties, reason, attempt)
+        channel.basic_ack(tag)
+        log.error("dead-lettered %s to %s: %s", item, settings.dead_queue, reason)
+        return Outcome(ExitCode.DEAD, item, reason, attempt, seconds)
+    # reject, not nack: a rejection counts towards the queue's delivery limit on every version.
+    channel.basic_reject(tag, requeue=True)
+    log.warning("returned %s to the queue for another try: %s", item, reason)
+    return Outcome(ExitCode.RETRY, item, reason, attempt, seconds)
+
+
+def _process(item: str, body: bytes, task: Task, inputs: LocalStore, outputs: LocalStore) -> None:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"The message body {body[:60]!r} is not UTF-8 text.") from exc
+    data = inputs.read(item)
+    log.info("read %s (%d bytes)", item, len(data))
+    results = task(item, data)
+    log.info("aggregated %s into %s", item, ", ".join(results))
+    for name, content in results.items():
+        outputs.write(name, content)
+        log.info("stored %s in %s (%d bytes)", name, outputs, len(content))
+
+
+def _run_while_heartbeating(
+    connection: BlockingConnection, work: Callable[[], None]
+) -> BaseException | None:
+    """Run `work` in a thread while this thread services the connection (heartbeats).
+
+    Returns the exception `work` raised, or None.
+    """
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the caller, which decides the item's fate
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="jobkit-task", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        connection.process_data_events(time_limit=0)
+        thread.join(timeout=_POLL_SECONDS)
+    if errors and not isinstance(errors[0], JobkitError):
+        log.error("unexpected error in the task", exc_info=errors[0])
+    return errors[0] if errors else None
+
+
+def _dead_letter(
+    channel: BlockingChannel,
+    dead_queue: str,
+    body: bytes,
+    properties: pika.BasicProperties,
+    reason: str,
+    attempt: int,
+) -> None:
+    """Publish the item to the dead-letter queue with the reason; confirmed before returning."""
+    headers = {
+        REASON_HEADER: reason,
+        ATTEMPTS_HEADER: attempt,
+        "jobkit-failed-at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "jobkit-worker": socket.gethostname(),
+    }
+    dead_properties = pika.BasicProperties(
+        delivery_mode=pika.DeliveryMode.Persistent,
+        content_type=properties.content_type or "text/plain",
+        message_id=properties.message_id,
+        headers=headers,
+    )
+    channel.basic_publish("", dead_queue, body, dead_properties, mandatory=True)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, JobkitError):
+        text = f"{type(error).__name__}: {text}"
+    return text[:1000]
