@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
 from pathlib import PurePosixPath
 
 import pandas as pd
@@ -18,7 +17,6 @@ from worker.errors import InputError
 
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 OUTPUT_SUFFIX = "_aggregated.csv"
-STATISTICS: list[str | Callable[[pd.Series], float]] = ["mean", "std", "max", "min"]  # std: ddof=1
 _CONVERT = pacsv.ConvertOptions(
     column_types={"Datetime": pa.timestamp("s"), "Temperature": pa.float64()},
     timestamp_parsers=[DATETIME_FORMAT],
@@ -50,8 +48,10 @@ def aggregate_csv(data: bytes, name: str = "<input>") -> bytes:
     are present with empty values. Raises InputError naming `name` and what is wrong.
     """
     readings = _read_readings(data, name)
-    hourly = readings.resample("h").agg(STATISTICS)
-    hourly.index.name = "Datetime"
+    hours = readings.resample("h")
+    hourly = pd.DataFrame(
+        {"mean": hours.mean(), "std": hours.std(ddof=1), "max": hours.max(), "min": hours.min()}
+    )
     return hourly.to_csv(date_format=DATETIME_FORMAT, lineterminator="\n").encode()
 
 

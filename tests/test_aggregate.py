@@ -1,0 +1,115 @@
+"""The aggregation keeps seed 000's semantics: hourly mean, sample std, max, min."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from publisher.samples import sample_csv
+from worker.aggregate import aggregate_csv, aggregate_item, is_output, output_name
+from worker.errors import InputError
+
+HEADER = "Datetime,Temperature\n"
+
+
+def test_a_small_hand_checked_case_gives_the_hourly_statistics() -> None:
+    data = HEADER + (
+        "2017-12-01 00:00:00,16.0\n"
+        "2017-12-01 00:20:00,18.0\n"
+        "2017-12-01 00:40:00,20.0\n"
+        "2017-12-01 01:05:00,10.5\n"
+    )
+    assert aggregate_csv(data.encode()).decode() == (
+        "Datetime,mean,std,max,min\n"
+        "2017-12-01 00:00:00,18.0,2.0,20.0,16.0\n"  # sample std of 16, 18, 20 is 2
+        "2017-12-01 01:00:00,10.5,,10.5,10.5\n"  # one reading: no sample std
+    )
+
+
+def test_hours_without_readings_are_kept_as_empty_rows() -> None:
+    data = HEADER + "2017-12-01 00:00:00,1.0\n2017-12-01 03:59:00,2.0\n"
+    lines = aggregate_csv(data.encode()).decode().splitlines()
+    assert lines[1:] == [
+        "2017-12-01 00:00:00,1.0,,1.0,1.0",
+        "2017-12-01 01:00:00,,,,",
+        "2017-12-01 02:00:00,,,,",
+        "2017-12-01 03:00:00,2.0,,2.0,2.0",
+    ]
+
+
+def test_missing_values_are_skipped_not_counted() -> None:
+    data = HEADER + "2017-12-01 00:00:00,1.0\n2017-12-01 00:01:00,\n2017-12-01 00:02:00,3.0\n"
+    assert aggregate_csv(data.encode()).decode().splitlines()[1] == (
+        "2017-12-01 00:00:00,2.0,1.4142135623730951,3.0,1.0"
+    )
+
+
+def test_a_generated_year_equals_a_plain_pandas_resample() -> None:
+    data = sample_csv(rows=525_600, seed=7, index=3)
+    reference = pd.read_csv(io.BytesIO(data))
+    reference["Datetime"] = pd.to_datetime(reference["Datetime"], format="%Y-%m-%d %H:%M:%S")
+    hours = reference.set_index("Datetime")["Temperature"].resample("h")
+    expected = pd.DataFrame(
+        {"mean": hours.mean(), "std": hours.std(), "max": hours.max(), "min": hours.min()}
+    )
+
+    result = pd.read_csv(io.BytesIO(aggregate_csv(data)), index_col="Datetime", parse_dates=True)
+
+    assert len(result) == 365 * 24
+    assert list(result.columns) == ["mean", "std", "max", "min"]
+    assert result.index.equals(expected.index)
+    np.testing.assert_allclose(result.to_numpy(), expected.to_numpy(), rtol=1e-9, equal_nan=True)
+    assert result["mean"].isna().sum() >= 3, "the sample's multi-hour gap is kept as empty hours"
+
+
+def test_running_twice_gives_identical_bytes() -> None:
+    data = sample_csv(rows=5_000, seed=1, index=1)
+    assert aggregate_csv(data) == aggregate_csv(data)
+
+
+def test_a_header_only_file_gives_a_header_only_result() -> None:
+    assert aggregate_csv(HEADER.encode()) == b"Datetime,mean,std,max,min\n"
+
+
+def test_columns_may_come_in_any_order() -> None:
+    data = "Temperature,Datetime\n4.0,2017-12-01 00:00:00\n"
+    assert aggregate_csv(data.encode()).decode().splitlines()[1] == (
+        "2017-12-01 00:00:00,4.0,,4.0,4.0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "t.csv: the file is empty"),
+        ("a,b\n1,2\n", "t.csv: expected the columns Datetime,Temperature but the header is 'a,b'"),
+        (
+            HEADER + "2017-12-01 00:00:00,1\n2017-12-01 00:01:00,warm\n",
+            "t.csv: line 3: Temperature 'warm' is not a number",
+        ),
+        (
+            HEADER + "2017-12-01 00:00:00,1\n01/12/2017 00:01,2\n",
+            "t.csv: line 3: Datetime '01/12/2017 00:01' is not in the form %Y-%m-%d %H:%M:%S",
+        ),
+        (HEADER + "2017-12-01 00:00:00,1\n,2\n", "t.csv: line 3: the Datetime is empty"),
+        (HEADER + "2017-12-01 00:00:00,1,9\n", "t.csv: not a readable CSV (CSV parse error"),
+    ],
+)
+def test_malformed_input_raises_an_input_error_saying_what_and_where(
+    content: str, message: str
+) -> None:
+    with pytest.raises(InputError) as raised:
+        aggregate_csv(content.encode(), "t.csv")
+    assert str(raised.value).startswith(message), str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_the_task_names_its_output_after_the_input() -> None:
+    outputs = aggregate_item("2017/temperature1.csv", HEADER.encode())
+    assert list(outputs) == ["2017/temperature1_aggregated.csv"]
+    assert output_name("temperature6.csv") == "temperature6_aggregated.csv"
+    assert is_output("temperature6_aggregated.csv")
+    assert not is_output("temperature6.csv")

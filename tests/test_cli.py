@@ -1,0 +1,88 @@
+"""The command line: help everywhere, examples, and the small commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import jobkit, read_depths
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from publisher.cli import app
+
+COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_jobkit_without_arguments_lists_the_commands() -> None:
+    result = CliRunner().invoke(app, [])
+    for command in ["publish", "depth", "status", "purge", "data", "run"]:
+        assert command in result.output, result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_ending_with_an_example(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert f"Example: jobkit {command}" in result.output, result.output
+
+
+def test_the_worker_help_lists_the_variables_and_exit_codes() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "--help"], capture_output=True, text=True, check=True
+    )
+    for word in ["BROKER_URL", "QUEUE", "INPUT_URL", "OUTPUT_URL", "Exit codes:", "  3  "]:
+        assert word in result.stdout, result.stdout
+
+
+def test_sample_data_is_deterministic(tmp_path: Path) -> None:
+    for directory, seed in [("a", "1"), ("b", "1"), ("c", "2")]:
+        result = CliRunner().invoke(
+            app, ["data", "--out", str(tmp_path / directory), "--rows", "20000", "--seed", seed]
+        )
+        assert result.exit_code == 0, result.output
+    first = (tmp_path / "a/temperature3.csv").read_bytes()
+    assert first == (tmp_path / "b/temperature3.csv").read_bytes()
+    assert first != (tmp_path / "c/temperature3.csv").read_bytes()
+    assert first.startswith(b"Datetime,Temperature\n2017-12-01 00:00:00,")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        f"temperature{i}.csv" for i in range(1, 7)
+    ]
+    lines = first.decode().splitlines()
+    assert len(lines) - 1 < 20000, "some readings are left out (gaps)"
+    assert any(line.endswith(",") for line in lines), "some values are missing"
+
+
+def test_publish_with_nothing_to_publish_says_where_it_looked(env: dict[str, str]) -> None:
+    result = jobkit(env, "publish")
+    assert result.returncode == 2
+    assert f"No *.csv files under INPUT_URL '{env['INPUT_URL']}'" in result.stderr
+
+
+def test_publish_refuses_unsafe_names(env: dict[str, str]) -> None:
+    result = jobkit(env, "publish", "../secrets.csv")
+    assert result.returncode == 2
+    assert "must be a relative path without '..'" in result.stderr
+
+
+@pytest.mark.rabbitmq
+def test_purge_asks_first_and_empties_the_queue_with_yes(env: dict[str, str]) -> None:
+    assert jobkit(env, "publish", "a.csv", "b.csv").returncode == 0
+    declined = subprocess.run(
+        [str(Path(sys.executable).parent / "jobkit"), "purge"],
+        env=env,
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert declined.returncode != 0
+    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (2, 0)
+
+    result = jobkit(env, "purge", "--yes")
+
+    assert result.returncode == 0, result.stderr
+    assert "Purged 2 messages" in result.stdout
+    assert jobkit(env, "depth").stdout.strip() == "0"

@@ -1,0 +1,108 @@
+"""`jobkit run`: the local runner behaves like a Kubernetes Job and stops only when all is done."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import jobkit, read_depths
+
+from worker.aggregate import aggregate_csv
+from worker.errors import ExitCode
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def _publish_samples(env: dict[str, str], files: int = 6) -> None:
+    made = jobkit(env, "data", "--files", str(files), "--rows", "3000")
+    assert made.returncode == 0, made.stderr
+    published = jobkit(env, "publish")
+    assert published.returncode == 0, published.stderr
+    assert f"Published {files} items" in published.stdout
+
+
+def _run_json(env: dict[str, str], *args: str) -> tuple[int, dict[str, object]]:
+    result = jobkit(env, "run", "--json", *args)
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_six_items_with_parallelism_3_give_six_correct_outputs(env: dict[str, str]) -> None:
+    _publish_samples(env)
+
+    code, report = _run_json(env, "--parallelism", "3")
+
+    assert code == 0, report
+    assert sorted(report["done"]) == [f"temperature{i}.csv" for i in range(1, 7)]  # type: ignore[arg-type]
+    assert report["dead"] == [] and report["failures"] == []
+    for i in range(1, 7):
+        source = Path(env["INPUT_URL"], f"temperature{i}.csv").read_bytes()
+        result = Path(env["OUTPUT_URL"], f"temperature{i}_aggregated.csv").read_bytes()
+        assert result == aggregate_csv(source)
+    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 0)
+
+
+def test_the_report_says_what_was_done(env: dict[str, str]) -> None:
+    _publish_samples(env, files=2)
+    result = jobkit(env, "run", "--parallelism", "2")
+    assert result.returncode == 0, result.stderr
+    assert "2 done, 0 dead-lettered, 0 failed attempts retried, 0 still queued" in result.stdout
+
+
+def test_completions_beyond_the_items_still_complete(env: dict[str, str]) -> None:
+    _publish_samples(env, files=3)
+
+    code, report = _run_json(env, "--parallelism", "3", "--completions", "8")
+
+    assert code == 0, report
+    assert len(report["done"]) == 3  # type: ignore[arg-type]
+    assert report["empty"] == 5, "the other workers found the queue empty and exited 0"
+
+
+def test_a_malformed_file_among_good_ones_is_dead_lettered_and_named(env: dict[str, str]) -> None:
+    _publish_samples(env, files=3)
+    Path(env["INPUT_URL"], "broken.csv").write_text("Datetime,Temperature\n2017-12-01,1\n")
+    assert jobkit(env, "publish", "broken.csv").returncode == 0
+
+    result = jobkit(env, "run", "--parallelism", "3")
+
+    assert result.returncode == ExitCode.DEAD, result.stdout
+    assert "3 done, 1 dead-lettered" in result.stdout
+    assert (
+        "broken.csv: line 2: Datetime '2017-12-01' is not in the form %Y-%m-%d %H:%M:%S"
+        in result.stdout
+    )
+    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 1)
+    status = json.loads(jobkit(env, "status", "--json").stdout)
+    assert [letter["item"] for letter in status["dead_letters"]] == ["broken.csv"]
+    assert "is not in the form" in status["dead_letters"][0]["reason"]
+    assert len(status["outputs"]) == 3
+
+
+def test_the_backoff_limit_stops_the_job_with_exit_1(env: dict[str, str], tmp_path: Path) -> None:
+    _publish_samples(env, files=2)
+    (tmp_path / "file").write_text("")
+    blocked = {**env, "OUTPUT_URL": str(tmp_path / "file")}
+
+    code, report = _run_json(blocked, "--parallelism", "1", "--backoff-limit", "1")
+
+    assert code == ExitCode.RETRY, report
+    assert "backoff limit reached" in str(report["stopped"])
+    assert len(report["failures"]) == 2  # type: ignore[arg-type]
+    ready, dead = read_depths(env["BROKER_URL"], env["QUEUE"])
+    assert ready + dead == 2, "nothing is lost: the items are still queued"
+
+
+def test_an_empty_queue_runs_nothing_and_succeeds(env: dict[str, str]) -> None:
+    code, report = _run_json(env)
+    assert code == 0, report
+    assert report["done"] == [] and report["completions"] == 0
+
+
+def test_publish_to_an_unreachable_broker_exits_2_with_one_line(env: dict[str, str]) -> None:
+    _publish = jobkit({**env, "BROKER_URL": "amqp://guest:pw@127.0.0.1:1/"}, "publish", "a.csv")
+    assert _publish.returncode == ExitCode.CONFIG
+    assert _publish.stderr.strip().splitlines() == [
+        "error: Cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/ (connection refused). "
+        "Start it with 'make broker' or set BROKER_URL."
+    ]

@@ -1,0 +1,190 @@
+"""One worker process against a real RabbitMQ: one item, ack after store, the exit-code contract."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pika
+import pytest
+from conftest import read_depths, worker
+
+from publisher.publish import publish_items
+from publisher.samples import sample_csv
+from worker.aggregate import aggregate_csv, aggregate_item
+from worker.broker import DELIVERY_LIMIT, REASON_HEADER
+from worker.consumer import take_one
+from worker.errors import ExitCode
+from worker.settings import Settings
+from worker.storage import open_store
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def _write_inputs(settings: Settings, rows: int = 3_000, count: int = 2) -> dict[str, bytes]:
+    files = {f"temperature{i}.csv": sample_csv(rows, seed=0, index=i) for i in range(1, count + 1)}
+    for name, data in files.items():
+        open_store(settings.input_url).write(name, data)
+    return files
+
+
+def _outcome(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def _dead_letter_reasons(broker_url: str, dead_queue: str) -> list[str]:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    reasons = []
+    while True:
+        method, properties, _ = channel.basic_get(dead_queue, auto_ack=False)
+        if method is None:
+            break
+        reasons.append(str(properties.headers[REASON_HEADER]))
+    connection.close()
+    return reasons
+
+
+def test_a_worker_takes_exactly_one_item_stores_its_result_and_acks_it(
+    env: dict[str, str], settings: Settings
+) -> None:
+    files = _write_inputs(settings)
+    publish_items(settings, list(files))
+
+    result = worker(env)
+
+    assert result.returncode == 0, result.stderr
+    outcome = _outcome(result)
+    assert outcome["outcome"] == "done"
+    assert outcome["item"] == "temperature1.csv"
+    written = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
+    assert written == aggregate_csv(files["temperature1.csv"])
+    assert not Path(settings.output_url, "temperature2_aggregated.csv").exists()
+    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+    for phase in ("took temperature1.csv", "aggregated", "stored", "acked"):
+        assert phase in result.stderr, result.stderr
+
+
+def test_an_empty_queue_is_a_clean_exit_0(env: dict[str, str]) -> None:
+    result = worker(env)
+    assert result.returncode == 0, result.stderr
+    assert _outcome(result)["outcome"] == "empty"
+
+
+def test_a_malformed_file_is_dead_lettered_with_its_reason(
+    env: dict[str, str], settings: Settings
+) -> None:
+    bad = b"Datetime,Temperature\n2017-12-01 00:00:00,hot\n"
+    open_store(settings.input_url).write("bad.csv", bad)
+    publish_items(settings, ["bad.csv"])
+
+    result = worker(env)
+
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    assert read_depths(settings.broker_url, settings.queue) == (0, 1)
+    reasons = _dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    assert reasons == ["bad.csv: line 2: Temperature 'hot' is not a number."]
+
+
+def test_a_missing_file_is_dead_lettered_naming_it(env: dict[str, str], settings: Settings) -> None:
+    publish_items(settings, ["ghost.csv"])
+    result = worker(env)
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    (reason,) = _dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    assert reason.startswith("ghost.csv: no such file in")
+
+
+def test_an_unstorable_result_goes_back_to_the_queue_until_the_delivery_limit(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    _write_inputs(settings, count=1)
+    publish_items(settings, ["temperature1.csv"])
+    (tmp_path / "not-a-dir").write_text("")
+    blocked = {**env, "OUTPUT_URL": str(tmp_path / "not-a-dir")}
+
+    codes = [worker(blocked).returncode for _ in range(DELIVERY_LIMIT + 1)]
+
+    assert codes == [ExitCode.RETRY] * DELIVERY_LIMIT + [ExitCode.DEAD]
+    assert read_depths(settings.broker_url, settings.queue) == (0, 1)
+    (reason,) = _dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    assert reason.startswith(f"failed {DELIVERY_LIMIT + 1} times, last: temperature1_aggregated")
+    assert "cannot write" in reason
+
+
+def test_an_unreachable_broker_is_one_clear_line_and_exit_2(env: dict[str, str]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = worker({**env, "BROKER_URL": f"amqp://guest:s3cret@127.0.0.1:{port}/"})
+
+    assert result.returncode == ExitCode.CONFIG
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert (
+        f"Cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:{port}/ (connection refused)"
+        in (lines[0])
+    )
+    assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_a_configuration_error_takes_no_message(env: dict[str, str], settings: Settings) -> None:
+    publish_items(settings, ["temperature1.csv"])
+    result = worker({**env, "INPUT_URL": "ftp://example/in"})
+    assert result.returncode == ExitCode.CONFIG
+    assert "INPUT_URL 'ftp://example/in' has an unsupported scheme" in result.stderr
+    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+
+
+def test_an_item_longer_than_the_heartbeat_timeout_is_acked_once(
+    settings: Settings, broker_url: str
+) -> None:
+    short_heartbeat = Settings(
+        broker_url=f"{broker_url}?heartbeat=1",
+        queue=settings.queue,
+        input_url=settings.input_url,
+        output_url=settings.output_url,
+    )
+    _write_inputs(settings, count=1)
+    publish_items(settings, ["temperature1.csv"])
+
+    def slow_task(name: str, data: bytes) -> dict[str, bytes]:
+        time.sleep(4)  # twice the broker's timeout for a 1 s heartbeat
+        return aggregate_item(name, data)
+
+    outcome = take_one(
+        short_heartbeat, slow_task, open_store(settings.input_url), open_store(settings.output_url)
+    )
+
+    assert outcome.code == ExitCode.DONE, outcome.reason
+    assert Path(settings.output_url, "temperature1_aggregated.csv").exists()
+    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_item_loses_nothing(env: dict[str, str], settings: Settings) -> None:
+    files = _write_inputs(settings, rows=525_600, count=1)
+    publish_items(settings, list(files))
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert victim.stderr is not None
+    for line in victim.stderr:
+        if b"took temperature1.csv" in line:
+            break
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    assert not Path(settings.output_url, "temperature1_aggregated.csv").exists()
+
+    result = worker(env)
+
+    assert result.returncode == 0, result.stderr
+    outcome = _outcome(result)
+    assert (outcome["item"], outcome["attempt"]) == ("temperature1.csv", 2)
+    written = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
+    assert written == aggregate_csv(files["temperature1.csv"])
+    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
