@@ -22,8 +22,8 @@ $(BIN)/jobkit: pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
 	  || (apt-get update -q && apt-get install -y -q python3-venv)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	$(BIN)/pip install -e '.[dev]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@touch $@
 
 setup: $(BIN)/jobkit ## create the virtualenv and install the kit with its dev tools
@@ -47,9 +47,12 @@ purge: setup ## delete every message waiting in the queue
 	$(BIN)/jobkit purge --yes
 
 demo: setup broker data publish run ## the whole job end to end on six sample files
+	@echo "First hours of $(OUTPUT_URL)/temperature1_aggregated.csv:"
+	@head -4 $(OUTPUT_URL)/temperature1_aggregated.csv
 
-test: setup broker ## run the whole test suite
+test: setup broker ## run the whole test suite, then the linters
 	$(BIN)/pytest -q
+	@$(MAKE) --no-print-directory lint
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .

@@ -24,11 +24,11 @@ from publisher.status import QueueStatus
 
 
 class _RateColumn(ProgressColumn):
-    """Items finished per second."""
+    """Items finished per second since the start."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} items/s" if speed else "- items/s")
+        elapsed = task.elapsed or 0.0
+        return Text(f"{task.completed / elapsed:.1f} items/s" if elapsed > 0 else "- items/s")
 
 
 @contextmanager
