@@ -165,7 +165,7 @@ def data(
     from publisher.samples import write_samples
 
     with _settings() as settings:
-        store = open_store(str(out_dir) if out_dir else settings.input_url)
+        store = open_store(str(out_dir) if out_dir else settings.input_url, settings)
         names = write_samples(store, files, rows, seed)
     out.print(f"Wrote {len(names)} files of {rows:,} readings to {store}.", markup=False)
 

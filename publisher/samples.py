@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from worker.storage import LocalStore
+from worker.storage import Store
 
 START = np.datetime64("2017-12-01T00:00:00", "s")
 ROWS_PER_YEAR = 365 * 24 * 60
@@ -53,7 +53,7 @@ def _gaps(rng: np.random.Generator, rows: int) -> np.ndarray:
     return keep
 
 
-def write_samples(store: LocalStore, files: int, rows: int, seed: int) -> list[str]:
+def write_samples(store: Store, files: int, rows: int, seed: int) -> list[str]:
     """Write `temperature1.csv` … `temperature<files>.csv` into `store`; returns their names."""
     names = [f"temperature{index}.csv" for index in range(1, files + 1)]
     for index, name in enumerate(names, start=1):

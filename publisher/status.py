@@ -58,7 +58,9 @@ def read_status(settings: Settings) -> QueueStatus:
     finally:
         if connection.is_open:
             connection.close()
-    outputs = [name for name in open_store(settings.output_url).list(".csv") if is_output(name)]
+    outputs = [
+        name for name in open_store(settings.output_url, settings).list(".csv") if is_output(name)
+    ]
     return QueueStatus(settings.queue, ready, dead, outputs)
 
 
@@ -102,4 +104,8 @@ def read_depth(settings: Settings) -> int:
 
 def read_inputs(settings: Settings) -> list[str]:
     """The input files under INPUT_URL: every *.csv that is not an output."""
-    return [name for name in open_store(settings.input_url).list(".csv") if not is_output(name)]
+    return [
+        name
+        for name in open_store(settings.input_url, settings).list(".csv")
+        if not is_output(name)
+    ]

@@ -79,12 +79,12 @@ def test_a_malformed_file_among_good_ones_is_dead_lettered_and_named(env: dict[s
     assert len(status["outputs"]) == 3
 
 
-def test_the_backoff_limit_stops_the_job_with_exit_1(env: dict[str, str], tmp_path: Path) -> None:
+def test_the_backoff_limit_stops_the_job_with_exit_1(env: dict[str, str]) -> None:
     _publish_samples(env, files=2)
-    (tmp_path / "file").write_text("")
-    blocked = {**env, "OUTPUT_URL": str(tmp_path / "file")}
+    for i in (1, 2):  # a directory where each result should go: every store fails
+        Path(env["OUTPUT_URL"], f"temperature{i}_aggregated.csv").mkdir(parents=True)
 
-    code, report = _run_json(blocked, "--parallelism", "1", "--backoff-limit", "1")
+    code, report = _run_json(env, "--parallelism", "1", "--backoff-limit", "1")
 
     assert code == ExitCode.RETRY, report
     assert "backoff limit reached" in str(report["stopped"])

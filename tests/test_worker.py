@@ -100,14 +100,13 @@ def test_a_missing_file_is_dead_lettered_naming_it(env: dict[str, str], settings
 
 
 def test_an_unstorable_result_goes_back_to_the_queue_until_the_delivery_limit(
-    env: dict[str, str], settings: Settings, tmp_path: Path
+    env: dict[str, str], settings: Settings
 ) -> None:
     _write_inputs(settings, count=1)
     publish_items(settings, ["temperature1.csv"])
-    (tmp_path / "not-a-dir").write_text("")
-    blocked = {**env, "OUTPUT_URL": str(tmp_path / "not-a-dir")}
+    Path(settings.output_url, "temperature1_aggregated.csv").mkdir(parents=True)  # in the way
 
-    codes = [worker(blocked).returncode for _ in range(DELIVERY_LIMIT + 1)]
+    codes = [worker(env).returncode for _ in range(DELIVERY_LIMIT + 1)]
 
     assert codes == [ExitCode.RETRY] * DELIVERY_LIMIT + [ExitCode.DEAD]
     assert read_depths(settings.broker_url, settings.queue) == (0, 1)
@@ -137,6 +136,16 @@ def test_a_configuration_error_takes_no_message(env: dict[str, str], settings: S
     result = worker({**env, "INPUT_URL": "ftp://example/in"})
     assert result.returncode == ExitCode.CONFIG
     assert "INPUT_URL 'ftp://example/in' has an unsupported scheme" in result.stderr
+    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+
+
+def test_a_missing_input_directory_takes_no_message(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    publish_items(settings, ["temperature1.csv"])
+    result = worker({**env, "INPUT_URL": str(tmp_path / "typo")})
+    assert result.returncode == ExitCode.CONFIG
+    assert f"{tmp_path / 'typo'} is not a directory" in result.stderr
     assert read_depths(settings.broker_url, settings.queue) == (1, 0)
 
 

@@ -34,12 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(os.environ)
         _configure_logging(settings.log_level)
-        outcome = take_one(
-            settings,
-            aggregate_item,
-            open_store(settings.input_url),
-            open_store(settings.output_url),
-        )
+        inputs = open_store(settings.input_url, settings)
+        outputs = open_store(settings.output_url, settings, create=True)
+        for store in (inputs, outputs):
+            store.check()  # a bad location or credentials: exit 2 before any message is taken
+        outcome = take_one(settings, aggregate_item, inputs, outputs)
     except JobkitError as exc:
         _configure_logging("INFO")
         log.error("%s", exc)

@@ -25,7 +25,7 @@ from worker.broker import (
 )
 from worker.errors import ExitCode, InputError, JobkitError
 from worker.settings import Settings
-from worker.storage import LocalStore
+from worker.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Outcome:
         return json.dumps({**asdict(self), "code": int(self.code), "outcome": self.label})
 
 
-def take_one(settings: Settings, task: Task, inputs: LocalStore, outputs: LocalStore) -> Outcome:
+def take_one(settings: Settings, task: Task, inputs: Store, outputs: Store) -> Outcome:
     """Take one message, do its item and ack it after its outputs are stored.
 
     Returns the outcome (DONE also when the queue was empty); raises BrokerUnavailable or
@@ -83,8 +83,8 @@ def _take(
     channel: BlockingChannel,
     settings: Settings,
     task: Task,
-    inputs: LocalStore,
-    outputs: LocalStore,
+    inputs: Store,
+    outputs: Store,
 ) -> Outcome:
     method, properties, body = channel.basic_get(settings.queue, auto_ack=False)
     if method is None:
@@ -117,7 +117,7 @@ def _take(
     return Outcome(ExitCode.RETRY, item, reason, attempt, seconds)
 
 
-def _process(item: str, body: bytes, task: Task, inputs: LocalStore, outputs: LocalStore) -> None:
+def _process(item: str, body: bytes, task: Task, inputs: Store, outputs: Store) -> None:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from worker.errors import ConfigError
@@ -13,6 +14,7 @@ DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/%2F"
 DEFAULT_QUEUE = "temperature_job"
 DEFAULT_INPUT_URL = "data/input"
 DEFAULT_OUTPUT_URL = "data/output"
+_CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 MAX_QUEUE_NAME = 250  # AMQP allows 255 bytes; the dead-letter queue appends ".dead"
 
 SETTINGS_HELP = f"""\
@@ -21,7 +23,12 @@ Environment:
   QUEUE        the work queue; dead letters go to QUEUE.dead [{DEFAULT_QUEUE}]
   INPUT_URL    where items' input files are: a directory or file:// URL [data/input]
   OUTPUT_URL   where results are written: a directory or file:// URL    [data/output]
-  LOG_LEVEL    DEBUG, INFO, WARNING or ERROR                [INFO]"""
+  LOG_LEVEL    DEBUG, INFO, WARNING or ERROR                [INFO]
+Azure Blob Storage (INPUT_URL or OUTPUT_URL az://container/prefix), first found wins:
+  AZURE_STORAGE_CONNECTION_STRING  a storage account connection string
+  AZURE_CREDENTIALS_PATH           a JSON file {{"storage_account": ..., "account_key": ...}}
+  AZURE_STORAGE_ACCOUNT            an account name, signed in with azure-identity
+  AZURE_STORAGE_BLOB_ENDPOINT      the blob endpoint, if not https://ACCOUNT.blob.core.windows.net"""
 
 
 def mask_url(url: str) -> str:
@@ -42,6 +49,10 @@ class Settings:
     input_url: str = DEFAULT_INPUT_URL
     output_url: str = DEFAULT_OUTPUT_URL
     log_level: str = "INFO"
+    azure_connection_string: str = field(default="", repr=False)
+    azure_credentials_path: str = ""
+    azure_account: str = ""
+    azure_blob_endpoint: str = ""
 
     @property
     def dead_queue(self) -> str:
@@ -61,6 +72,10 @@ class Settings:
             input_url=get("INPUT_URL", DEFAULT_INPUT_URL),
             output_url=get("OUTPUT_URL", DEFAULT_OUTPUT_URL),
             log_level=get("LOG_LEVEL", "INFO").upper(),
+            azure_connection_string=get("AZURE_STORAGE_CONNECTION_STRING", ""),
+            azure_credentials_path=get("AZURE_CREDENTIALS_PATH", ""),
+            azure_account=get("AZURE_STORAGE_ACCOUNT", ""),
+            azure_blob_endpoint=get("AZURE_STORAGE_BLOB_ENDPOINT", ""),
         )
         problems = settings._problems()
         if problems:
@@ -78,14 +93,36 @@ class Settings:
         if len(self.queue.encode()) > MAX_QUEUE_NAME:
             problems.append(f"QUEUE is longer than {MAX_QUEUE_NAME} bytes")
         for name, url in (("INPUT_URL", self.input_url), ("OUTPUT_URL", self.output_url)):
-            scheme = urlsplit(url).scheme
-            if scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive
-                problems.append(
-                    f"{name} {url!r} has an unsupported scheme {scheme!r} "
-                    "(use a directory path or a file:// URL)"
-                )
+            problems.extend(self._location_problems(name, url))
         if not isinstance(logging.getLevelName(self.log_level), int):
             problems.append(f"LOG_LEVEL {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+        return problems
+
+    def _location_problems(self, name: str, url: str) -> list[str]:
+        parts = urlsplit(url)
+        if parts.scheme in ("", "file"):
+            return []
+        if parts.scheme != "az":
+            return [
+                f"{name} {url!r} has an unsupported scheme {parts.scheme!r} "
+                "(use a directory, a file:// URL or az://container/prefix)"
+            ]
+        problems = []
+        if not _CONTAINER_NAME.fullmatch(parts.netloc):
+            problems.append(
+                f"{name} {url!r} does not name a valid container (3-63 lowercase letters, "
+                "digits and single hyphens): use az://container/prefix"
+            )
+        credentials = (
+            self.azure_connection_string,
+            self.azure_credentials_path,
+            self.azure_account,
+        )
+        if not any(credentials):
+            problems.append(
+                f"{name} is {url!r} but none of AZURE_STORAGE_CONNECTION_STRING, "
+                "AZURE_CREDENTIALS_PATH or AZURE_STORAGE_ACCOUNT is set"
+            )
         return problems
 
     def describe(self) -> dict[str, str]:
@@ -96,4 +133,8 @@ class Settings:
             "INPUT_URL": self.input_url,
             "OUTPUT_URL": self.output_url,
             "LOG_LEVEL": self.log_level,
+            "AZURE_STORAGE_CONNECTION_STRING": "(set)" if self.azure_connection_string else "",
+            "AZURE_CREDENTIALS_PATH": self.azure_credentials_path,
+            "AZURE_STORAGE_ACCOUNT": self.azure_account,
+            "AZURE_STORAGE_BLOB_ENDPOINT": self.azure_blob_endpoint,
         }

@@ -1,13 +1,35 @@
-"""Where items' inputs are read and results written: local directories, with atomic writes."""
+"""Where items' inputs are read and results written: local directories or Azure Blob Storage."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from worker.errors import InputError, StorageError
+from worker.errors import ConfigError, InputError, StorageError
+from worker.settings import Settings
+
+
+class Store(Protocol):
+    """A place holding items' files by name. Writes are atomic: the old content or the new."""
+
+    def check(self) -> None:
+        """Raise ConfigError unless the store can be used (reachable, allowed, existing)."""
+
+    def read(self, name: str) -> bytes:
+        """The bytes of `name`; InputError when it does not exist, StorageError when unreadable."""
+
+    def write(self, name: str, data: bytes) -> None:
+        """Store `data` as `name`, replacing it whole; StorageError when that fails."""
+
+    def list(self, suffix: str = "") -> list[str]:
+        """Names below the store's root ending with `suffix`, sorted."""
+
+    def digest(self, name: str) -> bytes | None:
+        """The MD5 of what is stored as `name`, or None when nothing is."""
 
 
 def check_name(name: str) -> str:
@@ -25,11 +47,24 @@ def check_name(name: str) -> str:
 class LocalStore:
     """A directory holding items' files; writes are atomic (temporary file, then rename)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, create: bool = False) -> None:
         self.root = root
+        self.create = create
 
     def __str__(self) -> str:
         return str(self.root)
+
+    def check(self) -> None:
+        """Raise ConfigError unless the root is a directory (made first if `create`)."""
+        if self.create:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot create the directory {self.root} ({exc.strerror})."
+                ) from exc
+        if not self.root.is_dir():
+            raise ConfigError(f"{self.root} is not a directory; check INPUT_URL and OUTPUT_URL.")
 
     def path(self, name: str) -> Path:
         """The file behind `name`, after checking the name."""
@@ -65,6 +100,14 @@ class LocalStore:
         except OSError as exc:
             raise StorageError(f"{name}: cannot write {path} ({exc.strerror}).") from exc
 
+    def digest(self, name: str) -> bytes | None:
+        """The MD5 of the file `name`, or None when there is none."""
+        path = self.path(name)
+        if not path.is_file():
+            return None
+        with path.open("rb") as file:
+            return hashlib.file_digest(file, "md5").digest()
+
     def list(self, suffix: str = "") -> list[str]:
         """Names of the files below the root that end with `suffix`, sorted; [] if no root."""
         if not self.root.is_dir():
@@ -84,9 +127,17 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def open_store(url: str) -> LocalStore:
-    """The store behind a directory path or `file://` URL."""
+def open_store(url: str, settings: Settings | None = None, *, create: bool = False) -> Store:
+    """The store behind a directory, a `file://` URL or `az://container/prefix`.
+
+    With `create`, a local directory is made when checked; an Azure container never is (it is
+    infrastructure, and a mistyped name should fail, not appear).
+    """
     parts = urlsplit(url)
+    if parts.scheme == "az":
+        from worker.blobstore import open_blob_store  # the Azure SDK only when it is needed
+
+        return open_blob_store(url, settings or Settings())
     if parts.scheme == "file":
-        return LocalStore(Path(unquote(parts.path)))
-    return LocalStore(Path(url))
+        return LocalStore(Path(unquote(parts.path)), create)
+    return LocalStore(Path(url), create)
