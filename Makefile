@@ -5,6 +5,16 @@ SHELL := /bin/bash
 VENV        ?= .venv
 PYTHON      ?= python3
 BIN         := $(VENV)/bin
+# STORAGE=azure keeps inputs and outputs in Azurite, the Azure Storage emulator, as seed 000
+# keeps them in Azure Blob Storage; the key is Azurite's published development key.
+STORAGE     ?= local
+AZURITE_CONNECTION_STRING := DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;
+ifeq ($(STORAGE),azure)
+export AZURE_STORAGE_CONNECTION_STRING ?= $(AZURITE_CONNECTION_STRING)
+export INPUT_URL  ?= az://temperaturefiles
+export OUTPUT_URL ?= az://temperaturefiles
+STORAGE_SERVICE := azurite
+endif
 export BROKER_URL ?= amqp://guest:guest@localhost:5672/%2F
 export QUEUE      ?= temperature_job
 export INPUT_URL  ?= data/input
@@ -13,7 +23,7 @@ PARALLELISM ?= 3
 FILES       ?= 6
 ROWS        ?= 525600
 
-.PHONY: help setup broker data publish run status purge demo test lint clean
+.PHONY: help setup broker azurite data publish run status purge demo test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -31,8 +41,16 @@ setup: $(BIN)/jobkit ## create the virtualenv and install the kit with its dev t
 broker: ## make sure RabbitMQ answers at BROKER_URL (starts a local node if none does)
 	@scripts/ensure-broker
 
-data: setup ## write the sample inputs (FILES files of ROWS one-minute readings) to INPUT_URL
+azurite: ## make sure Azurite's blob service answers at 127.0.0.1:10000 (installs and starts it)
+	@scripts/ensure-azurite
+
+data: setup $(STORAGE_SERVICE) ## write the sample inputs (FILES files of ROWS one-minute readings) to INPUT_URL
+ifeq ($(STORAGE),azure)
+	$(BIN)/jobkit data --files $(FILES) --rows $(ROWS) --out data/samples
+	$(BIN)/jobkit upload data/samples $(INPUT_URL)
+else
 	$(BIN)/jobkit data --files $(FILES) --rows $(ROWS)
+endif
 
 publish: setup ## publish every *.csv under INPUT_URL to the queue
 	$(BIN)/jobkit publish
@@ -46,11 +64,15 @@ status: setup ## show queue depth, dead letters with reasons, and outputs writte
 purge: setup ## delete every message waiting in the queue
 	$(BIN)/jobkit purge --yes
 
-demo: setup broker data publish run ## the whole job end to end on six sample files
+demo: setup broker $(STORAGE_SERVICE) data publish run ## the whole job end to end on six sample files (STORAGE=azure: through Azurite)
+ifeq ($(STORAGE),azure)
+	$(BIN)/jobkit status
+else
 	@echo "First hours of $(OUTPUT_URL)/temperature1_aggregated.csv:"
 	@head -4 $(OUTPUT_URL)/temperature1_aggregated.csv
+endif
 
-test: setup broker ## run the whole test suite, then the linters
+test: setup broker azurite ## run the whole test suite, then the linters
 	$(BIN)/pytest -q
 	@$(MAKE) --no-print-directory lint
 
@@ -60,4 +82,4 @@ lint: setup ## ruff and mypy
 	$(BIN)/mypy
 
 clean: ## remove the virtualenv, sample data, outputs and logs
-	rm -rf $(VENV) data .jobkit .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .jobkit .azurite .pytest_cache .mypy_cache .ruff_cache

@@ -165,9 +165,42 @@ def data(
     from publisher.samples import write_samples
 
     with _settings() as settings:
-        store = open_store(str(out_dir) if out_dir else settings.input_url, settings)
+        store = open_store(str(out_dir) if out_dir else settings.input_url, settings, create=True)
+        store.check()
         names = write_samples(store, files, rows, seed)
     out.print(f"Wrote {len(names)} files of {rows:,} readings to {store}.", markup=False)
+
+
+@app.command()
+def upload(
+    source: Annotated[Path, typer.Argument(help="Local directory holding the files.")],
+    destination: Annotated[
+        str, typer.Argument(help="Where to: az://container/prefix or a directory.")
+    ],
+    suffix: Annotated[str, typer.Option(help="Upload the files whose names end so.")] = ".csv",
+) -> None:
+    """Upload the files under SOURCE to DESTINATION (made if missing), skipping those already
+    there with the same content.
+
+    Example: jobkit upload data/input az://temperaturefiles
+    """
+    from rich.progress import Progress
+
+    from publisher.upload import upload_files
+
+    with _settings() as settings:
+        settings.check_location("DESTINATION", destination)
+        origin = open_store(str(source), settings)
+        origin.check()
+        names = origin.list(suffix)
+        target = open_store(destination, settings, create=True)
+        target.check()
+        with Progress(console=out, transient=True) as progress:
+            bar = progress.add_task("upload", total=len(names))
+            uploaded, skipped = upload_files(
+                origin, target, names, lambda name, fresh: progress.advance(bar)
+            )
+    out.print(f"Uploaded {uploaded} files to {target}; {skipped} were already there.", markup=False)
 
 
 @app.command()

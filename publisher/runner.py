@@ -16,6 +16,7 @@ from typing import IO
 from worker.broker import connect, declare_queue, queue_depth
 from worker.errors import ExitCode
 from worker.settings import Settings
+from worker.storage import open_store
 
 POLL_SECONDS = 0.1
 BACKOFF_FIRST_SECONDS = 0.5
@@ -105,8 +106,13 @@ class LocalRunner:
         self._not_before = 0.0
 
     def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
-        """Run the job to its end and return the report; raises BrokerUnavailable at the start."""
+        """Run the job to its end and return the report.
+
+        Makes the output directory or container first; raises ConfigError or BrokerUnavailable
+        before any worker starts.
+        """
         started = time.monotonic()
+        open_store(self.settings.output_url, self.settings, create=True).check()
         connection = connect(self.settings, "runner")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -17,27 +17,42 @@ import pytest
 from worker.settings import DEFAULT_BROKER_URL, Settings
 
 BROKER_URL = os.environ.get("BROKER_URL") or DEFAULT_BROKER_URL
-ROOT = Path(__file__).resolve().parent.parent
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (  # Azurite's published development key
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+AZURITE_ENDPOINT = f"http://127.0.0.1:10000/{AZURITE_ACCOUNT}"
+AZURITE_CONNECTION_STRING = (
+    f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+    f"BlobEndpoint={AZURITE_ENDPOINT};"
+)
 
 
-def _answers(url: str) -> bool:
-    parts = urlsplit(url)
+def _require(host: str, port: int, what: str, how: str) -> None:
+    """Fail under CI=true, skip elsewhere, when nothing answers at host:port."""
     try:
-        with socket.create_connection((parts.hostname, parts.port or 5672), timeout=2):
-            return True
+        with socket.create_connection((host, port), timeout=2):
+            return
     except OSError:
-        return False
+        message = f"No {what} answers at {host}:{port}; start it with '{how}'."
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def broker_url() -> str:
-    """The broker at BROKER_URL; fails under CI=true and skips elsewhere when none answers."""
-    if not _answers(BROKER_URL):
-        message = f"No RabbitMQ answers at {BROKER_URL}; start one with 'make broker'."
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    """The broker at BROKER_URL."""
+    parts = urlsplit(BROKER_URL)
+    _require(parts.hostname or "localhost", parts.port or 5672, "RabbitMQ", "make broker")
     return BROKER_URL
+
+
+@pytest.fixture(scope="session")
+def azurite() -> str:
+    """Azurite's blob service on 127.0.0.1:10000; returns its connection string."""
+    _require("127.0.0.1", 10000, "Azurite", "make azurite")
+    return AZURITE_CONNECTION_STRING
 
 
 @pytest.fixture
@@ -53,9 +68,16 @@ def queue(broker_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def env(tmp_path: Path, broker_url: str, queue: str) -> dict[str, str]:
-    """The environment a user would set for one job: broker, queue, input and output dirs."""
+def env(
+    tmp_path: Path, broker_url: str, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The environment a user would set for one job: broker, queue, input and output dirs.
+
+    The test runs in `tmp_path`, so what commands write beside them (logs) lands there.
+    """
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
     return {
         **os.environ,
         "BROKER_URL": broker_url,
@@ -82,7 +104,6 @@ def jobkit(
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
-        cwd=Path(env["INPUT_URL"]).parent,
     )
 
 

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(os.environ)
         _configure_logging(settings.log_level)
         inputs = open_store(settings.input_url, settings)
-        outputs = open_store(settings.output_url, settings, create=True)
+        outputs = open_store(settings.output_url, settings)
         for store in (inputs, outputs):
             store.check()  # a bad location or credentials: exit 2 before any message is taken
         outcome = take_one(settings, aggregate_item, inputs, outputs)

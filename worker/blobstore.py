@@ -33,9 +33,10 @@ _SINGLE_PUT_BYTES = 256 * 1024 * 1024
 class BlobStore:
     """Blobs under `prefix` in one container; each write is one upload that replaces the blob."""
 
-    def __init__(self, container: ContainerClient, prefix: str) -> None:
+    def __init__(self, container: ContainerClient, prefix: str, create: bool = False) -> None:
         self.container = container
         self.prefix = prefix.strip("/")
+        self.create = create
 
     def __str__(self) -> str:
         path = f"{self.container.container_name}/{self.prefix}".rstrip("/")
@@ -48,6 +49,8 @@ class BlobStore:
     def check(self) -> None:
         """Raise ConfigError naming the account and container unless the container is usable."""
         with self._translated("check", config=True):
+            if self.create and not self.container.exists():
+                self.container.create_container()
             self.container.get_container_properties()
 
     def read(self, name: str) -> bytes:
@@ -116,11 +119,11 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-def open_blob_store(url: str, settings: Settings) -> BlobStore:
+def open_blob_store(url: str, settings: Settings, create: bool = False) -> BlobStore:
     """The store behind `az://container/prefix`, with the first credentials the settings give."""
     parts = urlsplit(url)
     service = _service_client(settings)
-    return BlobStore(service.get_container_client(parts.netloc), parts.path)
+    return BlobStore(service.get_container_client(parts.netloc), parts.path, create)
 
 
 def _service_client(settings: Settings) -> BlobServiceClient:

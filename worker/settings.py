@@ -98,6 +98,12 @@ class Settings:
             problems.append(f"LOG_LEVEL {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
         return problems
 
+    def check_location(self, name: str, url: str) -> None:
+        """Raise ConfigError unless `url` is a location these settings can open."""
+        problems = self._location_problems(name, url)
+        if problems:
+            raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
+
     def _location_problems(self, name: str, url: str) -> list[str]:
         parts = urlsplit(url)
         if parts.scheme in ("", "file"):

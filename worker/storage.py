@@ -17,7 +17,10 @@ class Store(Protocol):
     """A place holding items' files by name. Writes are atomic: the old content or the new."""
 
     def check(self) -> None:
-        """Raise ConfigError unless the store can be used (reachable, allowed, existing)."""
+        """Raise ConfigError unless the store can be used (reachable, allowed, existing).
+
+        A store opened with `create` first makes its directory or container when missing.
+        """
 
     def read(self, name: str) -> bytes:
         """The bytes of `name`; InputError when it does not exist, StorageError when unreadable."""
@@ -55,7 +58,7 @@ class LocalStore:
         return str(self.root)
 
     def check(self) -> None:
-        """Raise ConfigError unless the root is a directory (made first if `create`)."""
+        """Raise ConfigError unless the root is a directory (made first with `create`)."""
         if self.create:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -130,14 +133,14 @@ def _fsync_directory(directory: Path) -> None:
 def open_store(url: str, settings: Settings | None = None, *, create: bool = False) -> Store:
     """The store behind a directory, a `file://` URL or `az://container/prefix`.
 
-    With `create`, a local directory is made when checked; an Azure container never is (it is
-    infrastructure, and a mistyped name should fail, not appear).
+    With `create`, its directory or container is made when it is checked: the operator's tools
+    prepare locations, a worker never does (a missing one is a configuration error).
     """
     parts = urlsplit(url)
     if parts.scheme == "az":
         from worker.blobstore import open_blob_store  # the Azure SDK only when it is needed
 
-        return open_blob_store(url, settings or Settings())
+        return open_blob_store(url, settings or Settings(), create)
     if parts.scheme == "file":
         return LocalStore(Path(unquote(parts.path)), create)
     return LocalStore(Path(url), create)

@@ -1,0 +1,187 @@
+"""Azure Blob Storage in and out, against a real Azurite with the real SDK."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from conftest import (
+    AZURITE_ACCOUNT,
+    AZURITE_ENDPOINT,
+    AZURITE_KEY,
+    jobkit,
+    read_depths,
+    worker,
+)
+
+from worker.errors import ExitCode
+
+pytestmark = [pytest.mark.azurite, pytest.mark.rabbitmq]
+
+
+@pytest.fixture
+def container(azurite: str) -> Iterator[ContainerClient]:
+    """A fresh container, deleted afterwards."""
+    client = BlobServiceClient.from_connection_string(azurite).get_container_client(
+        f"test-{uuid.uuid4().hex[:12]}"
+    )
+    client.create_container()
+    yield client
+    client.delete_container()
+
+
+@pytest.fixture
+def azure_env(env: dict[str, str], azurite: str, container: ContainerClient) -> dict[str, str]:
+    """A job whose inputs and outputs live in the container, reached by connection string."""
+    return {
+        **env,
+        "AZURE_STORAGE_CONNECTION_STRING": azurite,
+        "INPUT_URL": f"az://{container.container_name}/in",
+        "OUTPUT_URL": f"az://{container.container_name}/out",
+    }
+
+
+@pytest.fixture
+def credentials_env(azure_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The same job reached through seed 000's azure_credentials.json instead."""
+    path = tmp_path / "azure_credentials.json"
+    path.write_text(json.dumps({"storage_account": AZURITE_ACCOUNT, "account_key": AZURITE_KEY}))
+    env = {**azure_env, "AZURE_CREDENTIALS_PATH": str(path)}
+    env["AZURE_STORAGE_BLOB_ENDPOINT"] = AZURITE_ENDPOINT
+    del env["AZURE_STORAGE_CONNECTION_STRING"]
+    return env
+
+
+def _upload_samples(env: dict[str, str], samples: Path, files: int = 6) -> None:
+    made = jobkit(env, "data", "--files", str(files), "--rows", "3000", "--out", str(samples))
+    assert made.returncode == 0, made.stderr
+    uploaded = jobkit(env, "upload", str(samples), env["INPUT_URL"])
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert f"Uploaded {files} files" in uploaded.stdout
+
+
+def _blob(container: ContainerClient, name: str) -> bytes:
+    return bytes(container.download_blob(name).readall())
+
+
+def test_the_job_through_azurite_writes_the_same_bytes_as_the_local_path(
+    azure_env: dict[str, str], container: ContainerClient, tmp_path: Path
+) -> None:
+    samples = tmp_path / "samples"
+    _upload_samples(azure_env, samples)
+    published = jobkit(azure_env, "publish")
+    assert "Published 6 items" in published.stdout, published.stderr
+
+    through_azure = jobkit(azure_env, "run", "--parallelism", "3", "--json")
+    assert through_azure.returncode == 0, through_azure.stdout
+
+    local = {**azure_env, "INPUT_URL": str(samples), "OUTPUT_URL": str(tmp_path / "local-out")}
+    assert jobkit(local, "publish").returncode == 0
+    through_disk = jobkit(local, "run", "--parallelism", "3")
+    assert through_disk.returncode == 0, through_disk.stdout
+
+    for i in range(1, 7):
+        name = f"temperature{i}_aggregated.csv"
+        assert _blob(container, f"out/{name}") == (tmp_path / "local-out" / name).read_bytes()
+    assert read_depths(azure_env["BROKER_URL"], azure_env["QUEUE"]) == (0, 0)
+
+
+def test_upload_skips_blobs_whose_content_is_already_there(
+    azure_env: dict[str, str], tmp_path: Path
+) -> None:
+    samples = tmp_path / "samples"
+    _upload_samples(azure_env, samples, files=3)
+    (samples / "temperature2.csv").write_text("Datetime,Temperature\n")
+
+    again = jobkit(azure_env, "upload", str(samples), azure_env["INPUT_URL"])
+
+    assert again.returncode == 0, again.stderr
+    assert "Uploaded 1 files" in again.stdout and "2 were already there" in again.stdout
+
+
+def test_seed_000s_credentials_file_works(
+    credentials_env: dict[str, str], container: ContainerClient
+) -> None:
+    container.upload_blob("in/t.csv", b"Datetime,Temperature\n2017-12-01 00:00:00,3.5\n")
+    assert jobkit(credentials_env, "publish").returncode == 0
+
+    result = worker(credentials_env)
+
+    assert result.returncode == 0, result.stderr
+    assert _blob(container, "out/t_aggregated.csv") == (
+        b"Datetime,mean,std,max,min\n2017-12-01 00:00:00,3.5,,3.5,3.5\n"
+    )
+
+
+def test_a_wrong_key_exits_2_naming_account_and_container_but_not_the_key(
+    credentials_env: dict[str, str], container: ContainerClient, tmp_path: Path
+) -> None:
+    wrong_key = "A" * 86 + "=="
+    path = tmp_path / "wrong.json"
+    path.write_text(json.dumps({"storage_account": AZURITE_ACCOUNT, "account_key": wrong_key}))
+    jobkit(credentials_env, "publish", "t.csv")
+
+    result = worker({**credentials_env, "AZURE_CREDENTIALS_PATH": str(path)})
+
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert (
+        f"Azure refused access to container '{container.container_name}' of account "
+        f"'{AZURITE_ACCOUNT}'"
+    ) in result.stderr
+    assert wrong_key not in result.stderr + result.stdout
+    assert read_depths(credentials_env["BROKER_URL"], credentials_env["QUEUE"]) == (1, 0)
+
+
+def test_a_missing_container_exits_2_before_any_message_is_taken(
+    azure_env: dict[str, str],
+) -> None:
+    jobkit(azure_env, "publish", "t.csv")
+    result = worker({**azure_env, "INPUT_URL": "az://no-such-container/in"})
+    assert result.returncode == ExitCode.CONFIG
+    assert (
+        f"There is no container 'no-such-container' of account '{AZURITE_ACCOUNT}'" in result.stderr
+    )
+    assert read_depths(azure_env["BROKER_URL"], azure_env["QUEUE"]) == (1, 0)
+
+
+def test_a_missing_blob_is_dead_lettered_and_the_others_are_done(
+    azure_env: dict[str, str], container: ContainerClient, tmp_path: Path
+) -> None:
+    _upload_samples(azure_env, tmp_path / "samples", files=2)
+    assert (
+        jobkit(azure_env, "publish", "temperature1.csv", "ghost.csv", "temperature2.csv").returncode
+        == 0
+    )
+
+    result = jobkit(azure_env, "run", "--parallelism", "2", "--json")
+
+    report = json.loads(result.stdout)
+    assert result.returncode == ExitCode.DEAD, report
+    assert sorted(report["done"]) == ["temperature1.csv", "temperature2.csv"]
+    assert [dead["item"] for dead in report["dead"]] == ["ghost.csv"]
+    assert report["dead"][0]["reason"].startswith(
+        f"ghost.csv: no such blob in az://{container.container_name}/in"
+    )
+
+
+def test_the_key_never_appears_in_logs_reports_or_help(
+    azure_env: dict[str, str], container: ContainerClient, tmp_path: Path
+) -> None:
+    debug = {**azure_env, "LOG_LEVEL": "DEBUG"}
+    container.upload_blob("in/t.csv", b"Datetime,Temperature\n2017-12-01 00:00:00,1\n")
+    jobkit(debug, "publish", "t.csv", "ghost.csv")
+    outputs = [
+        jobkit(debug, "run", "--parallelism", "1"),
+        jobkit(debug, "status"),
+        jobkit(debug, "--help"),
+        worker({**debug, "AZURE_STORAGE_CONNECTION_STRING": "AccountKey=" + AZURITE_KEY}),
+    ]
+    text = "".join(result.stdout + result.stderr for result in outputs)
+    text += (tmp_path / ".jobkit" / "run.log").read_text()
+    assert "took t.csv" in text, "the workers' logs were captured"
+    assert AZURITE_KEY not in text
+    assert AZURITE_KEY[:20] not in text
