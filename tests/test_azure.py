@@ -185,3 +185,22 @@ def test_the_key_never_appears_in_logs_reports_or_help(
     assert "took t.csv" in text, "the workers' logs were captured"
     assert AZURITE_KEY not in text
     assert AZURITE_KEY[:20] not in text
+
+
+def test_an_unknown_account_exits_2_naming_it(
+    credentials_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"storage_account": "nosuchaccount", "account_key": AZURITE_KEY}))
+    jobkit(credentials_env, "publish", "t.csv")
+    unknown = {
+        **credentials_env,
+        "AZURE_CREDENTIALS_PATH": str(path),
+        "AZURE_STORAGE_BLOB_ENDPOINT": "http://127.0.0.1:10000/nosuchaccount",
+    }
+
+    result = worker(unknown)
+
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert "of account 'nosuchaccount'" in result.stderr
+    assert read_depths(credentials_env["BROKER_URL"], credentials_env["QUEUE"]) == (1, 0)

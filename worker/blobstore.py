@@ -95,7 +95,7 @@ class BlobStore:
         try:
             yield
         except ResourceNotFoundError as exc:
-            if getattr(exc, "error_code", None) == "ContainerNotFound":
+            if config or getattr(exc, "error_code", None) == "ContainerNotFound":
                 raise ConfigError(f"There is no {where}; create it or fix the az:// URL.") from exc
             raise InputError(f"{name}: no such blob in {self}.") from exc
         except ClientAuthenticationError as exc:
@@ -127,7 +127,11 @@ def open_blob_store(url: str, settings: Settings, create: bool = False) -> BlobS
 
 
 def _service_client(settings: Settings) -> BlobServiceClient:
-    options: dict[str, Any] = {"max_single_put_size": _SINGLE_PUT_BYTES, "retry_total": 3}
+    options: dict[str, Any] = {
+        "max_single_put_size": _SINGLE_PUT_BYTES,
+        "retry_total": 2,
+        "connection_timeout": 10,
+    }
     if settings.azure_connection_string:
         try:
             return BlobServiceClient.from_connection_string(
