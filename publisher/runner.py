@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
 from worker.broker import connect, declare_queue, queue_depth
 from worker.errors import ExitCode
 from worker.settings import Settings
@@ -113,33 +116,28 @@ class LocalRunner:
         """
         started = time.monotonic()
         open_store(self.settings.output_url, self.settings, create=True).check()
-        connection = connect(self.settings, "runner")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        watch = _QueueWatch(self.settings)
         try:
-            channel = connection.channel()
-            depth = declare_queue(channel, self.settings.queue)
+            depth = watch.declare()
             completions = (
                 depth if self.requested_completions is None else self.requested_completions
             )
             report = JobReport(completions, self.parallelism, self.backoff_limit, queued=depth)
-            report.dead_letters_before = queue_depth(channel, self.settings.dead_queue)
+            report.dead_letters_before = watch.depth(self.settings.dead_queue)
             with self.log_path.open("ab") as log_file:
                 try:
                     self._loop(
-                        report,
-                        lambda: queue_depth(channel, self.settings.queue),
-                        log_file,
-                        on_progress,
+                        report, lambda: watch.depth(self.settings.queue), log_file, on_progress
                     )
                 finally:
                     self._stop_workers()
-            report.queued = queue_depth(channel, self.settings.queue)
+            report.queued = watch.depth(self.settings.queue)
             report.running = 0
             on_progress(report)
-            report.dead_letters_after = queue_depth(channel, self.settings.dead_queue)
+            report.dead_letters_after = watch.depth(self.settings.dead_queue)
         finally:
-            if connection.is_open:
-                connection.close()
+            watch.close()
         report.seconds = time.monotonic() - started
         return report
 
@@ -226,6 +224,41 @@ class LocalRunner:
                 worker.process.kill()
                 worker.process.wait()
         self._workers.clear()
+
+
+class _QueueWatch:
+    """Reads queue depths over one connection, reconnecting when the broker restarts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._connection: BlockingConnection | None = None
+        self._open_channel: BlockingChannel | None = None
+
+    def declare(self) -> int:
+        """Declare the job's queues; returns the work queue's depth."""
+        return self._with_channel(lambda channel: declare_queue(channel, self.settings.queue))
+
+    def depth(self, queue: str) -> int:
+        return self._with_channel(lambda channel: queue_depth(channel, queue))
+
+    def _with_channel(self, read: Callable[[BlockingChannel], int]) -> int:
+        try:
+            return read(self._channel())
+        except pika.exceptions.AMQPError:
+            self.close()  # the broker went away: connect again (connect retries) and read once more
+            return read(self._channel())
+
+    def _channel(self) -> BlockingChannel:
+        if self._open_channel is None or not self._open_channel.is_open:
+            self.close()
+            self._connection = connect(self.settings, "runner")
+            self._open_channel = self._connection.channel()
+        return self._open_channel
+
+    def close(self) -> None:
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+        self._connection = self._open_channel = None
 
 
 def _last_json_line(output: bytes) -> dict[str, object]:

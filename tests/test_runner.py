@@ -100,7 +100,8 @@ def test_an_empty_queue_runs_nothing_and_succeeds(env: dict[str, str]) -> None:
 
 
 def test_publish_to_an_unreachable_broker_exits_2_with_one_line(env: dict[str, str]) -> None:
-    _publish = jobkit({**env, "BROKER_URL": "amqp://guest:pw@127.0.0.1:1/"}, "publish", "a.csv")
+    unreachable = {**env, "BROKER_URL": "amqp://guest:pw@127.0.0.1:1/", "BROKER_RETRY_SECONDS": "0"}
+    _publish = jobkit(unreachable, "publish", "a.csv")
     assert _publish.returncode == ExitCode.CONFIG
     assert _publish.stderr.strip().splitlines() == [
         "error: Cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/ (connection refused). "

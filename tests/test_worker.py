@@ -119,7 +119,8 @@ def test_an_unreachable_broker_is_one_clear_line_and_exit_2(env: dict[str, str])
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = worker({**env, "BROKER_URL": f"amqp://guest:s3cret@127.0.0.1:{port}/"})
+    unreachable = f"amqp://guest:s3cret@127.0.0.1:{port}/"
+    result = worker({**env, "BROKER_URL": unreachable, "BROKER_RETRY_SECONDS": "0"})
 
     assert result.returncode == ExitCode.CONFIG
     lines = result.stderr.strip().splitlines()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
+import ssl
+import time
 from typing import Any
 
 import pika
@@ -14,6 +17,11 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from worker.errors import BrokerUnavailable, ConfigError
 from worker.settings import Settings, mask_url
 
+log = logging.getLogger(__name__)
+
+_FIRST_RETRY_SECONDS = 0.5
+_MAX_RETRY_SECONDS = 8.0
+
 # A message is delivered at most DELIVERY_LIMIT + 1 times, then the broker dead-letters it.
 DELIVERY_LIMIT = 3
 REASON_HEADER = "jobkit-reason"
@@ -21,38 +29,70 @@ ATTEMPTS_HEADER = "jobkit-attempts"
 
 
 def connect(settings: Settings, purpose: str) -> BlockingConnection:
-    """Open a blocking connection; raises BrokerUnavailable with a one-line, masked message."""
+    """Open a blocking connection, retrying an unreachable broker for BROKER_RETRY_SECONDS.
+
+    Raises BrokerUnavailable with a one-line, masked message: at once for refused credentials,
+    after the retries for an unreachable broker.
+    """
+    params = _parameters(settings, purpose)
+    where = mask_url(settings.broker_url)
+    deadline = time.monotonic() + settings.broker_retry_seconds
+    delay = _FIRST_RETRY_SECONDS
+    while True:
+        try:
+            return pika.BlockingConnection(params)
+        except pika.exceptions.ProbableAuthenticationError as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ at {where} refused the credentials; check the user and password in "
+                "BROKER_URL."
+            ) from exc
+        except pika.exceptions.ProbableAccessDeniedError as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ at {where} denied access to the virtual host; check the vhost in "
+                "BROKER_URL and the user's permissions."
+            ) from exc
+        except (pika.exceptions.AMQPConnectionError, OSError) as exc:
+            reason = _reason(exc)
+            if time.monotonic() + delay > deadline or _is_certificate_error(exc):
+                raise BrokerUnavailable(
+                    f"Cannot reach RabbitMQ at {where} ({reason}). "
+                    "Start it with 'make broker' or set BROKER_URL."
+                ) from exc
+            log.warning("RabbitMQ at %s: %s; retrying in %.1f s.", where, reason, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY_SECONDS)
+
+
+def _parameters(settings: Settings, purpose: str) -> pika.URLParameters:
     params = pika.URLParameters(settings.broker_url)
     params.client_properties = {
         "connection_name": f"jobkit-{purpose}@{socket.gethostname()}:{os.getpid()}"
     }
-    where = mask_url(settings.broker_url)
-    try:
-        return pika.BlockingConnection(params)
-    except pika.exceptions.ProbableAuthenticationError as exc:
-        raise BrokerUnavailable(
-            f"RabbitMQ at {where} refused the credentials; check the user and password in "
-            "BROKER_URL."
-        ) from exc
-    except pika.exceptions.ProbableAccessDeniedError as exc:
-        raise BrokerUnavailable(
-            f"RabbitMQ at {where} denied access to the virtual host; check the vhost in "
-            "BROKER_URL and the user's permissions."
-        ) from exc
-    except (pika.exceptions.AMQPConnectionError, OSError) as exc:
-        raise BrokerUnavailable(
-            f"Cannot reach RabbitMQ at {where} ({_reason(exc)}). "
-            "Start it with 'make broker' or set BROKER_URL."
-        ) from exc
+    if settings.broker_ca_file and params.ssl_options is not None:
+        context = ssl.create_default_context(cafile=settings.broker_ca_file)
+        params.ssl_options = pika.SSLOptions(context, params.host)
+    return params
+
+
+def _is_certificate_error(exc: BaseException) -> bool:
+    """True when the cause is a refused TLS certificate, which no retry will mend."""
+    return isinstance(_innermost(exc), ssl.SSLCertVerificationError)
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """pika nests the cause of a connection failure in args[0] or in .exception."""
+    while True:
+        inner = exc.args[0] if exc.args else getattr(exc, "exception", None)
+        if not isinstance(inner, BaseException):
+            return exc
+        exc = inner
 
 
 def _reason(exc: BaseException) -> str:
     """The innermost readable cause of a connection failure, e.g. 'connection refused'."""
-    while True:  # pika nests the cause in args[0] or, for connector errors, in .exception
-        inner = exc.args[0] if exc.args else getattr(exc, "exception", None)
-        if not isinstance(inner, BaseException):
-            break
-        exc = inner
+    exc = _innermost(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate not trusted: {exc.verify_message}; set BROKER_CA_FILE"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from worker.errors import ConfigError
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/%2F"
+DEFAULT_BROKER_RETRY_SECONDS = 30.0
 DEFAULT_QUEUE = "temperature_job"
 DEFAULT_INPUT_URL = "data/input"
 DEFAULT_OUTPUT_URL = "data/output"
@@ -19,16 +21,19 @@ MAX_QUEUE_NAME = 250  # AMQP allows 255 bytes; the dead-letter queue appends ".d
 
 SETTINGS_HELP = f"""\
 Environment:
-  BROKER_URL   AMQP URL of RabbitMQ (amqp:// or amqps://)   [{DEFAULT_BROKER_URL}]
-  QUEUE        the work queue; dead letters go to QUEUE.dead [{DEFAULT_QUEUE}]
-  INPUT_URL    where items' input files are: a directory or file:// URL [data/input]
-  OUTPUT_URL   where results are written: a directory or file:// URL    [data/output]
-  LOG_LEVEL    DEBUG, INFO, WARNING or ERROR                [INFO]
-Azure Blob Storage (INPUT_URL or OUTPUT_URL az://container/prefix), first found wins:
-  AZURE_STORAGE_CONNECTION_STRING  a storage account connection string
+  BROKER_URL            RabbitMQ, amqp:// or amqps:// [{DEFAULT_BROKER_URL}]
+  BROKER_CA_FILE        CA certificates to verify an amqps:// broker [the system's]
+  BROKER_RETRY_SECONDS  how long to retry an unreachable broker [{DEFAULT_BROKER_RETRY_SECONDS:g}]
+  QUEUE                 the work queue; dead letters go to QUEUE.dead [{DEFAULT_QUEUE}]
+  INPUT_URL             the inputs: a directory, file:// URL or az://container/prefix
+                        [{DEFAULT_INPUT_URL}]
+  OUTPUT_URL            where results go, the same forms [{DEFAULT_OUTPUT_URL}]
+  LOG_LEVEL             DEBUG, INFO, WARNING or ERROR [INFO]
+Azure Blob Storage credentials for az:// URLs, first found wins:
+  AZURE_STORAGE_CONNECTION_STRING  a storage account's connection string
   AZURE_CREDENTIALS_PATH           a JSON file {{"storage_account": ..., "account_key": ...}}
   AZURE_STORAGE_ACCOUNT            an account name, signed in with azure-identity
-  AZURE_STORAGE_BLOB_ENDPOINT      the blob endpoint, if not https://ACCOUNT.blob.core.windows.net"""
+  AZURE_STORAGE_BLOB_ENDPOINT      the endpoint, if not https://ACCOUNT.blob.core.windows.net"""
 
 
 def mask_url(url: str) -> str:
@@ -45,6 +50,8 @@ class Settings:
     """Everything the kit reads from the environment, validated once."""
 
     broker_url: str = DEFAULT_BROKER_URL
+    broker_ca_file: str = ""
+    broker_retry_seconds: float = DEFAULT_BROKER_RETRY_SECONDS
     queue: str = DEFAULT_QUEUE
     input_url: str = DEFAULT_INPUT_URL
     output_url: str = DEFAULT_OUTPUT_URL
@@ -66,8 +73,18 @@ class Settings:
         def get(name: str, default: str) -> str:
             return env.get(name, "").strip() or default
 
+        retry = get("BROKER_RETRY_SECONDS", str(DEFAULT_BROKER_RETRY_SECONDS))
+        problems = []
+        try:
+            retry_seconds = float(retry)
+        except ValueError:
+            retry_seconds = -1.0
+        if not 0 <= retry_seconds <= 3600:
+            problems.append(f"BROKER_RETRY_SECONDS {retry!r} is not a number of seconds (0-3600)")
         settings = cls(
             broker_url=get("BROKER_URL", DEFAULT_BROKER_URL),
+            broker_ca_file=get("BROKER_CA_FILE", ""),
+            broker_retry_seconds=max(retry_seconds, 0.0),
             queue=get("QUEUE", DEFAULT_QUEUE),
             input_url=get("INPUT_URL", DEFAULT_INPUT_URL),
             output_url=get("OUTPUT_URL", DEFAULT_OUTPUT_URL),
@@ -77,7 +94,7 @@ class Settings:
             azure_account=get("AZURE_STORAGE_ACCOUNT", ""),
             azure_blob_endpoint=get("AZURE_STORAGE_BLOB_ENDPOINT", ""),
         )
-        problems = settings._problems()
+        problems += settings._problems()
         if problems:
             raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
         return settings
@@ -90,6 +107,8 @@ class Settings:
                 f"BROKER_URL {mask_url(self.broker_url)!r} is not an amqp:// or amqps:// URL "
                 "with a host"
             )
+        if self.broker_ca_file and not os.path.isfile(self.broker_ca_file):
+            problems.append(f"BROKER_CA_FILE {self.broker_ca_file!r} is not a file")
         if len(self.queue.encode()) > MAX_QUEUE_NAME:
             problems.append(f"QUEUE is longer than {MAX_QUEUE_NAME} bytes")
         for name, url in (("INPUT_URL", self.input_url), ("OUTPUT_URL", self.output_url)):
@@ -135,6 +154,8 @@ class Settings:
         """The settings as printable text, secrets masked."""
         return {
             "BROKER_URL": mask_url(self.broker_url),
+            "BROKER_CA_FILE": self.broker_ca_file,
+            "BROKER_RETRY_SECONDS": str(self.broker_retry_seconds),
             "QUEUE": self.queue,
             "INPUT_URL": self.input_url,
             "OUTPUT_URL": self.output_url,

@@ -1,0 +1,100 @@
+"""A private RabbitMQ node on its own ports, for tests that stop, kill or reconfigure a broker.
+
+The shared broker at BROKER_URL is never touched by these tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+START_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateBroker:
+    """One rabbitmq-server node under a fresh directory; `config` lines go into rabbitmq.conf."""
+
+    def __init__(self, config: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="jobkit-node-", dir="/var/tmp"))
+        self.directory.chmod(0o777)  # the node runs as user rabbitmq
+        self.node = f"jobkit-test-{self.port}@localhost"
+        listeners = [f"listeners.tcp.local = 127.0.0.1:{self.port}"]
+        (self.directory / "rabbitmq.conf").write_text("\n".join(listeners + (config or [])) + "\n")
+        (self.directory / "rabbitmq-env.conf").write_text("")
+        self.env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_BASE": str(self.directory),
+            "RABBITMQ_MNESIA_BASE": str(self.directory / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.directory / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.directory / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.directory / "pid"),
+            "RABBITMQ_CONFIG_FILE": str(self.directory / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(self.directory / "rabbitmq-env.conf"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def start(self) -> None:
+        """Start the node and wait until it accepts connections."""
+        subprocess.run(["rabbitmq-server", "-detached"], env=self.env, check=True, timeout=60)
+        self._ctl("wait", str(self.directory / "pid"), "--timeout", str(START_SECONDS))
+        deadline = time.monotonic() + 30
+        while not self.answers():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"private broker on {self.port} does not answer")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Stop the node cleanly."""
+        self._ctl("stop", str(self.directory / "pid"))
+
+    def kill(self) -> None:
+        """Kill the node's Erlang VM at once, as a crash would."""
+        pid = int((self.directory / "pid").read_text().strip())
+        os.kill(pid, 9)
+        while self.answers():
+            time.sleep(0.1)
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def remove(self) -> None:
+        """Stop the node if it runs and delete its directory."""
+        if self.answers():
+            try:
+                self.stop()
+            except subprocess.SubprocessError:
+                self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            ["rabbitmqctl", "-n", self.node, "-q", *args],
+            env=self.env,
+            check=True,
+            timeout=START_SECONDS + 30,
+            capture_output=True,
+        )
