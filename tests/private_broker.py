@@ -26,12 +26,12 @@ class PrivateBroker:
     """One rabbitmq-server node under a fresh directory; `config` lines go into rabbitmq.conf."""
 
     def __init__(self, config: list[str] | None = None) -> None:
+        # set before configure(), which names the listener's port
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="jobkit-node-", dir="/var/tmp"))
         self.directory.chmod(0o777)  # the node runs as user rabbitmq
         self.node = f"jobkit-test-{self.port}@localhost"
-        listeners = [f"listeners.tcp.local = 127.0.0.1:{self.port}"]
-        (self.directory / "rabbitmq.conf").write_text("\n".join(listeners + (config or [])) + "\n")
+        self.configure(config or [])
         (self.directory / "rabbitmq-env.conf").write_text("")
         self.env = {
             **os.environ,
@@ -48,6 +48,11 @@ class PrivateBroker:
             "RABBITMQ_CONF_ENV_FILE": str(self.directory / "rabbitmq-env.conf"),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         }
+
+    def configure(self, lines: list[str]) -> None:
+        """Write rabbitmq.conf: the private listener plus `lines`; takes effect at start."""
+        listener = f"listeners.tcp.local = 127.0.0.1:{self.port}"
+        (self.directory / "rabbitmq.conf").write_text("\n".join([listener, *lines]) + "\n")
 
     @property
     def url(self) -> str:
