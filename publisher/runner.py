@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from worker.broker import connect, declare_queue, queue_depth
-from worker.errors import ExitCode
+from worker.errors import ExitCode, failure_action
 from worker.settings import Settings
 
 POLL_SECONDS = 0.1
@@ -200,9 +200,9 @@ class LocalRunner:
                 report.done.append(item)
             else:
                 report.empty += 1
-        elif code == ExitCode.DEAD:
+        elif failure_action(code) == "Ignore":
             report.dead.append((item, reason))
-        elif code == ExitCode.CONFIG:
+        elif failure_action(code) == "FailJob":
             report.stopped = f"configuration error: {reason}"
         else:
             report.failures.append((item, reason))
