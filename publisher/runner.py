@@ -191,7 +191,7 @@ class LocalRunner:
     def _record(self, report: JobReport, worker: _Worker) -> None:
         code = worker.process.returncode
         assert worker.process.stdout is not None
-        result = _last_json_line(worker.process.stdout.read())
+        result = last_json_line(worker.process.stdout.read())
         worker.process.stdout.close()
         item = str(result.get("item") or "")
         reason = str(result.get("reason") or _describe_exit(code))
@@ -222,7 +222,8 @@ class LocalRunner:
         self._workers.clear()
 
 
-def _last_json_line(output: bytes) -> dict[str, object]:
+def last_json_line(output: bytes) -> dict[str, object]:
+    """The last line of `output` that is a JSON object (a worker's outcome), or {}."""
     for line in reversed(output.decode(errors="replace").splitlines()):
         try:
             parsed = json.loads(line)
