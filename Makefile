@@ -27,7 +27,7 @@ FILES       ?= 6
 ROWS        ?= 525600
 
 .PHONY: help setup broker amqp-tools data publish run status purge demo test lint clean \
-        manifests image kind-up kind-load deploy-broker
+        check manifests image kind-up kind-load deploy-broker
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ status: setup ## show queue depth, dead letters with reasons, and outputs writte
 
 purge: setup ## delete every message waiting in the queue
 	$(BIN)/jobkit purge --yes
+
+check: setup ## check every output against its input's aggregation, and that the queues are empty
+	$(BIN)/python scripts/check-outputs
 
 demo: setup broker data publish run ## the whole job end to end on six sample files
 	@echo "First hours of $(OUTPUT_URL)/temperature1_aggregated.csv:"
