@@ -15,6 +15,19 @@ export INPUT_URL  ?= az://temperaturefiles
 export OUTPUT_URL ?= az://temperaturefiles
 STORAGE_SERVICE := azurite
 endif
+RUNNER      ?= local
+# The kind node mounts this directory at /data (manifests/kind-cluster.yaml); the Job mounts that.
+KIND_DATA   := /tmp/jobkit-data
+KIND_CLUSTER ?= jobkit
+KUBE_PORT   ?= 30672
+IMAGE       ?= jobkit-worker:0.1.0
+CONSUME_IMAGE ?= jobkit-amqp-consume:0.1.0
+ifeq ($(RUNNER),kube)
+# With RUNNER=kube this machine reaches the cluster's RabbitMQ through 'kubectl port-forward'.
+export BROKER_URL ?= amqp://jobkit:jobkit@127.0.0.1:$(KUBE_PORT)/%2F
+export INPUT_URL  ?= $(KIND_DATA)/input
+export OUTPUT_URL ?= $(KIND_DATA)/output
+endif
 export BROKER_URL ?= amqp://guest:guest@localhost:5672/%2F
 export QUEUE      ?= temperature_job
 export INPUT_URL  ?= data/input
@@ -23,10 +36,11 @@ PARALLELISM ?= 3
 FILES       ?= 6
 ROWS        ?= 525600
 
-.PHONY: help setup broker azurite data publish run status purge demo test lint clean
+.PHONY: help setup broker azurite amqp-tools data publish run status purge demo test lint \
+        clean check manifests image kind-up kind-load deploy-broker
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(BIN)/jobkit: pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
@@ -40,6 +54,11 @@ setup: $(BIN)/jobkit ## create the virtualenv and install the kit with its dev t
 
 broker: ## make sure RabbitMQ answers at BROKER_URL (starts a local node if none does)
 	@scripts/ensure-broker
+
+amqp-tools: ## install Debian's amqp-tools (amqp-consume) if absent; the tests of that path need it
+	@command -v amqp-consume >/dev/null || { echo "Installing Debian's amqp-tools ..."; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q amqp-tools >/dev/null; }
+
 
 azurite: ## make sure Azurite's blob service answers at 127.0.0.1:10000 (installs and starts it)
 	@scripts/ensure-azurite
@@ -55,14 +74,21 @@ endif
 publish: setup ## publish every *.csv under INPUT_URL to the queue
 	$(BIN)/jobkit publish
 
-run: setup ## run the job locally with PARALLELISM workers, then report
+run: setup ## run the job with PARALLELISM workers, then report (RUNNER=kube: as a Job on kubectl's cluster)
+ifeq ($(RUNNER),kube)
+	$(BIN)/jobkit run --kube --parallelism $(PARALLELISM) --image $(IMAGE) --data-host-path /data
+else
 	$(BIN)/jobkit run --parallelism $(PARALLELISM)
+endif
 
 status: setup ## show queue depth, dead letters with reasons, and outputs written
 	$(BIN)/jobkit status
 
 purge: setup ## delete every message waiting in the queue
 	$(BIN)/jobkit purge --yes
+
+check: setup ## check every output against its input's aggregation, and that the queues are empty
+	$(BIN)/python scripts/check-outputs
 
 demo: setup broker $(STORAGE_SERVICE) data publish run ## the whole job end to end on six sample files (STORAGE=azure: through Azurite)
 ifeq ($(STORAGE),azure)
@@ -72,7 +98,7 @@ else
 	@head -4 $(OUTPUT_URL)/temperature1_aggregated.csv
 endif
 
-test: setup broker azurite ## run the whole test suite, then the linters
+test: setup broker azurite amqp-tools ## run the whole test suite, then the linters
 	$(BIN)/pytest -q
 	@$(MAKE) --no-print-directory lint
 
@@ -80,6 +106,27 @@ lint: setup ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+manifests: setup ## render the example manifests in manifests/ (a test keeps them equal to this)
+	QUEUE=temperature_job LOG_LEVEL=INFO $(BIN)/jobkit manifests --completions 6 --data-host-path /data --out manifests
+	QUEUE=temperature_job LOG_LEVEL=INFO $(BIN)/jobkit manifests --keda --data-host-path /data --out manifests
+
+image: ## build the worker image and its amqp-consume variant (needs docker)
+	docker build -f images/worker.Dockerfile -t $(IMAGE) .
+	docker build -f images/amqp-consume.Dockerfile --build-arg WORKER_IMAGE=$(IMAGE) -t $(CONSUME_IMAGE) .
+
+kind-up: ## create the kind cluster of manifests/kind-cluster.yaml (needs docker and kind)
+	mkdir -p $(KIND_DATA)/input $(KIND_DATA)/output && chmod -R a+rwX $(KIND_DATA)
+	kind create cluster --config manifests/kind-cluster.yaml --name $(KIND_CLUSTER) --wait 120s
+
+kind-load: ## load the worker images into the kind cluster
+	kind load docker-image $(IMAGE) $(CONSUME_IMAGE) --name $(KIND_CLUSTER)
+
+deploy-broker: setup ## deploy RabbitMQ and the Secret with kubectl, then forward its port to KUBE_PORT here
+	$(BIN)/jobkit manifests --completions 0 --out .jobkit/k8s
+	kubectl apply -f .jobkit/k8s/secret.yaml -f .jobkit/k8s/rabbitmq.yaml
+	kubectl rollout status statefulset/rabbitmq --timeout=300s
+	scripts/forward-broker $(KUBE_PORT)
 
 clean: ## remove the virtualenv, sample data, outputs and logs
 	rm -rf $(VENV) data .jobkit .azurite .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from publisher.manifests import (
+    DEFAULT_CLUSTER_BROKER_URL,
+    DEFAULT_IMAGE,
+    JobOptions,
+    Manifest,
+)
 from worker.errors import EXIT_CODE_HELP, ConfigError, InputError, JobkitError
 from worker.settings import SETTINGS_HELP, Settings
 from worker.storage import check_name, open_store
@@ -33,6 +39,40 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ParallelismOption = Annotated[int, typer.Option(min=1, help="Workers (pods) at once.")]
+CompletionsOption = Annotated[
+    int | None,
+    typer.Option(min=0, help="Successful workers needed; default: the queue depth right now."),
+]
+BackoffOption = Annotated[
+    int, typer.Option(min=0, help="Failed workers (exit 1, crash) tolerated; exit 3 not counted.")
+]
+NameOption = Annotated[str, typer.Option(help="Name of the Job.")]
+ImageOption = Annotated[str, typer.Option(help="The worker image.")]
+PullPolicyOption = Annotated[str, typer.Option(help="Always, IfNotPresent or Never.")]
+TtlOption = Annotated[
+    int, typer.Option(min=0, help="Delete the finished Job after this many seconds.")
+]
+DeadlineOption = Annotated[
+    int | None, typer.Option(min=1, help="Stop the Job after this many seconds (activeDeadline).")
+]
+RequestsOption = Annotated[str, typer.Option(help="Each pod's CPU,memory requests.")]
+LimitsOption = Annotated[str, typer.Option(help="Each pod's CPU,memory limits.")]
+HostPathOption = Annotated[
+    str | None,
+    typer.Option(help="Node directory mounted at /data (kind: /data)."),
+]
+ClaimOption = Annotated[
+    str | None,
+    typer.Option(help="PersistentVolumeClaim mounted at /data instead."),
+]
+ClusterBrokerOption = Annotated[
+    str,
+    typer.Option(
+        envvar="CLUSTER_BROKER_URL",
+        help="BROKER_URL as pods see it; its user and password become RabbitMQ's.",
+    ),
+]
 
 
 @contextmanager
@@ -204,31 +244,115 @@ def upload(
 
 
 @app.command()
+def manifests(
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write rabbitmq.yaml, secret.yaml, job.yaml here; else print."),
+    ] = None,
+    completions: CompletionsOption = None,
+    parallelism: ParallelismOption = 3,
+    backoff_limit: BackoffOption = 6,
+    keda: Annotated[
+        bool,
+        typer.Option(
+            help="A KEDA ScaledJob (one Job per queued item) instead, for queues that keep filling."
+        ),
+    ] = False,
+    azure_credentials: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Seed 000's azure_credentials.json: put in the Secret, mounted read-only, and "
+            "named by AZURE_CREDENTIALS_PATH.",
+        ),
+    ] = None,
+    name: NameOption = "jobkit",
+    image: ImageOption = DEFAULT_IMAGE,
+    pull_policy: PullPolicyOption = "IfNotPresent",
+    ttl_seconds: TtlOption = 3600,
+    active_deadline_seconds: DeadlineOption = None,
+    requests: RequestsOption = "250m,256Mi",
+    limits: LimitsOption = "1,1Gi",
+    data_host_path: HostPathOption = None,
+    data_claim: ClaimOption = None,
+    cluster_broker_url: ClusterBrokerOption = DEFAULT_CLUSTER_BROKER_URL,
+) -> None:
+    """Render the Kubernetes manifests: RabbitMQ (StatefulSet with a volume claim, Service),
+    the Secret, and the Job with completions = the queue depth now and a podFailurePolicy
+    from the worker's exit codes.
+
+    Example: jobkit manifests --data-host-path /data --out k8s
+    """
+    from publisher.manifests import render_files, write_manifests
+
+    with _settings() as settings:
+        options = _job_options(
+            settings, _completions(settings, completions, keda),
+            parallelism, backoff_limit, name, image, pull_policy, ttl_seconds,
+            active_deadline_seconds, requests, limits, data_host_path, data_claim,
+        )  # fmt: skip
+        credentials = azure_credentials.read_bytes() if azure_credentials else None
+        files = render_files(options, cluster_broker_url, credentials, keda)
+        if out_dir is None:
+            out.print(_joined(files), markup=False, end="")
+            return
+        for path in write_manifests(out_dir, files):
+            out.print(f"Wrote {path}", markup=False, highlight=False)
+
+
+@app.command()
 def run(
     parallelism: Annotated[
         int, typer.Option(min=1, help="Workers at once; default: the number of CPUs.")
     ] = os.cpu_count() or 1,
-    completions: Annotated[
-        int | None,
-        typer.Option(min=0, help="Successful workers needed; default: the queue depth at start."),
-    ] = None,
-    backoff_limit: Annotated[
-        int,
-        typer.Option(min=0, help="Failed workers (exit 1, crash) tolerated; exit 3 not counted."),
-    ] = 6,
+    completions: CompletionsOption = None,
+    backoff_limit: BackoffOption = 6,
     log_file: Annotated[Path, typer.Option(help="Where the workers' logs go.")] = Path(
         ".jobkit/run.log"
     ),
     as_json: JsonOption = False,
+    kube: Annotated[
+        bool,
+        typer.Option(
+            help="Run on the current kubectl context: apply the manifests, follow the Job."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="With --kube: print what would be applied (secrets masked).")
+    ] = False,
+    name: NameOption = "jobkit",
+    image: ImageOption = DEFAULT_IMAGE,
+    pull_policy: PullPolicyOption = "IfNotPresent",
+    ttl_seconds: TtlOption = 3600,
+    active_deadline_seconds: DeadlineOption = None,
+    requests: RequestsOption = "250m,256Mi",
+    limits: LimitsOption = "1,1Gi",
+    data_host_path: HostPathOption = None,
+    data_claim: ClaimOption = None,
+    cluster_broker_url: ClusterBrokerOption = DEFAULT_CLUSTER_BROKER_URL,
 ) -> None:
     """Run the job locally: worker processes, as a Kubernetes Job runs pods, until the queue is
-    empty; then report. Exits 3 if an item was dead-lettered, 1 at the backoff limit.
+    empty; then report. With --kube, apply the manifests to the current kubectl context and
+    follow the Job instead. Exits 3 if an item was dead-lettered, 1 at the backoff limit.
 
     Example: jobkit run --parallelism 3
     """
     from publisher.display import job_progress, print_report
     from publisher.runner import LocalRunner
 
+    if kube:
+        from publisher.manifests import render_files
+
+        with _settings() as settings:
+            options = _job_options(
+                settings, _completions(settings, completions, False),
+                parallelism, backoff_limit, name, image, pull_policy, ttl_seconds,
+                active_deadline_seconds, requests, limits, data_host_path, data_claim,
+            )  # fmt: skip
+            _run_kube(
+                settings, options, render_files(options, cluster_broker_url), as_json, dry_run
+            )
     with _settings() as settings:
         runner = LocalRunner(settings, parallelism, completions, backoff_limit, log_file)
         with job_progress(out, enabled=not as_json) as on_progress:
@@ -238,3 +362,94 @@ def run(
     else:
         print_report(out, report, settings.queue, settings.output_url, str(log_file))
     raise typer.Exit(int(report.exit_code))
+
+
+def _run_kube(
+    settings: Settings,
+    options: JobOptions,
+    files: dict[str, list[Manifest]],
+    as_json: bool,
+    dry_run: bool,
+) -> None:
+    """`run --kube`: apply the manifests and follow the Job, or print them with --dry-run."""
+    from publisher.display import job_progress, print_report
+    from publisher.kube import KubeRunner
+    from publisher.manifests import mask_secrets
+
+    if dry_run:
+        out.print(_joined(mask_secrets(files)), markup=False, end="")
+        raise typer.Exit(0)
+    runner = KubeRunner(settings, options, [doc for docs in files.values() for doc in docs])
+    with job_progress(out, enabled=not as_json) as on_progress:
+        report = runner.run(on_progress)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        logs = f"kubectl logs -l job-name={options.name}"
+        print_report(out, report, settings.queue, f"{options.output_url} (in the pods)", logs)
+    raise typer.Exit(int(report.exit_code))
+
+
+def _completions(settings: Settings, completions: int | None, keda: bool) -> int:
+    """The given completions, else the queue's depth now (a ScaledJob's Jobs take 1 each)."""
+    from publisher.status import read_depth
+
+    if completions is not None:
+        return completions
+    return 1 if keda else read_depth(settings)
+
+
+def _joined(files: dict[str, list[Manifest]]) -> str:
+    from publisher.manifests import dump
+
+    return dump([doc for docs in files.values() for doc in docs])
+
+
+def _job_options(
+    settings: Settings,
+    completions: int,
+    parallelism: int,
+    backoff_limit: int,
+    name: str,
+    image: str,
+    pull_policy: str,
+    ttl_seconds: int,
+    active_deadline_seconds: int | None,
+    requests: str,
+    limits: str,
+    data_host_path: str | None,
+    data_claim: str | None,
+) -> JobOptions:
+    """The Job's options from the command line; raises ConfigError for a malformed one."""
+    if pull_policy not in ("Always", "IfNotPresent", "Never"):
+        raise ConfigError(f"--pull-policy {pull_policy!r} is not Always, IfNotPresent or Never.")
+    if data_host_path and data_claim:
+        raise ConfigError("Give --data-host-path or --data-claim, not both.")
+    (cpu_request, memory_request), (cpu_limit, memory_limit) = (
+        _pair(option, value) for option, value in (("--requests", requests), ("--limits", limits))
+    )
+    return JobOptions(
+        queue=settings.queue,
+        completions=completions,
+        name=name,
+        parallelism=parallelism,
+        backoff_limit=backoff_limit,
+        ttl_seconds=ttl_seconds,
+        active_deadline_seconds=active_deadline_seconds,
+        image=image,
+        pull_policy=pull_policy,
+        cpu_request=cpu_request,
+        memory_request=memory_request,
+        cpu_limit=cpu_limit,
+        memory_limit=memory_limit,
+        data_host_path=data_host_path,
+        data_claim=data_claim,
+        log_level=settings.log_level,
+    )
+
+
+def _pair(option: str, value: str) -> tuple[str, str]:
+    parts = [part.strip() for part in value.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"{option} {value!r} is not CPU,MEMORY (for example 250m,256Mi).")
+    return parts[0], parts[1]

@@ -94,6 +94,12 @@ def print_report(console: Console, report: JobReport, queue: str, outputs: str, 
         console.print("Failed attempts (retried):", markup=False)
         for item, reason in report.failures:
             console.print(f"  {_about(item, reason)}", markup=False, highlight=False)
+    if report.queued and not report.stopped:
+        console.print(
+            f"{report.queued} items were left behind in the queue: the job counted enough "
+            "successful workers before they were taken. Run it again to do them.",
+            markup=False,
+        )
     if report.stopped:
         console.print(f"Stopped early: {report.stopped}", style="bold red", markup=False)
     console.print(f"Outputs in {outputs}; worker logs in {logs}.", markup=False, highlight=False)

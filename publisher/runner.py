@@ -17,7 +17,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from worker.broker import connect, declare_queue, queue_depth
-from worker.errors import ExitCode
+from worker.errors import ExitCode, failure_action
 from worker.settings import Settings
 from worker.storage import open_store
 
@@ -195,7 +195,7 @@ class LocalRunner:
     def _record(self, report: JobReport, worker: _Worker) -> None:
         code = worker.process.returncode
         assert worker.process.stdout is not None
-        result = _last_json_line(worker.process.stdout.read())
+        result = last_json_line(worker.process.stdout.read())
         worker.process.stdout.close()
         item = str(result.get("item") or "")
         reason = str(result.get("reason") or _describe_exit(code))
@@ -204,9 +204,9 @@ class LocalRunner:
                 report.done.append(item)
             else:
                 report.empty += 1
-        elif code == ExitCode.DEAD:
+        elif failure_action(code) == "Ignore":
             report.dead.append((item, reason))
-        elif code == ExitCode.CONFIG:
+        elif failure_action(code) == "FailJob":
             report.stopped = f"configuration error: {reason}"
         else:
             report.failures.append((item, reason))
@@ -261,7 +261,8 @@ class _QueueWatch:
         self._connection = self._open_channel = None
 
 
-def _last_json_line(output: bytes) -> dict[str, object]:
+def last_json_line(output: bytes) -> dict[str, object]:
+    """The last line of `output` that is a JSON object (a worker's outcome), or {}."""
     for line in reversed(output.decode(errors="replace").splitlines()):
         try:
             parsed = json.loads(line)

@@ -17,6 +17,7 @@ import pytest
 from worker.settings import DEFAULT_BROKER_URL, Settings
 
 BROKER_URL = os.environ.get("BROKER_URL") or DEFAULT_BROKER_URL
+ROOT = Path(__file__).resolve().parent.parent
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (  # Azurite's published development key
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="

@@ -8,7 +8,7 @@ import os
 import sys
 
 from worker.aggregate import aggregate_item
-from worker.consumer import Outcome, take_one
+from worker.consumer import Outcome, do_named, take_one
 from worker.errors import EXIT_CODE_HELP, JobkitError
 from worker.settings import SETTINGS_HELP, Settings
 from worker.storage import open_store
@@ -30,7 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         epilog=f"{SETTINGS_HELP}\n\n{EXIT_CODE_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--stdin",
+        action="store_true",
+        help="do the item named on standard input and take no message (for amqp-consume, "
+        "which acks the message only when this exits 0)",
+    )
+    args = parser.parse_args(argv)
     try:
         settings = Settings.from_env(os.environ)
         _configure_logging(settings.log_level)
@@ -38,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         outputs = open_store(settings.output_url, settings)
         for store in (inputs, outputs):
             store.check()  # a bad location or credentials: exit 2 before any message is taken
-        outcome = take_one(settings, aggregate_item, inputs, outputs)
+        if args.stdin:
+            # amqp-consume pipes the message body as it is; `echo name |` adds a newline.
+            item = sys.stdin.buffer.read().removesuffix(b"\n")
+            outcome = do_named(item, aggregate_item, inputs, outputs)
+        else:
+            outcome = take_one(settings, aggregate_item, inputs, outputs)
     except JobkitError as exc:
         _configure_logging("INFO")
         log.error("%s", exc)

@@ -117,6 +117,26 @@ def _take(
     return Outcome(ExitCode.RETRY, item, reason, attempt, seconds)
 
 
+def do_named(item: bytes, task: Task, inputs: Store, outputs: Store) -> Outcome:
+    """Do the item named by `item` without taking a message: read, run the task, store.
+
+    The caller owns the message (amqp-consume acks it only on exit 0): DEAD means the input can
+    never succeed, RETRY that another try may.
+    """
+    started = time.monotonic()
+    name = item.decode("utf-8", errors="replace")
+    log.info("took %s from standard input", name)
+    try:
+        _process(name, item, task, inputs, outputs)
+    except Exception as exc:  # every failure becomes an exit code, as in take_one
+        if not isinstance(exc, JobkitError):
+            log.error("unexpected error in the task", exc_info=exc)
+        code = exc.exit_code if isinstance(exc, JobkitError) else ExitCode.RETRY
+        log.error("failed %s: %s", name, _one_line(exc))
+        return Outcome(code, name, _one_line(exc), seconds=round(time.monotonic() - started, 3))
+    return Outcome(ExitCode.DONE, name, seconds=round(time.monotonic() - started, 3))
+
+
 def _process(item: str, body: bytes, task: Task, inputs: Store, outputs: Store) -> None:
     try:
         body.decode("utf-8")

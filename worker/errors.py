@@ -19,6 +19,21 @@ Exit codes:
   2  configuration error or unreachable broker; no message was taken
   3  the item can never succeed; it was dead-lettered with the reason"""
 
+# How a runner treats a failed worker, in the words of a Job's podFailurePolicy: "FailJob" stops
+# the job, "Ignore" does not count against the backoff limit, "Count" (any other code) does.
+FAILURE_ACTIONS: dict[ExitCode, str] = {
+    ExitCode.CONFIG: "FailJob",  # retrying cannot fix the configuration
+    ExitCode.DEAD: "Ignore",  # the item is dead-lettered; the worker did its part
+}
+
+
+def failure_action(code: int) -> str:
+    """What a runner does when a worker exits with `code`: FailJob, Ignore or Count."""
+    for exit_code, action in FAILURE_ACTIONS.items():
+        if code == exit_code:
+            return action
+    return "Count"
+
 
 class JobkitError(Exception):
     """Base of the kit's errors; its message is one sentence meant for the operator."""

@@ -1,0 +1,123 @@
+"""`jobkit run --kube`: reading kubectl's JSON, counting pods like the local runner, dry runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import jobkit, read_depths
+
+from publisher.kube import (
+    PodResult,
+    describe_failure,
+    job_status,
+    pod_results,
+    record_pod,
+)
+from publisher.runner import JobReport
+from worker.errors import ExitCode
+
+KUBECTL = Path(__file__).resolve().parent / "kubectl"
+
+
+def _document(name: str) -> dict[str, Any]:
+    """A document as `kubectl get ... -o json` prints it."""
+    parsed: dict[str, Any] = json.loads((KUBECTL / name).read_text())
+    return parsed
+
+
+def _without_kubectl(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """`env` with a PATH that has no kubectl (the test runs jobkit by its full path)."""
+    (tmp_path / "empty").mkdir()
+    return {**env, "PATH": str(tmp_path / "empty")}
+
+
+def test_a_running_job_is_not_finished_and_shows_its_counts() -> None:
+    status = job_status(_document("job-running.json"))
+    assert (status.active, status.succeeded, status.failed) == (3, 2, 0)
+    assert status.finished == ""
+
+
+def test_a_complete_job_is_finished_only_by_its_complete_condition() -> None:
+    status = job_status(_document("job-complete.json"))
+    assert (status.finished, status.succeeded) == ("Complete", 6)
+    assert status.reason == "CompletionsReached"
+
+
+def test_a_job_failed_by_the_exit_2_rule_reads_as_a_configuration_error() -> None:
+    status = job_status(_document("job-failed.json"))
+    assert (status.finished, status.reason) == ("Failed", "PodFailurePolicy")
+    report = JobReport(completions=6, parallelism=3, backoff_limit=6)
+    report.stopped = describe_failure(status)
+    assert report.exit_code == ExitCode.CONFIG
+    assert "failed with exit code 2 matching FailJob rule" in report.stopped
+
+
+def test_pods_are_read_with_their_worker_exit_codes_and_waiting_reasons() -> None:
+    pods = pod_results(_document("pods.json"))
+    assert [(pod.name, pod.phase, pod.exit_code, pod.reason) for pod in pods] == [
+        ("jobkit-4q9zt", "Succeeded", 0, "Completed"),
+        ("jobkit-8d2mw", "Failed", 3, "Error"),
+        ("jobkit-c5v7r", "Failed", 137, "OOMKilled"),
+        ("jobkit-x2lqp", "Pending", None, "ImagePullBackOff"),
+    ]
+    assert [pod.ended for pod in pods] == [True, True, True, False]
+
+
+def test_ended_pods_count_in_the_report_as_the_local_runner_counts_workers() -> None:
+    done, dead, oom, _ = pod_results(_document("pods.json"))
+    report = JobReport(completions=6, parallelism=3, backoff_limit=6)
+
+    record_pod(report, done, {"outcome": "done", "item": "temperature1.csv"})
+    record_pod(report, dead, {"item": "bad.csv", "reason": "bad.csv: line 2: ..."})
+    record_pod(report, oom, {})
+
+    assert report.done == ["temperature1.csv"]
+    assert report.dead == [("bad.csv", "bad.csv: line 2: ...")]
+    assert report.failures == [("", "pod jobkit-c5v7r: worker exited with code 137 (OOMKilled)")]
+    assert report.exit_code == ExitCode.DEAD
+
+
+def test_a_pod_that_exits_2_stops_the_report_as_a_configuration_error() -> None:
+    report = JobReport(completions=1, parallelism=1, backoff_limit=6)
+    record_pod(report, PodResult("jobkit-a", "Failed", 2, "Error"), {"reason": "Bad config."})
+    assert report.exit_code == ExitCode.CONFIG
+    assert report.stopped == "configuration error: Bad config."
+
+
+@pytest.mark.rabbitmq
+def test_a_dry_run_prints_the_manifests_without_kubectl_and_masks_secrets(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = jobkit(
+        _without_kubectl(env, tmp_path),
+        "run",
+        "--kube",
+        "--dry-run",
+        "--completions",
+        "2",
+        "--cluster-broker-url",
+        "amqp://jobkit:s3cret@rabbitmq:5672/%2F",
+    )
+
+    assert result.returncode == 0, result.stderr
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(result.stdout)]
+    assert kinds == ["Service", "StatefulSet", "Secret", "Job"]
+    assert "s3cret" not in result.stdout
+    assert "amqp://jobkit:***@rabbitmq:5672/%2F" in result.stdout
+
+
+@pytest.mark.rabbitmq
+def test_run_kube_without_kubectl_says_how_to_get_it_and_takes_nothing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    assert jobkit(env, "publish", "a.csv").returncode == 0
+
+    result = jobkit(_without_kubectl(env, tmp_path), "run", "--kube")
+
+    assert result.returncode == ExitCode.CONFIG, result.stdout
+    assert "'kubectl' is not on PATH; install kubectl" in result.stderr, result.stderr
+    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (1, 0)
