@@ -19,7 +19,7 @@ from publisher.manifests import (
     JobOptions,
     Manifest,
 )
-from worker.errors import EXIT_CODE_HELP, ConfigError, InputError, JobkitError
+from worker.errors import EXIT_CODE_HELP, ConfigError, ExitCode, InputError, JobkitError
 from worker.settings import SETTINGS_HELP, Settings
 from worker.storage import check_name, open_store
 
@@ -165,6 +165,55 @@ def status(as_json: JsonOption = False) -> None:
         )
     else:
         print_status(out, snapshot, settings.output_url)
+
+
+dead_app = typer.Typer(
+    no_args_is_help=True,
+    help="The dead-letter queue: items that can never succeed, with why.\n\n"
+    "Example: jobkit dead list",
+)
+app.add_typer(dead_app, name="dead")
+
+
+@dead_app.command("list")
+def dead_list(as_json: JsonOption = False) -> None:
+    """Show every dead letter with its reason, attempts and the broker's x-death history; they
+    stay in the queue.
+
+    Example: jobkit dead list --json
+    """
+    from publisher.dead import list_dead_letters
+    from publisher.display import print_dead_letters
+
+    with _settings() as settings:
+        letters = list_dead_letters(settings)
+    if as_json:
+        _print_json([vars(letter) for letter in letters])
+    elif letters:
+        print_dead_letters(out, letters, history=True)
+    else:
+        out.print(f"No dead letters in {settings.dead_queue!r}.", markup=False)
+
+
+@dead_app.command("requeue")
+def dead_requeue(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Items to put back; default: all of them.")
+    ] = None,
+) -> None:
+    """Put dead letters back on the work queue, after fixing what made them fail.
+
+    Example: jobkit dead requeue temperature3.csv
+    """
+    from publisher.dead import requeue_dead_letters
+
+    with _settings() as settings:
+        moved = requeue_dead_letters(settings, set(names) if names else None)
+    missing = sorted(set(names or []) - set(moved))
+    out.print(f"Requeued {len(moved)} items to {settings.queue!r}.", markup=False)
+    if missing:
+        err.print(f"error: not in {settings.dead_queue!r}: {', '.join(missing)}", markup=False)
+        raise typer.Exit(int(ExitCode.CONFIG))
 
 
 @app.command()

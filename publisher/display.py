@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from publisher.dead import DeadLetter
 from publisher.runner import JobReport
 from publisher.status import QueueStatus
 
@@ -114,13 +115,24 @@ def print_status(console: Console, status: QueueStatus, outputs: str) -> None:
         highlight=False,
     )
     if status.dead_letters:
-        table = Table("item", "attempts", "reason", title="Dead letters", title_justify="left")
-        for letter in status.dead_letters:
-            reason = letter.reason.removeprefix(f"{letter.item}: ")
-            table.add_row(letter.item, str(letter.attempts or "?"), reason)
-        console.print(table)
+        print_dead_letters(console, status.dead_letters)
     for name in status.outputs:
         console.print(f"  {name}", markup=False, highlight=False)
+
+
+def print_dead_letters(console: Console, letters: list[DeadLetter], history: bool = False) -> None:
+    """A table of dead letters: item, attempts, reason (and the broker's x-death history)."""
+    columns = ["item", "attempts", "failed at", "reason"] + (["x-death"] if history else [])
+    table = Table(*columns, title="Dead letters", title_justify="left")
+    for letter in letters:
+        row = [
+            letter.item,
+            str(letter.attempts or "?"),
+            letter.failed_at,
+            letter.reason.removeprefix(f"{letter.item}: "),
+        ]
+        table.add_row(*row, *(["\n".join(letter.history) or "-"] if history else []))
+    console.print(table)
 
 
 def _about(item: str, reason: str) -> str:

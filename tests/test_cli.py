@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from conftest import jobkit, read_depths
 from typer.main import get_command
@@ -13,18 +14,29 @@ from typer.testing import CliRunner
 
 from publisher.cli import app
 
-COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
+
+def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Every command and subcommand, as the words a user types after 'jobkit'."""
+    paths = []
+    for name, command in sorted(group.commands.items()):
+        paths.append(" ".join((*prefix, name)))
+        if isinstance(command, click.Group):
+            paths += _command_paths(command, (*prefix, name))
+    return paths
+
+
+COMMANDS = _command_paths(get_command(app))  # type: ignore[arg-type]
 
 
 def test_jobkit_without_arguments_lists_the_commands() -> None:
     result = CliRunner().invoke(app, [])
-    for command in ["publish", "depth", "status", "purge", "data", "run"]:
+    for command in ["publish", "depth", "status", "dead", "purge", "data", "upload", "run"]:
         assert command in result.output, result.output
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_ending_with_an_example(command: str) -> None:
-    result = CliRunner().invoke(app, [command, "--help"], terminal_width=200)
+    result = CliRunner().invoke(app, [*command.split(), "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert f"Example: jobkit {command}" in result.output, result.output
 

@@ -1,0 +1,78 @@
+"""`jobkit dead`: dead letters with their reasons and history, and putting them back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pika
+import pytest
+from conftest import jobkit, read_depths
+
+from worker.broker import DELIVERY_LIMIT
+from worker.errors import ExitCode
+
+pytestmark = pytest.mark.rabbitmq
+
+BAD = "Datetime,Temperature\n2017-12-01 00:00:00,warm\n"
+GOOD = "Datetime,Temperature\n2017-12-01 00:00:00,4.5\n"
+
+
+def _dead_letters(env: dict[str, str]) -> list[dict[str, object]]:
+    result = jobkit(env, "dead", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    return list(json.loads(result.stdout))
+
+
+def test_dead_list_shows_the_reason_the_worker_gave(env: dict[str, str]) -> None:
+    Path(env["INPUT_URL"], "bad.csv").write_text(BAD)
+    jobkit(env, "publish", "bad.csv")
+    jobkit(env, "run", "--parallelism", "1")
+
+    (letter,) = _dead_letters(env)
+
+    assert letter["item"] == "bad.csv"
+    assert letter["reason"] == "bad.csv: line 2: Temperature 'warm' is not a number."
+    assert letter["attempts"] == 1
+    assert str(letter["failed_at"]).startswith("20")
+    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 1), "listing leaves them in place"
+
+
+def test_dead_list_shows_the_brokers_history_for_an_item_that_was_never_acked(
+    env: dict[str, str],
+) -> None:
+    jobkit(env, "publish", "crashy.csv")
+    for _ in range(DELIVERY_LIMIT + 1):  # each consumer goes away without an ack, as a crash would
+        connection = pika.BlockingConnection(pika.URLParameters(env["BROKER_URL"]))
+        method, _, _ = connection.channel().basic_get(env["QUEUE"], auto_ack=False)
+        assert method is not None
+        connection.close()
+
+    (letter,) = _dead_letters(env)
+
+    assert letter["item"] == "crashy.csv"
+    assert str(letter["reason"]).startswith(f"delivered {DELIVERY_LIMIT + 1} times without an ack")
+    assert str(letter["history"][0]).startswith(f"delivery_limit from {env['QUEUE']}")  # type: ignore[index]
+
+
+def test_requeue_puts_back_the_named_items_and_a_rerun_does_them(env: dict[str, str]) -> None:
+    for name in ("a.csv", "b.csv"):
+        Path(env["INPUT_URL"], name).write_text(BAD)
+    jobkit(env, "publish", "a.csv", "b.csv")
+    jobkit(env, "run", "--parallelism", "2")
+    Path(env["INPUT_URL"], "a.csv").write_text(GOOD)  # the fix
+
+    requeued = jobkit(env, "dead", "requeue", "a.csv")
+
+    assert requeued.returncode == 0, requeued.stderr
+    assert "Requeued 1 items" in requeued.stdout
+    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (1, 1)
+    rerun = jobkit(env, "run", "--parallelism", "1", "--json")
+    assert json.loads(rerun.stdout)["done"] == ["a.csv"]
+    assert [letter["item"] for letter in _dead_letters(env)] == ["b.csv"]
+
+
+def test_requeue_of_an_item_not_in_the_dead_letter_queue_says_so(env: dict[str, str]) -> None:
+    result = jobkit(env, "dead", "requeue", "nothere.csv")
+    assert result.returncode == ExitCode.CONFIG
+    assert f"not in '{env['QUEUE']}.dead': nothere.csv" in result.stderr
