@@ -37,7 +37,7 @@ FILES       ?= 6
 ROWS        ?= 525600
 
 .PHONY: help setup broker azurite amqp-tools data publish run status purge demo test lint \
-        clean check manifests image kind-up kind-load deploy-broker
+        clean chaos check manifests image kind-up kind-load deploy-broker
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ endif
 test: setup broker azurite amqp-tools ## run the whole test suite, then the linters
 	$(BIN)/pytest -q
 	@$(MAKE) --no-print-directory lint
+
+chaos: setup ## a bounded random fault session (worker kills, broker restarts) on a private broker
+	$(BIN)/python tests/chaos.py --items 40 --kills 15 --restarts 2
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .

@@ -203,3 +203,13 @@ def test_amqps_connects_with_the_ca_and_refuses_an_untrusted_certificate(
     assert untrusted.returncode == ExitCode.CONFIG
     assert "certificate not trusted" in untrusted.stderr and "BROKER_CA_FILE" in untrusted.stderr
     assert "retrying" not in untrusted.stderr, "a certificate that is not trusted is not retried"
+
+
+def test_workers_killed_at_random_moments_lose_nothing_and_corrupt_nothing() -> None:
+    from chaos import run_chaos
+
+    result = run_chaos(items=10, kills=8, restarts=0, rows=60_000, seed=7)
+
+    assert result.kills >= 4, result.line()
+    assert (result.lost, result.corrupt) == (0, 0), result.line()
+    assert result.done + result.dead_lettered >= result.items, result.line()
