@@ -20,12 +20,18 @@ REASON_HEADER = "jobkit-reason"
 ATTEMPTS_HEADER = "jobkit-attempts"
 
 
-def connect(settings: Settings, purpose: str) -> BlockingConnection:
-    """Open a blocking connection; raises BrokerUnavailable with a one-line, masked message."""
+def connection_parameters(settings: Settings, purpose: str) -> pika.URLParameters:
+    """Parameters from BROKER_URL, with a connection name that says who and why."""
     params = pika.URLParameters(settings.broker_url)
     params.client_properties = {
         "connection_name": f"jobkit-{purpose}@{socket.gethostname()}:{os.getpid()}"
     }
+    return params
+
+
+def connect(settings: Settings, purpose: str) -> BlockingConnection:
+    """Open a blocking connection; raises BrokerUnavailable with a one-line, masked message."""
+    params = connection_parameters(settings, purpose)
     where = mask_url(settings.broker_url)
     try:
         return pika.BlockingConnection(params)

@@ -13,6 +13,7 @@ DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/%2F"
 DEFAULT_QUEUE = "temperature_job"
 DEFAULT_INPUT_URL = "data/input"
 DEFAULT_OUTPUT_URL = "data/output"
+DEFAULT_MAX_INPUT_BYTES = 256 * 1024 * 1024
 MAX_QUEUE_NAME = 250  # AMQP allows 255 bytes; the dead-letter queue appends ".dead"
 
 SETTINGS_HELP = f"""\
@@ -21,7 +22,9 @@ Environment:
   QUEUE        the work queue; dead letters go to QUEUE.dead [{DEFAULT_QUEUE}]
   INPUT_URL    where items' input files are: a directory or file:// URL [data/input]
   OUTPUT_URL   where results are written: a directory or file:// URL    [data/output]
-  LOG_LEVEL    DEBUG, INFO, WARNING or ERROR                [INFO]"""
+  LOG_LEVEL    DEBUG, INFO, WARNING or ERROR                [INFO]
+  MAX_INPUT_BYTES  larger inputs are dead-lettered unread; a worker needs about
+               3 times this in memory above its ~80 MB start  [{DEFAULT_MAX_INPUT_BYTES}]"""
 
 
 def mask_url(url: str) -> str:
@@ -42,6 +45,7 @@ class Settings:
     input_url: str = DEFAULT_INPUT_URL
     output_url: str = DEFAULT_OUTPUT_URL
     log_level: str = "INFO"
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
 
     @property
     def dead_queue(self) -> str:
@@ -55,14 +59,21 @@ class Settings:
         def get(name: str, default: str) -> str:
             return env.get(name, "").strip() or default
 
+        max_input = get("MAX_INPUT_BYTES", str(DEFAULT_MAX_INPUT_BYTES))
+        max_input_bytes = int(max_input) if max_input.isdigit() else 0
         settings = cls(
             broker_url=get("BROKER_URL", DEFAULT_BROKER_URL),
             queue=get("QUEUE", DEFAULT_QUEUE),
             input_url=get("INPUT_URL", DEFAULT_INPUT_URL),
             output_url=get("OUTPUT_URL", DEFAULT_OUTPUT_URL),
             log_level=get("LOG_LEVEL", "INFO").upper(),
+            max_input_bytes=max_input_bytes,
         )
         problems = settings._problems()
+        if max_input_bytes <= 0:
+            problems.append(
+                f"MAX_INPUT_BYTES {max_input!r} is not a positive whole number of bytes"
+            )
         if problems:
             raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
         return settings
@@ -96,4 +107,5 @@ class Settings:
             "INPUT_URL": self.input_url,
             "OUTPUT_URL": self.output_url,
             "LOG_LEVEL": self.log_level,
+            "MAX_INPUT_BYTES": str(self.max_input_bytes),
         }
