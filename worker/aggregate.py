@@ -10,10 +10,10 @@ import io
 import re
 from pathlib import PurePosixPath
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from worker.arrow_numpy import first_missing, float_values, int_values
 from worker.errors import InputError
 from worker.hourly import Floats, Ints, hourly_statistics
 from worker.hourly_csv import hourly_csv
@@ -65,12 +65,10 @@ def _read_readings(data: bytes, name: str) -> tuple[Ints, Floats]:
     if table is None:
         table = _parse_strict(data, name)
     times = table.column("Datetime")
-    if times.null_count:
-        line = times.is_null().index(True).as_py() + 2
-        raise InputError(f"{name}: line {line}: the Datetime is empty.")
-    seconds = np.asarray(times.to_numpy()).view(np.int64)
-    values = np.asarray(table.column("Temperature").to_numpy(), dtype=np.float64)
-    return seconds, values
+    missing = first_missing(times)
+    if missing is not None:
+        raise InputError(f"{name}: line {missing + 2}: the Datetime is empty.")
+    return int_values(times), float_values(table.column("Temperature"))
 
 
 def _parse_fast(data: bytes) -> pa.Table | None:

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from worker.arrow_numpy import float_array, timestamp_array
 from worker.hourly import COLUMNS, Floats, Hourly
 
 HEADER = ("Datetime," + ",".join(COLUMNS) + "\n").encode()
@@ -25,11 +26,11 @@ def hourly_csv(hourly: Hourly) -> bytes:
     """The CSV bytes: one line per hour, `%Y-%m-%d %H:%M:%S` stamps, empty fields for NaN."""
     if len(hourly.stats) == 0:
         return HEADER
-    columns = {"Datetime": pa.array(hourly.seconds, type=pa.timestamp("s"))}
-    for index, name in enumerate(COLUMNS):
-        columns[name] = pa.array(hourly.stats[:, index], from_pandas=True)  # NaN -> empty
+    columns = [timestamp_array(hourly.seconds)]
+    columns += [float_array(hourly.stats[:, index]) for index in range(len(COLUMNS))]
+    table = pa.Table.from_arrays(columns, names=["Datetime", *COLUMNS])
     sink = io.BytesIO()
-    pacsv.write_csv(pa.table(columns), sink, _WRITE)
+    pacsv.write_csv(table, sink, _WRITE)  # a missing (NaN) value is an empty field
     return HEADER + _fix_floats(sink.getvalue(), hourly.stats)
 
 
