@@ -53,8 +53,7 @@ def aggregate_csv(data: bytes, name: str = "<input>") -> bytes:
     One row per hour from the first reading's hour to the last one's; hours without readings
     are present with empty values. Raises InputError naming `name` and what is wrong.
     """
-    seconds, values = _read_readings(data, name)
-    return hourly_csv(hourly_statistics(seconds, values))
+    return hourly_csv(hourly_statistics(*_read_readings(data, name)))
 
 
 def _read_readings(data: bytes, name: str) -> tuple[Ints, Floats]:
@@ -77,7 +76,7 @@ def _parse_fast(data: bytes) -> pa.Table | None:
     if data[: newline if newline >= 0 else len(data)].rstrip(b"\r") not in _PLAIN_HEADERS:
         return None
     try:
-        table = pacsv.read_csv(io.BytesIO(data), convert_options=_CONVERT_FAST)
+        table = _read_csv(data, _CONVERT_FAST)
     except (pa.ArrowInvalid, KeyError):
         return None  # the strict parse says what is wrong
     return table if _is_plain(data, table.num_rows) else None
@@ -95,7 +94,7 @@ def _is_plain(data: bytes, rows: int) -> bool:
 
 def _parse_strict(data: bytes, name: str) -> pa.Table:
     try:
-        return pacsv.read_csv(io.BytesIO(data), convert_options=_CONVERT)
+        return _read_csv(data, _CONVERT)
     except KeyError as exc:  # pyarrow's ArrowKeyError: a column is missing
         header = data.split(b"\n", 1)[0].decode(errors="replace").strip()
         raise InputError(
@@ -103,6 +102,13 @@ def _parse_strict(data: bytes, name: str) -> pa.Table:
         ) from exc
     except pa.ArrowInvalid as exc:
         raise InputError(f"{name}: {_describe_invalid(str(exc), data)}") from exc
+
+
+def _read_csv(data: bytes, convert: pacsv.ConvertOptions) -> pa.Table:
+    # Read in place (no copy of the input), with the system allocator: Arrow's default pool
+    # keeps its parse buffers, twice the peak memory for no gain in speed.
+    source = pa.BufferReader(pa.py_buffer(data))
+    return pacsv.read_csv(source, convert_options=convert, memory_pool=pa.system_memory_pool())
 
 
 def _describe_invalid(message: str, data: bytes) -> str:

@@ -15,19 +15,25 @@ from worker.hourly import Floats, Ints
 
 def float_values(column: pa.ChunkedArray) -> Floats:
     """A float64 column as one array, NaN where a value is missing."""
-    parts = []
-    for chunk in column.chunks:
-        values = _data(chunk, np.float64)
+    values = np.empty(len(column), dtype=np.float64)
+    row = 0
+    for chunk in column.chunks:  # filled in place: no second copy of a large column
+        part = values[row : row + len(chunk)]
+        part[...] = _data(chunk, np.float64)
         if chunk.null_count:
-            values = np.where(_valid(chunk), values, np.nan)
-        parts.append(values)
-    return np.concatenate(parts) if parts else np.empty(0)
+            part[~_valid(chunk)] = np.nan
+        row += len(chunk)
+    return values
 
 
 def int_values(column: pa.ChunkedArray) -> Ints:
     """A column of 64-bit values (timestamps: their counts since the epoch) as one array."""
-    parts = [_data(chunk, np.int64) for chunk in column.chunks]
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    values = np.empty(len(column), dtype=np.int64)
+    row = 0
+    for chunk in column.chunks:
+        values[row : row + len(chunk)] = _data(chunk, np.int64)
+        row += len(chunk)
+    return values
 
 
 def first_missing(column: pa.ChunkedArray) -> int | None:

@@ -46,13 +46,13 @@ def hourly_statistics(
         order = np.argsort(seconds, kind="stable")
         seconds, values = seconds[order], values[order]
     hours = seconds // SECONDS_PER_HOUR
+    del seconds  # the caller passes its only reference: a year's file is ~500,000 readings
     first = int(hours[0])
     stats = np.full((int(hours[-1]) - first + 1, len(COLUMNS)), np.nan)
     present = ~np.isnan(values)
-    if present.all():
-        hours = hours - first
-    else:
-        hours, values = hours[present] - first, values[present]
+    if not present.all():
+        hours, values = hours[present], values[present]
+    hours -= first
     if values.size == 0:
         return Hourly(first, stats)
     starts = np.flatnonzero(np.concatenate(([True], hours[1:] != hours[:-1])))
