@@ -13,7 +13,7 @@ PARALLELISM ?= 3
 FILES       ?= 6
 ROWS        ?= 525600
 
-.PHONY: help setup broker data publish run status purge demo test lint clean
+.PHONY: help setup broker data publish run status purge demo test bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ demo: setup broker data publish run ## the whole job end to end on six sample fi
 test: setup broker ## run the whole test suite, then the linters
 	$(BIN)/pytest -q
 	@$(MAKE) --no-print-directory lint
+
+bench: setup broker ## measure speed against the seed's code side by side (a few minutes)
+	$(BIN)/python -m bench
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .

@@ -8,7 +8,6 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from worker.aggregate import is_output
 from worker.broker import (
     ATTEMPTS_HEADER,
     DELIVERY_LIMIT,
@@ -17,6 +16,7 @@ from worker.broker import (
     declare_queue,
     queue_depth,
 )
+from worker.outputs import is_output
 from worker.settings import Settings
 from worker.storage import open_store
 

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     drain = parser.parse_args(argv).drain
     release_freed_memory_promptly()
+    # The task never multiplies matrices: OpenBLAS's threads, started when numpy is imported,
+    # would only cost each worker a tenth of a CPU-second.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     outcomes: list[Outcome] = []
     try:
         settings = Settings.from_env(os.environ)

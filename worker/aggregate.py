@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import PurePosixPath
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -17,9 +16,11 @@ from worker.arrow_numpy import first_missing, float_values, int_values
 from worker.errors import InputError
 from worker.hourly import Floats, Ints, hourly_statistics
 from worker.hourly_csv import hourly_csv
+from worker.outputs import is_output, output_name
+
+__all__ = ["DATETIME_FORMAT", "aggregate_csv", "aggregate_item", "is_output", "output_name"]
 
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-OUTPUT_SUFFIX = "_aggregated.csv"
 _TYPES = {"Datetime": pa.timestamp("s"), "Temperature": pa.float64()}
 _CONVERT = pacsv.ConvertOptions(
     column_types=_TYPES, timestamp_parsers=[DATETIME_FORMAT], include_columns=list(_TYPES)
@@ -29,17 +30,6 @@ _CONVERT = pacsv.ConvertOptions(
 _CONVERT_FAST = pacsv.ConvertOptions(column_types=_TYPES, include_columns=list(_TYPES))
 _PLAIN_HEADERS = (b"Datetime,Temperature", b"Temperature,Datetime")
 _INVALID_VALUE = re.compile(r"column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'")
-
-
-def output_name(name: str) -> str:
-    """`dir/temperature1.csv` -> `dir/temperature1_aggregated.csv`."""
-    path = PurePosixPath(name)
-    return str(path.with_name(path.stem + OUTPUT_SUFFIX))
-
-
-def is_output(name: str) -> bool:
-    """True for names this task writes, so they are not taken for inputs."""
-    return name.endswith(OUTPUT_SUFFIX)
 
 
 def aggregate_item(name: str, data: bytes) -> dict[str, bytes]:
