@@ -12,6 +12,7 @@ export OUTPUT_URL ?= data/output
 PARALLELISM ?= 3
 FILES       ?= 6
 ROWS        ?= 525600
+RUN_FLAGS   ?=
 
 .PHONY: help setup broker data publish run status purge demo test bench lint clean
 
@@ -37,8 +38,8 @@ data: setup ## write the sample inputs (FILES files of ROWS one-minute readings)
 publish: setup ## publish every *.csv under INPUT_URL to the queue
 	$(BIN)/jobkit publish
 
-run: setup ## run the job locally with PARALLELISM workers, then report
-	$(BIN)/jobkit run --parallelism $(PARALLELISM)
+run: setup ## run the job locally with PARALLELISM workers (RUN_FLAGS=--drain: each drains the queue)
+	$(BIN)/jobkit run --parallelism $(PARALLELISM) $(RUN_FLAGS)
 
 status: setup ## show queue depth, dead letters with reasons, and outputs written
 	$(BIN)/jobkit status
@@ -63,4 +64,4 @@ lint: setup ## ruff and mypy
 	$(BIN)/mypy
 
 clean: ## remove the virtualenv, sample data, outputs and logs
-	rm -rf $(VENV) data .jobkit .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .jobkit .pytest_cache .mypy_cache .ruff_cache bench/results.json

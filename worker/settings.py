@@ -23,8 +23,8 @@ Environment:
   INPUT_URL    where items' input files are: a directory or file:// URL [data/input]
   OUTPUT_URL   where results are written: a directory or file:// URL    [data/output]
   LOG_LEVEL    DEBUG, INFO, WARNING or ERROR                [INFO]
-  MAX_INPUT_BYTES  larger inputs are dead-lettered unread; a worker needs about
-               3 times this in memory above its ~80 MB start  [{DEFAULT_MAX_INPUT_BYTES}]"""
+  MAX_INPUT_BYTES  inputs larger than this are dead-lettered unread [{DEFAULT_MAX_INPUT_BYTES}]
+               (a worker needs about 95 MB plus 3 times its input in memory)"""
 
 
 def mask_url(url: str) -> str:
