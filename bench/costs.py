@@ -20,7 +20,8 @@ def start_up(bench: Bench, rounds: int) -> dict[str, float]:
     bare = statistics.median(run_process(python("-c", "pass"), env).seconds for _ in range(rounds))
     imports = python("-c", "import worker.__main__, worker.aggregate")
     loaded = statistics.median(run_process(imports, env).seconds for _ in range(rounds))
-    runner = [JOBKIT, "run", "--json"]  # on an empty queue: start, look, report, exit
+    # On an empty queue: start, look, report, exit.
+    runner = [JOBKIT, "run", "--json", "--log-file", str(bench.root / "log")]
     jobkit = statistics.median(run_process(runner, env).seconds for _ in range(rounds))
     return {"interpreter_s": bare, "worker_imports_s": loaded - bare, "jobkit_run_empty_s": jobkit}
 

@@ -98,4 +98,10 @@ def _configure_logging(level: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    # All is stored, acked and printed by now; skipping the interpreter's teardown of numpy,
+    # pyarrow and pika saves a tenth of a short item's whole time.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(exit_code)

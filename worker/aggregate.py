@@ -63,23 +63,24 @@ def _read_readings(data: bytes, name: str) -> tuple[Ints, Floats]:
 def _parse_fast(data: bytes) -> pa.Table | None:
     """The table via the ISO parser when every Datetime is exactly `YYYY-MM-DD hh:mm:ss`."""
     newline = data.find(b"\n")
-    if data[: newline if newline >= 0 else len(data)].rstrip(b"\r") not in _PLAIN_HEADERS:
+    body = newline + 1 if newline >= 0 else len(data)
+    if data[:body].rstrip(b"\r\n") not in _PLAIN_HEADERS:
         return None
     try:
         table = _read_csv(data, _CONVERT_FAST)
     except (pa.ArrowInvalid, KeyError):
         return None  # the strict parse says what is wrong
-    return table if _is_plain(data, table.num_rows) else None
+    return table if _is_plain(data, body, table.num_rows) else None
 
 
-def _is_plain(data: bytes, rows: int) -> bool:
-    """True if every Datetime the ISO parser took has the strict form.
+def _is_plain(data: bytes, body: int, rows: int) -> bool:
+    """True if every Datetime the ISO parser took, in the rows from `body` on, is strict.
 
     With exactly two columns, colons can only be in Datetime fields (a Temperature with one
     does not parse), and the forms the ISO parser accepts have at most two each; so 2 per row
-    means all have seconds. The header's 'T' is then the only one: no 'T' separator.
+    means all have seconds. Then no 'T' below the header means no 'T' separator.
     """
-    return data.count(b":") == 2 * rows and data.count(b"T") == 1
+    return data.count(b":") == 2 * rows and data.find(b"T", body) < 0
 
 
 def _parse_strict(data: bytes, name: str) -> pa.Table:
