@@ -196,7 +196,8 @@ def end_to_end(
 ) -> Figure:
     """`jobkit run --parallelism 2` on the year files against the seed's command, one by one."""
     env = bench.env(inputs)
-    command = [JOBKIT, "run", "--parallelism", "2", "--json", "--log-file", str(bench.root / "log")]
+    # As `make demo` runs it: progress bar and report included.
+    command = [JOBKIT, "run", "--parallelism", "2", "--log-file", str(bench.root / "log")]
     command += ["--drain"] if drain else []
     ours, seed = [], []
     for _ in range(rounds):
