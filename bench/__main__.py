@@ -54,7 +54,7 @@ def main() -> int:
         figures.append(figure)
         costs.update(found)
         _say("drain mode")
-        figures.append(drain(bench, bench.root / "small", smalls, SMALL_SAMPLE))
+        figures.append(drain(bench, bench.root / "small", smalls, SMALL_SAMPLE, 3))
         _say("publishing")
         figures.append(publishing(bench, PUBLISHED, SEED_PUBLISHED))
         _say("memory")

@@ -22,9 +22,10 @@ def main(engine: str, source: Path, out_dir: Path) -> None:
     """Import what the engine's worker imports, then do one item; print the two figures."""
     if engine == "ours":
         import worker.__main__
-        import worker.aggregate  # imported by the worker when its first item arrives
+        from worker.startup import prepare_process
 
-        worker.__main__.release_freed_memory_promptly()  # as its main() does
+        prepare_process()  # as the worker's main() does, before the task's imports
+        import worker.aggregate  # imported by the worker when its first item arrives
         from worker.storage import LocalStore
 
         after_imports = _status("VmRSS")

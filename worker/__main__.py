@@ -7,7 +7,6 @@ the task (pyarrow, numpy) is imported when the first item arrives.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
 import sys
@@ -15,11 +14,10 @@ import sys
 from worker.consumer import Outcome, drain_exit_code, take_items
 from worker.errors import EXIT_CODE_HELP, JobkitError
 from worker.settings import SETTINGS_HELP, Settings
+from worker.startup import prepare_process
 from worker.storage import open_store
 
 log = logging.getLogger("worker")
-
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 DESCRIPTION = """\
 Take exactly one item (a file name) from the work queue, aggregate that file to hourly
@@ -46,10 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         help="take items until the queue is empty, not just one (for short items)",
     )
     drain = parser.parse_args(argv).drain
-    release_freed_memory_promptly()
-    # The task never multiplies matrices: OpenBLAS's threads, started when numpy is imported,
-    # would only cost each worker a tenth of a CPU-second.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    prepare_process()
     outcomes: list[Outcome] = []
     try:
         settings = Settings.from_env(os.environ)
@@ -72,19 +67,6 @@ def _aggregate(name: str, data: bytes) -> dict[str, bytes]:
     from worker.aggregate import aggregate_item
 
     return aggregate_item(name, data)
-
-
-def release_freed_memory_promptly() -> None:
-    """Make glibc hand large freed blocks straight back to the system.
-
-    By default it raises its mmap threshold after the first large free and keeps later
-    buffers on per-thread heaps: a year's file then peaks at 5 times its size, not 3.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: its own defaults apply
-        return
-    libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
 
 def _configure_logging(level: str) -> None:
