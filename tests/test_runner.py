@@ -108,7 +108,7 @@ def test_publish_to_an_unreachable_broker_exits_2_with_one_line(env: dict[str, s
     ]
 
 
-def test_drain_mode_does_every_item_with_fewer_workers(env: dict[str, str]) -> None:
+def test_drain_mode_does_every_item_and_reports_each_one(env: dict[str, str]) -> None:
     _publish_samples(env, files=6)
 
     code, report = _run_json(env, "--parallelism", "2", "--drain")
