@@ -35,9 +35,10 @@ export OUTPUT_URL ?= data/output
 PARALLELISM ?= 3
 FILES       ?= 6
 ROWS        ?= 525600
+RUN_FLAGS   ?=
 
 .PHONY: help setup broker azurite amqp-tools data publish run status purge demo test lint \
-        clean chaos check manifests image kind-up kind-load deploy-broker
+        clean bench chaos check manifests image kind-up kind-load deploy-broker
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -74,11 +75,11 @@ endif
 publish: setup ## publish every *.csv under INPUT_URL to the queue
 	$(BIN)/jobkit publish
 
-run: setup ## run the job with PARALLELISM workers, then report (RUNNER=kube: as a Job on kubectl's cluster)
+run: setup ## run the job with PARALLELISM workers, then report (RUN_FLAGS=--drain; RUNNER=kube: as a Job)
 ifeq ($(RUNNER),kube)
 	$(BIN)/jobkit run --kube --parallelism $(PARALLELISM) --image $(IMAGE) --data-host-path /data
 else
-	$(BIN)/jobkit run --parallelism $(PARALLELISM)
+	$(BIN)/jobkit run --parallelism $(PARALLELISM) $(RUN_FLAGS)
 endif
 
 status: setup ## show queue depth, dead letters with reasons, and outputs written
@@ -104,6 +105,9 @@ test: setup broker azurite amqp-tools ## run the whole test suite, then the lint
 
 chaos: setup ## a bounded random fault session (worker kills, broker restarts) on a private broker
 	$(BIN)/python tests/chaos.py --items 40 --kills 15 --restarts 2
+
+bench: setup broker ## measure speed against the seed's code side by side (a few minutes)
+	$(BIN)/python -m bench
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .
@@ -132,4 +136,4 @@ deploy-broker: setup ## deploy RabbitMQ and the Secret with kubectl, then forwar
 	scripts/forward-broker $(KUBE_PORT)
 
 clean: ## remove the virtualenv, sample data, outputs and logs
-	rm -rf $(VENV) data .jobkit .azurite .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .jobkit .azurite .pytest_cache .mypy_cache .ruff_cache bench/results.json

@@ -360,6 +360,14 @@ def run(
     log_file: Annotated[Path, typer.Option(help="Where the workers' logs go.")] = Path(
         ".jobkit/run.log"
     ),
+    drain: Annotated[
+        bool,
+        typer.Option(
+            "--drain",
+            help="Each worker takes items until the queue is empty (for short items, where "
+            "starting a process per item costs more than the item).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     kube: Annotated[
         bool,
@@ -403,7 +411,7 @@ def run(
                 settings, options, render_files(options, cluster_broker_url), as_json, dry_run
             )
     with _settings() as settings:
-        runner = LocalRunner(settings, parallelism, completions, backoff_limit, log_file)
+        runner = LocalRunner(settings, parallelism, completions, backoff_limit, log_file, drain)
         with job_progress(out, enabled=not as_json) as on_progress:
             report = runner.run(on_progress)
     if as_json:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from worker.errors import ExitCode, failure_action
 from worker.settings import Settings
 from worker.storage import open_store
 
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.02  # a finished worker is replaced within this; a poll costs ~1 ms
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 
@@ -81,15 +82,19 @@ class JobReport:
 class _Worker:
     process: subprocess.Popen[bytes]
     started: float
+    output: IO[bytes]  # its stdout: one JSON line per item, read as it grows
+    read_to: int = 0
+    codes: list[int] = field(default_factory=list)  # the codes of the lines read so far
 
 
 class LocalRunner:
     """Run `python -m worker` processes: at most `parallelism` at once, until the job is done.
 
-    Like a Job: the job needs `completions` successful workers; failures (exit 1, crashes) count
+    Like a Job: the job needs `completions` successful items; failures (exit 1, crashes) count
     against `backoff_limit` and are retried after a growing delay; exit 3 is ignored (a
     podFailurePolicy Ignore rule); exit 2 fails the job. Unlike a Job, it also keeps going
-    until the queue is empty and no worker holds an item.
+    until the queue is empty and no worker holds an item. With `drain`, each worker takes
+    items until the queue is empty instead of one.
     """
 
     def __init__(
@@ -99,8 +104,10 @@ class LocalRunner:
         completions: int | None,
         backoff_limit: int,
         log_path: Path,
+        drain: bool = False,
     ) -> None:
         self.settings = settings
+        self.drain = drain
         self.parallelism = parallelism
         self.requested_completions = completions
         self.backoff_limit = backoff_limit
@@ -177,28 +184,34 @@ class LocalRunner:
             "INPUT_URL": self.settings.input_url,
             "OUTPUT_URL": self.settings.output_url,
             "LOG_LEVEL": self.settings.log_level,
+            "MAX_INPUT_BYTES": str(self.settings.max_input_bytes),
         }
+        # A file, not a pipe: a draining worker prints a line per item, more than a pipe holds.
+        output = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the worker is reaped)
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker"],
+            [sys.executable, "-m", "worker", *(["--drain"] if self.drain else [])],
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=output,
             stderr=log_file,
         )
-        self._workers.append(_Worker(process, time.monotonic()))
+        self._workers.append(_Worker(process, time.monotonic(), output))
 
     def _reap(self, report: JobReport) -> None:
-        for worker in [w for w in self._workers if w.process.poll() is not None]:
-            self._workers.remove(worker)
-            self._record(report, worker)
+        for worker in list(self._workers):
+            exited = worker.process.poll() is not None
+            for result in _new_json_lines(worker):  # after poll(): an exited worker's last lines
+                worker.codes.append(int(str(result.get("code", -1))))
+                self._record(report, result)
+            if exited:
+                self._workers.remove(worker)
+                worker.output.close()
+                self._record_exit(report, worker)
 
-    def _record(self, report: JobReport, worker: _Worker) -> None:
-        code = worker.process.returncode
-        assert worker.process.stdout is not None
-        result = last_json_line(worker.process.stdout.read())
-        worker.process.stdout.close()
+    def _record(self, report: JobReport, result: dict[str, object]) -> None:
+        code = int(str(result.get("code", -1)))
         item = str(result.get("item") or "")
-        reason = str(result.get("reason") or _describe_exit(code))
+        reason = str(result.get("reason") or "")
         if code == ExitCode.DONE:
             if item:
                 report.done.append(item)
@@ -209,9 +222,22 @@ class LocalRunner:
         elif failure_action(code) == "FailJob":
             report.stopped = f"configuration error: {reason}"
         else:
-            report.failures.append((item, reason))
-            delay = BACKOFF_FIRST_SECONDS * 2 ** (len(report.failures) - 1)
-            self._not_before = time.monotonic() + min(delay, BACKOFF_MAX_SECONDS)
+            self._record_failure(report, item, reason)
+
+    def _record_exit(self, report: JobReport, worker: _Worker) -> None:
+        """A worker that died without saying why (killed, crashed) is a failure."""
+        code = worker.process.returncode
+        if code == ExitCode.DONE or code in worker.codes:
+            return
+        if code == ExitCode.CONFIG:
+            report.stopped = f"configuration error: {_describe_exit(code)}"
+        else:
+            self._record_failure(report, "", _describe_exit(code))
+
+    def _record_failure(self, report: JobReport, item: str, reason: str) -> None:
+        report.failures.append((item, reason))
+        delay = BACKOFF_FIRST_SECONDS * 2 ** (len(report.failures) - 1)
+        self._not_before = time.monotonic() + min(delay, BACKOFF_MAX_SECONDS)
 
     def _stop_workers(self) -> None:
         """Stop workers still running (on an interrupt): their items go back to the queue."""
@@ -223,7 +249,25 @@ class LocalRunner:
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
+            worker.output.close()
         self._workers.clear()
+
+
+def _new_json_lines(worker: _Worker) -> list[dict[str, object]]:
+    """The complete JSON lines the worker printed since the last call."""
+    worker.output.seek(worker.read_to)
+    text = worker.output.read()
+    complete = text[: text.rfind(b"\n") + 1]
+    worker.read_to += len(complete)
+    results = []
+    for line in complete.decode(errors="replace").splitlines():
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            results.append(parsed)
+    return results
 
 
 class _QueueWatch:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from publisher.dead import DeadLetter, peek_dead_letters
-from worker.aggregate import is_output
 from worker.broker import connect, declare_queue
+from worker.outputs import is_output
 from worker.settings import Settings
 from worker.storage import open_store
 

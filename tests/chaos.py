@@ -23,7 +23,8 @@ from pathlib import Path
 from private_broker import PrivateBroker  # beside this file, on sys.path when run or tested
 
 from publisher.samples import sample_csv
-from worker.aggregate import aggregate_csv, output_name
+from worker.aggregate import aggregate_csv
+from worker.outputs import output_name
 
 
 @dataclass
@@ -84,7 +85,7 @@ def _cause_faults(
     events = ["kill"] * kills + ["restart"] * restarts
     rng.shuffle(events)
     for event in events:
-        time.sleep(rng.uniform(0.2, 1.5))
+        time.sleep(rng.uniform(0.05, 0.6))
         if runner.poll() is not None:
             break
         if event == "restart":

@@ -108,10 +108,15 @@ def jobkit(
     )
 
 
-def worker(env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def worker(
+    env: dict[str, str],
+    *args: str,
+    python_options: tuple[str, ...] = (),
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
     """Run one `python -m worker` process."""
     return subprocess.run(
-        [sys.executable, "-m", "worker"],
+        [sys.executable, *python_options, "-m", "worker", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -113,3 +113,13 @@ def test_the_task_names_its_output_after_the_input() -> None:
     assert output_name("temperature6.csv") == "temperature6_aggregated.csv"
     assert is_output("temperature6_aggregated.csv")
     assert not is_output("temperature6.csv")
+
+
+@pytest.mark.parametrize(
+    "stamp", ["2017-12-01T00:01:00", "2017-12-01", "2017-12-01 00", "2017-12-01 00:01"]
+)
+def test_datetimes_in_other_iso_forms_are_refused_like_any_other(stamp: str) -> None:
+    data = HEADER + f"2017-12-01 00:00:00,1\n{stamp},2\n"
+    with pytest.raises(InputError) as raised:
+        aggregate_csv(data.encode(), "t.csv")
+    assert str(raised.value).startswith(f"t.csv: line 3: Datetime '{stamp}' is not in the form")

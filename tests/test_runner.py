@@ -107,3 +107,14 @@ def test_publish_to_an_unreachable_broker_exits_2_with_one_line(env: dict[str, s
         "error: Cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/ (connection refused). "
         "Start it with 'make broker' or set BROKER_URL."
     ]
+
+
+def test_drain_mode_does_every_item_and_reports_each_one(env: dict[str, str]) -> None:
+    _publish_samples(env, files=6)
+
+    code, report = _run_json(env, "--parallelism", "2", "--drain")
+
+    assert code == 0, report
+    assert sorted(report["done"]) == [f"temperature{i}.csv" for i in range(1, 7)]  # type: ignore[arg-type]
+    assert report["failures"] == [] and report["empty"] == 0
+    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 0)

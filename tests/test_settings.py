@@ -41,3 +41,10 @@ def test_passwords_are_masked_in_urls() -> None:
 def test_describe_masks_the_broker_password() -> None:
     settings = Settings.from_env({"BROKER_URL": "amqp://u:topsecret@h:5672/%2F"})
     assert "topsecret" not in str(settings.describe())
+
+
+def test_the_input_size_limit_is_read_and_checked() -> None:
+    assert Settings.from_env({"MAX_INPUT_BYTES": "1000"}).max_input_bytes == 1000
+    for bad in ("0", "-5", "1GB", "ten"):
+        with pytest.raises(ConfigError, match=f"MAX_INPUT_BYTES '{bad}' is not a positive"):
+            Settings.from_env({"MAX_INPUT_BYTES": bad})

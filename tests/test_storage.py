@@ -45,3 +45,15 @@ def test_listing_finds_files_below_the_root_sorted_and_skips_hidden_ones(tmp_pat
 
 def test_file_urls_and_paths_open_the_same_directory(tmp_path: Path) -> None:
     assert open_store(f"file://{tmp_path}").root == open_store(str(tmp_path)).root
+
+
+def test_size_tells_a_file_size_without_reading_it(tmp_path: Path) -> None:
+    LocalStore(tmp_path).write("in.csv", b"12345")
+    assert LocalStore(tmp_path).size("in.csv") == 5
+
+
+def test_the_size_of_a_missing_file_is_an_input_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "adir.csv").mkdir()
+    for name in ("nothere.csv", "adir.csv"):
+        with pytest.raises(InputError, match=rf"{name}: no such file in"):
+            LocalStore(tmp_path).size(name)

@@ -198,3 +198,76 @@ def test_a_worker_killed_mid_item_loses_nothing(env: dict[str, str], settings: S
     written = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
     assert written == aggregate_csv(files["temperature1.csv"])
     assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+
+
+def test_drain_takes_every_item_one_at_a_time_and_exits_0(
+    env: dict[str, str], settings: Settings
+) -> None:
+    files = _write_inputs(settings, count=3)
+    publish_items(settings, list(files))
+
+    result = worker(env, "--drain")
+
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["item"] for line in lines] == list(files)
+    for name, data in files.items():
+        stored = Path(settings.output_url, name.replace(".csv", "_aggregated.csv")).read_bytes()
+        assert stored == aggregate_csv(data)
+    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+
+
+def test_drain_dead_letters_a_bad_item_finishes_the_others_and_exits_3(
+    env: dict[str, str], settings: Settings
+) -> None:
+    files = _write_inputs(settings, count=2)
+    publish_items(settings, ["temperature1.csv", "ghost.csv", "temperature2.csv"])
+
+    result = worker(env, "--drain")
+
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    outcomes = [json.loads(line)["outcome"] for line in result.stdout.splitlines()]
+    assert outcomes == ["done", "dead", "done"]
+    assert all(
+        Path(settings.output_url, n.replace(".csv", "_aggregated.csv")).exists() for n in files
+    )
+    assert read_depths(settings.broker_url, settings.queue) == (0, 1)
+
+
+def test_drain_on_an_empty_queue_is_a_clean_exit_0(env: dict[str, str]) -> None:
+    result = worker(env, "--drain")
+    assert result.returncode == 0, result.stderr
+    assert _outcome(result)["outcome"] == "empty"
+
+
+def test_an_input_over_the_size_limit_is_dead_lettered_unread_with_its_size(
+    env: dict[str, str], settings: Settings
+) -> None:
+    _write_inputs(settings, rows=1_000, count=1)
+    size = Path(settings.input_url, "temperature1.csv").stat().st_size
+    publish_items(settings, ["temperature1.csv"])
+
+    result = worker({**env, "MAX_INPUT_BYTES": "1000"})
+
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    (reason,) = _dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    assert reason.startswith(
+        f"temperature1.csv: {size:,} bytes is more than MAX_INPUT_BYTES (1,000)"
+    ), reason
+
+
+def test_a_worker_doing_a_local_item_never_imports_pandas_typer_rich_or_azure(
+    env: dict[str, str], settings: Settings
+) -> None:
+    _write_inputs(settings, count=1)
+    publish_items(settings, ["temperature1.csv"])
+
+    result = worker(env, python_options=("-X", "importtime"))
+
+    assert _outcome(result)["outcome"] == "done", result.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line
+    }
+    assert "worker.aggregate" in imported, "the task itself was imported"
+    for package in ("pandas", "typer", "rich", "azure"):
+        assert not any(name.split(".")[0] == package for name in imported), package

@@ -58,6 +58,11 @@ class BlobStore:
         with self._translated(name):
             return bytes(self.container.download_blob(self._blob(name)).readall())
 
+    def size(self, name: str) -> int:
+        """The blob's size in bytes, unread; InputError when there is no such blob."""
+        with self._translated(name):
+            return int(self.container.get_blob_client(self._blob(name)).get_blob_properties().size)
+
     def write(self, name: str, data: bytes) -> None:
         """Upload `data` as one blob in a single request, replacing any earlier one."""
         settings = ContentSettings(

@@ -34,7 +34,7 @@ def connect(settings: Settings, purpose: str) -> BlockingConnection:
     Raises BrokerUnavailable with a one-line, masked message: at once for refused credentials,
     after the retries for an unreachable broker.
     """
-    params = _parameters(settings, purpose)
+    params = connection_parameters(settings, purpose)
     where = mask_url(settings.broker_url)
     deadline = time.monotonic() + settings.broker_retry_seconds
     delay = _FIRST_RETRY_SECONDS
@@ -63,7 +63,8 @@ def connect(settings: Settings, purpose: str) -> BlockingConnection:
             delay = min(delay * 2, _MAX_RETRY_SECONDS)
 
 
-def _parameters(settings: Settings, purpose: str) -> pika.URLParameters:
+def connection_parameters(settings: Settings, purpose: str) -> pika.URLParameters:
+    """Parameters from BROKER_URL, with a connection name that says who and why."""
     params = pika.URLParameters(settings.broker_url)
     params.client_properties = {
         "connection_name": f"jobkit-{purpose}@{socket.gethostname()}:{os.getpid()}"

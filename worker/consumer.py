@@ -1,4 +1,7 @@
-"""Take exactly one item from the queue, run the task on it, store the outputs, then ack."""
+"""Take items from the queue one at a time, run the task on each, store the outputs, then ack.
+
+One item and exit is the default; drain mode repeats the same step until the queue is empty.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -63,19 +66,49 @@ def take_one(settings: Settings, task: Task, inputs: Store, outputs: Store) -> O
     Returns the outcome (DONE also when the queue was empty); raises BrokerUnavailable or
     ConfigError before any message is taken.
     """
+    (outcome,) = take_items(settings, task, inputs, outputs, drain=False)
+    return outcome
+
+
+def take_items(
+    settings: Settings, task: Task, inputs: Store, outputs: Store, drain: bool
+) -> Iterator[Outcome]:
+    """Yield the outcome of each item taken, one at a time: one item, or with `drain` every
+    item until the queue is empty or an item fails transiently (it goes back to the queue).
+
+    Yields one "empty" outcome when no item was there at all; raises BrokerUnavailable or
+    ConfigError before any message is taken.
+    """
     connection = connect(settings, "worker")
     try:
         channel = connection.channel()
         channel.confirm_delivery()
         declare_queue(channel, settings.queue)
-        return _take(connection, channel, settings, task, inputs, outputs)
+        taken = 0
+        while True:
+            outcome = _take(connection, channel, settings, task, inputs, outputs)
+            if outcome.item is None and taken:
+                return
+            yield outcome
+            taken += 1
+            if not drain or outcome.item is None or outcome.code is ExitCode.RETRY:
+                return
     except pika.exceptions.AMQPError as exc:
         # The broker requeues an unacked message when the connection goes.
         log.error("Lost the connection to RabbitMQ (%s); the item goes back to the queue.", exc)
-        return Outcome(ExitCode.RETRY, reason=f"lost the connection to RabbitMQ ({exc!r})")
+        yield Outcome(ExitCode.RETRY, reason=f"lost the connection to RabbitMQ ({exc!r})")
     finally:
         if connection.is_open:
             connection.close()
+
+
+def drain_exit_code(outcomes: list[Outcome]) -> ExitCode:
+    """RETRY if an item failed transiently, else DEAD if one was dead-lettered, else DONE."""
+    codes = {outcome.code for outcome in outcomes}
+    for code in (ExitCode.RETRY, ExitCode.DEAD):
+        if code in codes:
+            return code
+    return ExitCode.DONE
 
 
 def _take(
@@ -96,7 +129,10 @@ def _take(
     item = body.decode("utf-8", errors="replace")
     log.info("took %s (delivery tag %d, attempt %d)", item, tag, attempt)
 
-    error = _run_while_heartbeating(connection, lambda: _process(item, body, task, inputs, outputs))
+    error = _run_while_heartbeating(
+        connection,
+        lambda: _process(item, body, task, inputs, outputs, settings.max_input_bytes),
+    )
     seconds = round(time.monotonic() - started, 3)
     if error is None:
         channel.basic_ack(tag)
@@ -117,7 +153,7 @@ def _take(
     return Outcome(ExitCode.RETRY, item, reason, attempt, seconds)
 
 
-def do_named(item: bytes, task: Task, inputs: Store, outputs: Store) -> Outcome:
+def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs: Store) -> Outcome:
     """Do the item named by `item` without taking a message: read, run the task, store.
 
     The caller owns the message (amqp-consume acks it only on exit 0): DEAD means the input can
@@ -127,7 +163,7 @@ def do_named(item: bytes, task: Task, inputs: Store, outputs: Store) -> Outcome:
     name = item.decode("utf-8", errors="replace")
     log.info("took %s from standard input", name)
     try:
-        _process(name, item, task, inputs, outputs)
+        _process(name, item, task, inputs, outputs, settings.max_input_bytes)
     except Exception as exc:  # every failure becomes an exit code, as in take_one
         if not isinstance(exc, JobkitError):
             log.error("unexpected error in the task", exc_info=exc)
@@ -137,11 +173,17 @@ def do_named(item: bytes, task: Task, inputs: Store, outputs: Store) -> Outcome:
     return Outcome(ExitCode.DONE, name, seconds=round(time.monotonic() - started, 3))
 
 
-def _process(item: str, body: bytes, task: Task, inputs: Store, outputs: Store) -> None:
+def _process(item: str, body: bytes, task: Task, inputs: Store, outputs: Store, limit: int) -> None:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"The message body {body[:60]!r} is not UTF-8 text.") from exc
+    size = inputs.size(item)
+    if size > limit:  # refused before reading: a clear dead letter, not an out-of-memory kill
+        raise InputError(
+            f"{item}: {size:,} bytes is more than MAX_INPUT_BYTES ({limit:,}); split the file, "
+            "or raise the limit together with the worker's memory."
+        )
     data = inputs.read(item)
     log.info("read %s (%d bytes)", item, len(data))
     results = task(item, data)

@@ -17,6 +17,7 @@ DEFAULT_QUEUE = "temperature_job"
 DEFAULT_INPUT_URL = "data/input"
 DEFAULT_OUTPUT_URL = "data/output"
 _CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
+DEFAULT_MAX_INPUT_BYTES = 256 * 1024 * 1024
 MAX_QUEUE_NAME = 250  # AMQP allows 255 bytes; the dead-letter queue appends ".dead"
 
 SETTINGS_HELP = f"""\
@@ -28,6 +29,8 @@ Environment:
   INPUT_URL             the inputs: a directory, file:// URL or az://container/prefix
                         [{DEFAULT_INPUT_URL}]
   OUTPUT_URL            where results go, the same forms [{DEFAULT_OUTPUT_URL}]
+  MAX_INPUT_BYTES       inputs larger are dead-lettered unread [{DEFAULT_MAX_INPUT_BYTES}]
+                        (a worker needs about 95 MB plus 3 times its input in memory)
   LOG_LEVEL             DEBUG, INFO, WARNING or ERROR [INFO]
 Azure Blob Storage credentials for az:// URLs, first found wins:
   AZURE_STORAGE_CONNECTION_STRING  a storage account's connection string
@@ -60,6 +63,7 @@ class Settings:
     azure_credentials_path: str = ""
     azure_account: str = ""
     azure_blob_endpoint: str = ""
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
 
     @property
     def dead_queue(self) -> str:
@@ -81,6 +85,8 @@ class Settings:
             retry_seconds = -1.0
         if not 0 <= retry_seconds <= 3600:
             problems.append(f"BROKER_RETRY_SECONDS {retry!r} is not a number of seconds (0-3600)")
+        max_input = get("MAX_INPUT_BYTES", str(DEFAULT_MAX_INPUT_BYTES))
+        max_input_bytes = int(max_input) if max_input.isdigit() else 0
         settings = cls(
             broker_url=get("BROKER_URL", DEFAULT_BROKER_URL),
             broker_ca_file=get("BROKER_CA_FILE", ""),
@@ -93,8 +99,13 @@ class Settings:
             azure_credentials_path=get("AZURE_CREDENTIALS_PATH", ""),
             azure_account=get("AZURE_STORAGE_ACCOUNT", ""),
             azure_blob_endpoint=get("AZURE_STORAGE_BLOB_ENDPOINT", ""),
+            max_input_bytes=max_input_bytes,
         )
         problems += settings._problems()
+        if max_input_bytes <= 0:
+            problems.append(
+                f"MAX_INPUT_BYTES {max_input!r} is not a positive whole number of bytes"
+            )
         if problems:
             raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
         return settings
@@ -164,4 +175,5 @@ class Settings:
             "AZURE_CREDENTIALS_PATH": self.azure_credentials_path,
             "AZURE_STORAGE_ACCOUNT": self.azure_account,
             "AZURE_STORAGE_BLOB_ENDPOINT": self.azure_blob_endpoint,
+            "MAX_INPUT_BYTES": str(self.max_input_bytes),
         }

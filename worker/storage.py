@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -24,6 +25,9 @@ class Store(Protocol):
 
     def read(self, name: str) -> bytes:
         """The bytes of `name`; InputError when it does not exist, StorageError when unreadable."""
+
+    def size(self, name: str) -> int:
+        """The size of `name` in bytes, unread; InputError when it does not exist."""
 
     def write(self, name: str, data: bytes) -> None:
         """Store `data` as `name`, replacing it whole; StorageError when that fails."""
@@ -82,6 +86,19 @@ class LocalStore:
             raise InputError(f"{name}: no such file in {self.root}.") from exc
         except OSError as exc:
             raise StorageError(f"{name}: cannot read {path} ({exc.strerror}).") from exc
+
+    def size(self, name: str) -> int:
+        """The size of `name` in bytes, unread; raises InputError when it does not exist."""
+        path = self.path(name)
+        try:
+            info = path.stat()
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise InputError(f"{name}: no such file in {self.root}.") from exc
+        except OSError as exc:
+            raise StorageError(f"{name}: cannot read {path} ({exc.strerror}).") from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{name}: no such file in {self.root}.")
+        return info.st_size
 
     def write(self, name: str, data: bytes) -> None:
         """Store `data` as `name` atomically: readers see the old file or the new, never half."""

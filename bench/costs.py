@@ -1,0 +1,72 @@
+"""The costs one item is made of, and the wall-time model built from them (docs/scale.md)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from pathlib import Path
+
+from bench.figures import JOBKIT
+from bench.harness import Bench, median_seconds, python, run_process
+from worker.aggregate import aggregate_item
+from worker.broker import connect, declare_queue
+from worker.storage import LocalStore
+
+
+def start_up(bench: Bench, rounds: int) -> dict[str, float]:
+    """A bare interpreter, and one that imports everything a worker imports for an item."""
+    env = bench.env(bench.root)
+    bare = statistics.median(run_process(python("-c", "pass"), env).seconds for _ in range(rounds))
+    imports = python("-c", "import worker.__main__, worker.aggregate")
+    loaded = statistics.median(run_process(imports, env).seconds for _ in range(rounds))
+    # On an empty queue: start, look, report, exit.
+    runner = [JOBKIT, "run", "--json", "--log-file", str(bench.root / "log")]
+    jobkit = statistics.median(run_process(runner, env).seconds for _ in range(rounds))
+    return {"interpreter_s": bare, "worker_imports_s": loaded - bare, "jobkit_run_empty_s": jobkit}
+
+
+def broker_round_trips(bench: Bench, items: int) -> dict[str, float]:
+    """Connect and declare once, then basic.get + ack per item, over one connection."""
+    started = time.perf_counter()
+    connection = connect(bench.settings, "bench-costs")
+    channel = connection.channel()
+    declare_queue(channel, bench.settings.queue)
+    connected = time.perf_counter() - started
+    bench.publish([f"item{index}.csv" for index in range(items)])
+    started = time.perf_counter()
+    for _ in range(items):
+        method, _, _ = channel.basic_get(bench.settings.queue, auto_ack=False)
+        channel.basic_ack(method.delivery_tag)
+    per_item = (time.perf_counter() - started) / items
+    connection.close()
+    return {"connect_declare_s": connected, "get_ack_s": per_item}
+
+
+def small_item(small: Path, out: Path, rounds: int) -> dict[str, float]:
+    """Read, aggregate and store (fsync) one small file, in process."""
+    inputs, outputs = LocalStore(small.parent), LocalStore(out)
+
+    def work() -> None:
+        for name, data in aggregate_item(small.name, inputs.read(small.name)).items():
+            outputs.write(name, data)
+
+    return {"small_item_work_s": median_seconds(work, rounds)}
+
+
+def predictions(costs: dict[str, float], sizes: dict[str, int], cores: int) -> dict[str, float]:
+    """What the model of docs/scale.md says the measured runs take.
+
+    T = R + max(ceil(N / P) * t, N * c / cores): waves of P items of t seconds each, unless
+    the cores run out first (c: CPU seconds per item); R: the runner's own start and end.
+    """
+    start = costs["interpreter_s"] + costs["worker_imports_s"] + costs["connect_declare_s"]
+    small = costs["small_item_work_s"] + costs["get_ack_s"]
+    year = costs["worker_year_item_s"]
+    waves = math.ceil(sizes["year"] / 2) * year
+    cpu_bound = sizes["year"] * costs["worker_year_item_cpu_s"] / cores
+    return {
+        "process_per_small_item_s": sizes["sample"] * (start + small),
+        "drain_small_items_s": start + sizes["small"] * small,
+        "run_p2_year_files_s": costs["jobkit_run_empty_s"] + max(waves, cpu_bound),
+    }
