@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import socket
@@ -271,3 +272,60 @@ def test_a_worker_doing_a_local_item_never_imports_pandas_typer_rich_or_azure(
     assert "worker.aggregate" in imported, "the task itself was imported"
     for package in ("pandas", "typer", "rich", "azure"):
         assert not any(name.split(".")[0] == package for name in imported), package
+
+
+def test_a_success_record_is_stored_beside_the_output(
+    env: dict[str, str], settings: Settings
+) -> None:
+    files = _write_inputs(settings, count=1)
+    publish_items(settings, list(files))
+
+    assert worker(env).returncode == 0
+
+    record = json.loads(Path(settings.output_url, "temperature1.csv.done.json").read_text())
+    assert record["item"] == "temperature1.csv"
+    assert record["input_bytes"] == len(files["temperature1.csv"])
+    assert record["input_md5"] == hashlib.md5(files["temperature1.csv"]).hexdigest()
+    output = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
+    assert record["outputs"] == {"temperature1_aggregated.csv": hashlib.md5(output).hexdigest()}
+    assert record["attempts"] == 1
+
+
+def test_a_redelivered_item_already_done_is_acked_without_redoing_it(
+    env: dict[str, str], settings: Settings
+) -> None:
+    _write_inputs(settings, count=1)
+    publish_items(settings, ["temperature1.csv"])
+    assert worker(env).returncode == 0
+    output = Path(settings.output_url, "temperature1_aggregated.csv")
+    first = output.stat().st_mtime_ns
+    publish_items(settings, ["temperature1.csv"])  # the same item again, as after a lost ack
+    connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
+    assert connection.channel().basic_get(settings.queue, auto_ack=False)[0] is not None
+    connection.close()  # gone without an ack: the broker redelivers it
+
+    result = worker(env)
+
+    assert result.returncode == 0, result.stderr
+    assert "already done from this input" in result.stderr
+    assert output.stat().st_mtime_ns == first
+    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+
+
+def test_a_redelivered_item_whose_input_changed_is_done_again(
+    env: dict[str, str], settings: Settings
+) -> None:
+    _write_inputs(settings, count=1)
+    publish_items(settings, ["temperature1.csv"])
+    assert worker(env).returncode == 0
+    changed = b"Datetime,Temperature\n2017-12-01 00:00:00,9.5\n"
+    open_store(settings.input_url).write("temperature1.csv", changed)
+    publish_items(settings, ["temperature1.csv"])
+    connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
+    connection.channel().basic_get(settings.queue, auto_ack=False)
+    connection.close()
+
+    assert worker(env).returncode == 0
+
+    output = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
+    assert output == aggregate_csv(changed)

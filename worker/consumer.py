@@ -27,6 +27,7 @@ from worker.broker import (
     delivery_count,
 )
 from worker.errors import ExitCode, InputError, JobkitError
+from worker.ledger import is_current, make_record, read_record, record_name
 from worker.settings import Settings
 from worker.storage import Store
 
@@ -131,7 +132,7 @@ def _take(
 
     error = _run_while_heartbeating(
         connection,
-        lambda: _process(item, body, task, inputs, outputs, settings.max_input_bytes),
+        lambda: _process(item, body, task, inputs, outputs, settings.max_input_bytes, attempt),
     )
     seconds = round(time.monotonic() - started, 3)
     if error is None:
@@ -163,7 +164,7 @@ def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs
     name = item.decode("utf-8", errors="replace")
     log.info("took %s from standard input", name)
     try:
-        _process(name, item, task, inputs, outputs, settings.max_input_bytes)
+        _process(name, item, task, inputs, outputs, settings.max_input_bytes, attempt=1)
     except Exception as exc:  # every failure becomes an exit code, as in take_one
         if not isinstance(exc, JobkitError):
             log.error("unexpected error in the task", exc_info=exc)
@@ -173,7 +174,14 @@ def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs
     return Outcome(ExitCode.DONE, name, seconds=round(time.monotonic() - started, 3))
 
 
-def _process(item: str, body: bytes, task: Task, inputs: Store, outputs: Store, limit: int) -> None:
+def _process(
+    item: str, body: bytes, task: Task, inputs: Store, outputs: Store, limit: int, attempt: int
+) -> None:
+    """Read, run the task, store the outputs, then the success record.
+
+    A redelivered item whose record still matches its input and outputs is not done again.
+    """
+    started = time.monotonic()
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -186,11 +194,16 @@ def _process(item: str, body: bytes, task: Task, inputs: Store, outputs: Store, 
         )
     data = inputs.read(item)
     log.info("read %s (%d bytes)", item, len(data))
+    if attempt > 1 and is_current(outputs, read_record(outputs, item), data):
+        log.info("%s was already done from this input (its record matches); not redone", item)
+        return
     results = task(item, data)
     log.info("aggregated %s into %s", item, ", ".join(results))
     for name, content in results.items():
         outputs.write(name, content)
         log.info("stored %s in %s (%d bytes)", name, outputs, len(content))
+    record = make_record(item, data, results, attempt, time.monotonic() - started)
+    outputs.write(record_name(item), record.to_bytes())
 
 
 def _run_while_heartbeating(
