@@ -39,6 +39,14 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+DrainOption = Annotated[
+    bool,
+    typer.Option(
+        "--drain",
+        help="Each worker (pod) takes items until the queue is empty: for short items, where "
+        "starting a process per item costs more than the item.",
+    ),
+]
 ParallelismOption = Annotated[int, typer.Option(min=1, help="Workers (pods) at once.")]
 CompletionsOption = Annotated[
     int | None,
@@ -326,6 +334,7 @@ def manifests(
     data_host_path: HostPathOption = None,
     data_claim: ClaimOption = None,
     cluster_broker_url: ClusterBrokerOption = DEFAULT_CLUSTER_BROKER_URL,
+    drain: DrainOption = False,
 ) -> None:
     """Render the Kubernetes manifests: RabbitMQ (StatefulSet with a volume claim, Service),
     the Secret, and the Job with completions = the queue depth now and a podFailurePolicy
@@ -335,11 +344,12 @@ def manifests(
     """
     from publisher.manifests import render_files, write_manifests
 
+    fixed = 1 if keda else parallelism if drain else None
     with _settings() as settings:
         options = _job_options(
-            settings, _completions(settings, completions, keda),
+            settings, _completions(settings, completions, fixed),
             parallelism, backoff_limit, name, image, pull_policy, ttl_seconds,
-            active_deadline_seconds, requests, limits, data_host_path, data_claim,
+            active_deadline_seconds, requests, limits, data_host_path, data_claim, drain,
         )  # fmt: skip
         credentials = azure_credentials.read_bytes() if azure_credentials else None
         files = render_files(options, cluster_broker_url, credentials, keda)
@@ -360,14 +370,7 @@ def run(
     log_file: Annotated[Path, typer.Option(help="Where the workers' logs go.")] = Path(
         ".jobkit/run.log"
     ),
-    drain: Annotated[
-        bool,
-        typer.Option(
-            "--drain",
-            help="Each worker takes items until the queue is empty (for short items, where "
-            "starting a process per item costs more than the item).",
-        ),
-    ] = False,
+    drain: DrainOption = False,
     as_json: JsonOption = False,
     kube: Annotated[
         bool,
@@ -403,9 +406,9 @@ def run(
 
         with _settings() as settings:
             options = _job_options(
-                settings, _completions(settings, completions, False),
+                settings, _completions(settings, completions, parallelism if drain else None),
                 parallelism, backoff_limit, name, image, pull_policy, ttl_seconds,
-                active_deadline_seconds, requests, limits, data_host_path, data_claim,
+                active_deadline_seconds, requests, limits, data_host_path, data_claim, drain,
             )  # fmt: skip
             _run_kube(
                 settings, options, render_files(options, cluster_broker_url), as_json, dry_run
@@ -447,13 +450,14 @@ def _run_kube(
     raise typer.Exit(int(report.exit_code))
 
 
-def _completions(settings: Settings, completions: int | None, keda: bool) -> int:
-    """The given completions, else the queue's depth now (a ScaledJob's Jobs take 1 each)."""
+def _completions(settings: Settings, completions: int | None, fixed: int | None) -> int:
+    """The given completions, else `fixed` (1 for a ScaledJob's Jobs, the parallelism when each
+    pod drains the queue), else the queue's depth now."""
     from publisher.status import read_depth
 
     if completions is not None:
         return completions
-    return 1 if keda else read_depth(settings)
+    return fixed if fixed is not None else read_depth(settings)
 
 
 def _joined(files: dict[str, list[Manifest]]) -> str:
@@ -476,6 +480,7 @@ def _job_options(
     limits: str,
     data_host_path: str | None,
     data_claim: str | None,
+    drain: bool = False,
 ) -> JobOptions:
     """The Job's options from the command line; raises ConfigError for a malformed one."""
     if pull_policy not in ("Always", "IfNotPresent", "Never"):
@@ -502,6 +507,7 @@ def _job_options(
         data_host_path=data_host_path,
         data_claim=data_claim,
         log_level=settings.log_level,
+        drain=drain,
     )
 
 

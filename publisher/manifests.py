@@ -51,6 +51,7 @@ class JobOptions:
     secret: str = "jobkit"
     azure_credentials: bool = False
     log_level: str = "INFO"
+    drain: bool = False  # each pod takes items until the queue is empty
 
 
 def pod_failure_policy() -> Manifest:
@@ -173,6 +174,7 @@ def _pod_spec(options: JobOptions) -> Manifest:
         "name": CONTAINER,
         "image": options.image,
         "imagePullPolicy": options.pull_policy,
+        **({"args": ["--drain"]} if options.drain else {}),
         "env": env,
         "resources": {
             "requests": {"cpu": options.cpu_request, "memory": options.memory_request},

@@ -227,3 +227,14 @@ def test_completions_is_the_live_depth_of_the_queue(
     assert job["spec"]["completions"] == 4
     env_vars = job["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "QUEUE", "value": settings.queue} in env_vars
+
+
+def test_a_draining_job_runs_one_pod_per_parallel_slot_each_draining_the_queue(
+    env: dict[str, str],
+) -> None:
+    result = CliRunner().invoke(app, ["manifests", "--drain", "--parallelism", "4"], env=env)
+    assert result.exit_code == 0, result.output
+    job = _by_kind(list(yaml.safe_load_all(result.output)), "Job")["spec"]
+    assert (job["completions"], job["parallelism"]) == (4, 4)
+    (container,) = job["template"]["spec"]["containers"]
+    assert container["args"] == ["--drain"]
