@@ -94,6 +94,10 @@ def _cause_faults(
             restarted += 1
             continue
         workers = _children(runner.pid)
+        deadline = time.monotonic() + 5
+        while not workers and runner.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # between two workers: wait for the next one
+            workers = _children(runner.pid)
         if workers:
             os.kill(rng.choice(workers), signal.SIGKILL)
             killed += 1
