@@ -13,7 +13,7 @@ from typing import Any
 from pika.adapters.blocking_connection import BlockingChannel
 
 from publisher.manifests import CONTAINER, JobOptions, Manifest, dump
-from publisher.runner import JobReport, last_json_line
+from publisher.runner import JobReport, json_lines
 from worker.broker import connect, declare_queue, queue_depth
 from worker.errors import ConfigError, ExitCode, failure_action
 from worker.settings import Settings
@@ -242,4 +242,4 @@ class KubeRunner:
             logs = self.kubectl.run("logs", pod.name, "-c", CONTAINER, "--tail=50")
         except ConfigError:
             return {}
-        return last_json_line(logs.encode())
+        return (json_lines(logs.encode()) or [{}])[-1]

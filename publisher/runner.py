@@ -259,15 +259,7 @@ def _new_json_lines(worker: _Worker) -> list[dict[str, object]]:
     text = worker.output.read()
     complete = text[: text.rfind(b"\n") + 1]
     worker.read_to += len(complete)
-    results = []
-    for line in complete.decode(errors="replace").splitlines():
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(parsed, dict):
-            results.append(parsed)
-    return results
+    return json_lines(complete)
 
 
 class _QueueWatch:
@@ -305,16 +297,17 @@ class _QueueWatch:
         self._connection = self._open_channel = None
 
 
-def last_json_line(output: bytes) -> dict[str, object]:
-    """The last line of `output` that is a JSON object (a worker's outcome), or {}."""
-    for line in reversed(output.decode(errors="replace").splitlines()):
+def json_lines(output: bytes) -> list[dict[str, object]]:
+    """The lines of `output` that are JSON objects (workers' outcomes), in order."""
+    results = []
+    for line in output.decode(errors="replace").splitlines():
         try:
             parsed = json.loads(line)
         except ValueError:
             continue
         if isinstance(parsed, dict):
-            return parsed
-    return {}
+            results.append(parsed)
+    return results
 
 
 def _describe_exit(code: int) -> str:

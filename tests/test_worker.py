@@ -274,6 +274,14 @@ def test_a_worker_doing_a_local_item_never_imports_pandas_typer_rich_or_azure(
         assert not any(name.split(".")[0] == package for name in imported), package
 
 
+def _publish_again_and_abandon(settings: Settings, item: str) -> None:
+    """Publish `item` and take it without an ack, so the broker redelivers it (attempt 2)."""
+    publish_items(settings, [item])
+    connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
+    assert connection.channel().basic_get(settings.queue, auto_ack=False)[0] is not None
+    connection.close()
+
+
 def test_a_success_record_is_stored_beside_the_output(
     env: dict[str, str], settings: Settings
 ) -> None:
@@ -299,10 +307,7 @@ def test_a_redelivered_item_already_done_is_acked_without_redoing_it(
     assert worker(env).returncode == 0
     output = Path(settings.output_url, "temperature1_aggregated.csv")
     first = output.stat().st_mtime_ns
-    publish_items(settings, ["temperature1.csv"])  # the same item again, as after a lost ack
-    connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
-    assert connection.channel().basic_get(settings.queue, auto_ack=False)[0] is not None
-    connection.close()  # gone without an ack: the broker redelivers it
+    _publish_again_and_abandon(settings, "temperature1.csv")  # as after a lost ack
 
     result = worker(env)
 
@@ -320,10 +325,7 @@ def test_a_redelivered_item_whose_input_changed_is_done_again(
     assert worker(env).returncode == 0
     changed = b"Datetime,Temperature\n2017-12-01 00:00:00,9.5\n"
     open_store(settings.input_url).write("temperature1.csv", changed)
-    publish_items(settings, ["temperature1.csv"])
-    connection = pika.BlockingConnection(pika.URLParameters(settings.broker_url))
-    connection.channel().basic_get(settings.queue, auto_ack=False)
-    connection.close()
+    _publish_again_and_abandon(settings, "temperature1.csv")
 
     assert worker(env).returncode == 0
 

@@ -106,8 +106,7 @@ class Settings:
             problems.append(
                 f"MAX_INPUT_BYTES {max_input!r} is not a positive whole number of bytes"
             )
-        if problems:
-            raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
+        _raise_if_any(problems)
         return settings
 
     def _problems(self) -> list[str]:
@@ -130,9 +129,7 @@ class Settings:
 
     def check_location(self, name: str, url: str) -> None:
         """Raise ConfigError unless `url` is a location these settings can open."""
-        problems = self._location_problems(name, url)
-        if problems:
-            raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
+        _raise_if_any(self._location_problems(name, url))
 
     def _location_problems(self, name: str, url: str) -> list[str]:
         parts = urlsplit(url)
@@ -177,3 +174,9 @@ class Settings:
             "AZURE_STORAGE_BLOB_ENDPOINT": self.azure_blob_endpoint,
             "MAX_INPUT_BYTES": str(self.max_input_bytes),
         }
+
+
+def _raise_if_any(problems: list[str]) -> None:
+    """One ConfigError naming every problem, so all can be fixed at once."""
+    if problems:
+        raise ConfigError("Bad configuration: " + "; ".join(problems) + ".")
