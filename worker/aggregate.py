@@ -29,6 +29,7 @@ _CONVERT = pacsv.ConvertOptions(
 # ('2017-12-01', '2017-12-01 10:05', a 'T' separator); _is_plain rules those out.
 _CONVERT_FAST = pacsv.ConvertOptions(column_types=_TYPES, include_columns=list(_TYPES))
 _PLAIN_HEADERS = (b"Datetime,Temperature", b"Temperature,Datetime")
+_SNIFF_BYTES = 8192  # text never holds a NUL byte; binary files almost always do early on
 _INVALID_VALUE = re.compile(r"column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'")
 
 
@@ -50,9 +51,16 @@ def _read_readings(data: bytes, name: str) -> tuple[Ints, Floats]:
     """(epoch seconds, values with NaN for missing ones), in file order."""
     if not data.strip():
         raise InputError(f"{name}: the file is empty (expected a 'Datetime,Temperature' header).")
+    if b"\0" in data[:_SNIFF_BYTES]:
+        raise InputError(
+            f"{name}: binary data, not a CSV (it begins {data[:16]!r}); "
+            "expected 'Datetime,Temperature' text."
+        )
     table = _parse_fast(data)
     if table is None:
         table = _parse_strict(data, name)
+    if table.num_rows == 0:
+        raise InputError(f"{name}: there are no readings below the header.")
     times = table.column("Datetime")
     missing = first_missing(times)
     if missing is not None:
