@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from publisher.manifests import (
 from worker.errors import EXIT_CODE_HELP, ConfigError, ExitCode, InputError, JobkitError
 from worker.settings import SETTINGS_HELP, Settings
 from worker.storage import check_name, open_store
+
+if TYPE_CHECKING:
+    from publisher.runner import JobReport
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -108,11 +111,13 @@ def publish(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Publish one persistent message per item and wait until the broker confirms each.
+    """Publish one persistent message per item and wait until the broker confirms each. The
+    names are also kept with the outputs, so 'jobkit status' can account for every one.
 
     Example: jobkit publish temperature1.csv temperature2.csv
     """
     from publisher.publish import publish_items
+    from publisher.reconcile import record_published
     from publisher.status import read_depth, read_inputs
 
     with _settings() as settings:
@@ -127,6 +132,9 @@ def publish(
                 check_name(name)
             except InputError as exc:
                 raise ConfigError(f"Not published: {exc}") from None
+        record_published(
+            open_store(settings.output_url, settings, create=True), settings.queue, items
+        )
         confirmed = publish_items(settings, items)
         depth = read_depth(settings)
     if as_json:
@@ -153,7 +161,8 @@ def depth() -> None:
 
 @app.command()
 def status(as_json: JsonOption = False) -> None:
-    """Show the queue's depth, every dead letter with its reason, and the outputs written.
+    """Show the queue's depth, every dead letter with its reason, the outputs written, and
+    whether every published item is done, dead-lettered or queued.
 
     Example: jobkit status --json
     """
@@ -167,6 +176,7 @@ def status(as_json: JsonOption = False) -> None:
             {
                 "queue": snapshot.queue,
                 "ready": snapshot.ready,
+                "reconciliation": snapshot.reconciliation.to_dict(),
                 "dead_letters": [vars(letter) for letter in snapshot.dead_letters],
                 "outputs": snapshot.outputs,
             }
@@ -232,16 +242,20 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
 ) -> None:
     """Delete every message waiting in the work queue (or, with --dead, the dead-letter queue).
+    Purging the work queue also starts a new batch: what was published is no longer expected.
 
     Example: jobkit purge --yes
     """
     from publisher.publish import purge_queue
+    from publisher.reconcile import forget_published
 
     with _settings() as settings:
         queue = settings.dead_queue if dead else settings.queue
         if not yes:
             typer.confirm(f"Delete every message in {queue!r}?", abort=True)
         purged = purge_queue(settings, queue)
+        if not dead:
+            forget_published(open_store(settings.output_url, settings, create=True), queue)
     out.print(f"Purged {purged} messages from {queue!r}.", markup=False)
 
 
@@ -398,7 +412,7 @@ def run(
 
     Example: jobkit run --parallelism 3
     """
-    from publisher.display import job_progress, print_report
+    from publisher.display import job_progress
     from publisher.runner import LocalRunner
 
     if kube:
@@ -417,11 +431,7 @@ def run(
         runner = LocalRunner(settings, parallelism, completions, backoff_limit, log_file, drain)
         with job_progress(out, enabled=not as_json) as on_progress:
             report = runner.run(on_progress)
-    if as_json:
-        _print_json(report.to_dict())
-    else:
-        print_report(out, report, settings.queue, settings.output_url, str(log_file))
-    raise typer.Exit(int(report.exit_code))
+        _finish(settings, report, as_json, settings.output_url, str(log_file))
 
 
 def _run_kube(
@@ -432,7 +442,7 @@ def _run_kube(
     dry_run: bool,
 ) -> None:
     """`run --kube`: apply the manifests and follow the Job, or print them with --dry-run."""
-    from publisher.display import job_progress, print_report
+    from publisher.display import job_progress
     from publisher.kube import KubeRunner
     from publisher.manifests import mask_secrets
 
@@ -442,11 +452,25 @@ def _run_kube(
     runner = KubeRunner(settings, options, [doc for docs in files.values() for doc in docs])
     with job_progress(out, enabled=not as_json) as on_progress:
         report = runner.run(on_progress)
+    logs = f"kubectl logs -l job-name={options.name}"
+    _finish(settings, report, as_json, f"{options.output_url} (in the pods)", logs)
+
+
+def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, logs: str) -> None:
+    """Reconcile what was published with where it is now, report, and exit with the job's code.
+
+    Called once no worker holds an item, so none is in flight.
+    """
+    from publisher.display import print_report
+    from publisher.status import read_status
+
+    reconciliation = read_status(settings, in_flight=0).reconciliation
     if as_json:
-        _print_json(report.to_dict())
+        _print_json({**report.to_dict(), "reconciliation": reconciliation.to_dict()})
     else:
-        logs = f"kubectl logs -l job-name={options.name}"
-        print_report(out, report, settings.queue, f"{options.output_url} (in the pods)", logs)
+        print_report(out, report, settings.queue, outputs, logs)
+        style = None if reconciliation.adds_up else "bold yellow"
+        out.print(reconciliation.summary(), style=style, markup=False, highlight=False)
     raise typer.Exit(int(report.exit_code))
 
 

@@ -114,6 +114,7 @@ def print_status(console: Console, status: QueueStatus, outputs: str) -> None:
         markup=False,
         highlight=False,
     )
+    console.print(status.reconciliation.summary(), markup=False, highlight=False)
     if status.dead_letters:
         print_dead_letters(console, status.dead_letters)
     for name in status.outputs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from publisher.dead import DeadLetter, peek_dead_letters
+from publisher.reconcile import Reconciliation, done_items, read_published, reconcile
 from worker.broker import connect, declare_queue
 from worker.outputs import is_output
 from worker.settings import Settings
@@ -17,12 +18,14 @@ class QueueStatus:
 
     queue: str
     ready: int
+    reconciliation: Reconciliation
     dead_letters: list[DeadLetter] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
 
 
-def read_status(settings: Settings) -> QueueStatus:
-    """Read the queue depth, every dead letter (left in place) and the outputs written."""
+def read_status(settings: Settings, in_flight: int | None = None) -> QueueStatus:
+    """Read the queue depth, every dead letter (left in place), the outputs and success records
+    written, and what was published; `in_flight` is how many items workers hold, if known."""
     connection = connect(settings, "status")
     try:
         channel = connection.channel()
@@ -31,10 +34,16 @@ def read_status(settings: Settings) -> QueueStatus:
     finally:
         if connection.is_open:
             connection.close()
-    outputs = [
-        name for name in open_store(settings.output_url, settings).list(".csv") if is_output(name)
-    ]
-    return QueueStatus(settings.queue, ready, dead, outputs)
+    store = open_store(settings.output_url, settings)
+    reconciliation = reconcile(
+        read_published(store, settings.queue),
+        done_items(store),
+        {letter.item for letter in dead},
+        ready,
+        in_flight,
+    )
+    outputs = [name for name in store.list(".csv") if is_output(name)]
+    return QueueStatus(settings.queue, ready, reconciliation, dead, outputs)
 
 
 def read_depth(settings: Settings) -> int:
