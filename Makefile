@@ -28,7 +28,19 @@ export BROKER_URL ?= amqp://jobkit:jobkit@127.0.0.1:$(KUBE_PORT)/%2F
 export INPUT_URL  ?= $(KIND_DATA)/input
 export OUTPUT_URL ?= $(KIND_DATA)/output
 endif
-export BROKER_URL ?= amqp://guest:guest@localhost:5672/%2F
+# Without BROKER_URL: the kit's own user once 'make broker' has made one (read when each
+# command runs, so the commands after 'make broker' use it), else the local guest.
+BROKER_ENV  ?= $(HOME)/.config/jobkit/broker.env
+GUEST_URL   := amqp://guest:guest@localhost:5672/%2F
+# Each test and benchmark declares a queue of its own, which the kit's user may not: they keep
+# BROKER_URL when it is given, else use guest.
+ifeq ($(origin BROKER_URL),undefined)
+TEST_BROKER_URL ?= $(GUEST_URL)
+else
+TEST_BROKER_URL ?= $(BROKER_URL)
+endif
+export BROKER_ENV
+export BROKER_URL ?= $(or $(shell sed -n 's/^BROKER_URL=//p' $(BROKER_ENV) 2>/dev/null),$(GUEST_URL))
 export QUEUE      ?= temperature_job
 export INPUT_URL  ?= data/input
 export OUTPUT_URL ?= data/output
@@ -53,8 +65,9 @@ $(BIN)/jobkit: pyproject.toml
 
 setup: $(BIN)/jobkit ## create the virtualenv and install the kit with its dev tools
 
-broker: ## make sure RabbitMQ answers at BROKER_URL (starts a local node if none does)
+broker: ## make sure RabbitMQ answers (starts a local node if none does) and give the kit its own user
 	@scripts/ensure-broker
+	@JOBKIT_PYTHON=$(BIN)/python scripts/ensure-broker-user
 
 amqp-tools: ## install Debian's amqp-tools (amqp-consume) if absent; the tests of that path need it
 	@command -v amqp-consume >/dev/null || { echo "Installing Debian's amqp-tools ..."; \
@@ -100,14 +113,14 @@ else
 endif
 
 test: setup broker azurite amqp-tools ## run the whole test suite, then the linters
-	$(BIN)/pytest -q
+	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/pytest -q
 	@$(MAKE) --no-print-directory lint
 
 chaos: setup ## a bounded random fault session (worker kills, broker restarts) on a private broker
 	$(BIN)/python tests/chaos.py --items 40 --kills 15 --restarts 2
 
 bench: setup broker ## measure speed against the seed's code side by side (a few minutes)
-	$(BIN)/python -m bench
+	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/python -m bench
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .

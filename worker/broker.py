@@ -99,6 +99,9 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+ACCESS_REFUSED = 403  # the AMQP reply code when a user lacks a permission
+
+
 def queue_arguments(queue: str) -> dict[str, Any]:
     """The work queue's arguments; every declaration must use exactly these."""
     return {
@@ -117,6 +120,11 @@ def declare_queue(channel: BlockingChannel, queue: str) -> int:
         channel.queue_declare(f"{queue}.dead", durable=True, arguments={"x-queue-type": "classic"})
         result = channel.queue_declare(queue, durable=True, arguments=queue_arguments(queue))
     except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == ACCESS_REFUSED:
+            raise ConfigError(
+                f"RabbitMQ does not let this user use queue {queue!r} ({exc.reply_text}); set "
+                "QUEUE to a queue it may use, or grant it this one ('make broker' does)."
+            ) from exc
         raise ConfigError(
             f"Queue {queue!r} exists with other arguments than this kit declares "
             f"({exc.reply_text}); delete it or set QUEUE to another name."

@@ -1,0 +1,85 @@
+"""`make broker`'s own user: the kit works with it, and it may do nothing else."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, jobkit
+from private_broker import PrivateBroker
+
+from worker.errors import ExitCode
+
+pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[PrivateBroker]:
+    broker = PrivateBroker()
+    broker.start()
+    yield broker
+    broker.remove()
+
+
+def _make_user(node: PrivateBroker, env_file: Path, queue: str) -> str:
+    """Run the script as `make broker` does; returns the BROKER_URL it wrote."""
+    env = {**node.env, "BROKER_URL": node.url, "QUEUE": queue, "BROKER_ENV": str(env_file)}
+    made = subprocess.run(
+        [str(ROOT / "scripts" / "ensure-broker-user")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert f"may use only queue '{queue}'" in made.stdout, made.stdout
+    assert env_file.stat().st_mode & 0o077 == 0, "the password is readable by others"
+    return env_file.read_text().strip().removeprefix("BROKER_URL=")
+
+
+def test_the_kits_own_user_runs_the_job_in_its_own_vhost(
+    node: PrivateBroker, env: dict[str, str], tmp_path: Path
+) -> None:
+    url = _make_user(node, tmp_path / "broker.env", env["QUEUE"])
+    assert url.startswith("amqp://jobkit:") and url.endswith(f"@127.0.0.1:{node.port}/jobkit")
+    env = {**env, "BROKER_URL": url}
+    Path(env["INPUT_URL"], "a.csv").write_text("Datetime,Temperature\n2017-12-01 00:00:00,1\n")
+
+    assert jobkit(env, "publish").returncode == 0
+    run = jobkit(env, "run", "--parallelism", "1")
+
+    assert run.returncode == ExitCode.DONE, run.stdout + run.stderr
+    assert Path(env["OUTPUT_URL"], "a_aggregated.csv").exists()
+
+
+def test_the_kits_own_user_may_not_use_another_queue_and_is_told_so(
+    node: PrivateBroker, env: dict[str, str], tmp_path: Path
+) -> None:
+    url = _make_user(node, tmp_path / "broker.env", env["QUEUE"])
+
+    other = jobkit({**env, "BROKER_URL": url, "QUEUE": "someone-elses"}, "depth")
+
+    assert other.returncode == ExitCode.CONFIG
+    assert "does not let this user use queue 'someone-elses'" in other.stderr, other.stderr
+    assert "\n" not in other.stderr.strip()
+
+
+def test_the_kits_own_user_may_not_enter_other_vhosts(
+    node: PrivateBroker, env: dict[str, str], tmp_path: Path
+) -> None:
+    url = _make_user(node, tmp_path / "broker.env", env["QUEUE"])
+
+    other = jobkit({**env, "BROKER_URL": url.rsplit("/", 1)[0] + "/%2F"}, "depth")
+
+    assert other.returncode == ExitCode.CONFIG
+    assert "denied access to the virtual host" in other.stderr, other.stderr
+
+
+def test_running_it_again_keeps_the_users_password(
+    node: PrivateBroker, env: dict[str, str], tmp_path: Path
+) -> None:
+    env_file = tmp_path / "broker.env"
+
+    assert _make_user(node, env_file, env["QUEUE"]) == _make_user(node, env_file, env["QUEUE"])
