@@ -115,7 +115,8 @@ def _check_outputs(root: Path, names: list[str]) -> tuple[set[str], int]:
         if output.exists():
             done.add(name)
             corrupt += output.read_bytes() != aggregate_csv((root / "in" / name).read_bytes())
-    return done, corrupt + len(list((root / "out").glob(".*")))
+    leftovers = [path for path in (root / "out").rglob(".*") if path.is_file()]
+    return done, corrupt + len(leftovers)
 
 
 def _children(pid: int) -> list[int]:

@@ -36,7 +36,8 @@ def _make_user(node: PrivateBroker, env_file: Path, queue: str) -> str:
     assert made.returncode == 0, made.stdout + made.stderr
     assert f"may use only queue '{queue}'" in made.stdout, made.stdout
     assert env_file.stat().st_mode & 0o077 == 0, "the password is readable by others"
-    return env_file.read_text().strip().removeprefix("BROKER_URL=")
+    (url,) = [line for line in env_file.read_text().splitlines() if line.startswith("BROKER_URL=")]
+    return url.removeprefix("BROKER_URL=")
 
 
 def test_the_kits_own_user_runs_the_job_in_its_own_vhost(
