@@ -62,7 +62,7 @@ def run_program(words: list[str], item: str, data: bytes, timeout: float) -> dic
         places = {"{input}": str(input_path), "{output_dir}": str(output_dir), "{item}": item}
         argv = [_fill(word, places) for word in words]
         code, stderr = _run(argv, timeout)
-        program = os.path.basename(words[0])
+        program = "'" + " ".join(words) + "'"  # as configured, placeholders unfilled
         last = " | ".join(line for line in stderr if line) or "no standard error output"
         if code is None:
             raise TaskError(

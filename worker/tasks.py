@@ -33,7 +33,7 @@ def load_task(settings: Settings) -> Task:
     if settings.task_command:
         from worker.program import program_task  # subprocess and tempfile only when needed
 
-        return _logged("ran TASK_COMMAND on", program_task(settings))
+        return _logged("ran the program on", program_task(settings))
     if settings.task == DEFAULT_TASK:
         return _logged("aggregated", _builtin)
     target = settings.task if ":" in settings.task else _registered(settings.task)
