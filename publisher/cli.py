@@ -85,7 +85,7 @@ CommandOption = Annotated[
     str | None,
     typer.Option(
         "--command",
-        help="A program run per item instead, e.g. 'wc-json {input} {output_dir}' ({item}: the "
+        help="A program run per item instead, e.g. 'wordcount {input} {output_dir}' ({item}: the "
         "item itself); default: TASK_COMMAND.",
     ),
 ]

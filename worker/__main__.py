@@ -21,10 +21,11 @@ from worker.tasks import load_task
 log = logging.getLogger("worker")
 
 DESCRIPTION = """\
-Take exactly one item from the work queue, read the input file it names, run the task on it,
-store the task's outputs and a success record <item>.done.json, ack the message only once
-they are stored, and exit. An empty queue is a clean exit 0. The outcome is printed as one
-JSON line on stdout; logs go to stderr.
+Take exactly one item from the work queue, read the input file it names (with --no-input,
+the item is the message body itself), run the task on it, store the task's outputs and a
+success record <item>.done.json, ack the message only once they are stored, and exit. An
+empty queue is a clean exit 0. The outcome is printed as one JSON line on stdout; logs go to
+stderr.
 
 The task is the built-in hourly aggregation of a temperature CSV (<name>_aggregated.csv)
 unless TASK names another (a Python function) or TASK_COMMAND gives a program to run.

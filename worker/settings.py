@@ -42,7 +42,7 @@ Environment:
   LOG_LEVEL             DEBUG, INFO, WARNING or ERROR [INFO]
   TASK                  the task: a name registered under the entry-point group jobkit.tasks,
                         or package.module:function [{DEFAULT_TASK}: the hourly aggregation]
-  TASK_COMMAND          instead, a program run per item, e.g. "wc-json {{input}} {{output_dir}}";
+  TASK_COMMAND          instead, a program run per item, e.g. "wordcount {{input}} {{output_dir}}";
                         {{input}} is the input's path, {{output_dir}} where its outputs go,
                         {{item}} the item; exit 3 dead-letters the item, others retry it
   TASK_TIMEOUT_SECONDS  a program running longer is killed and its item retried
