@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -27,6 +28,7 @@ from worker.tasks import Task
 log = logging.getLogger(__name__)
 
 REASON_LINES = 5  # the last lines of the program's standard error that make a failure's reason
+_PLACEHOLDER = re.compile(r"\{(?:input|output_dir|item)\}")
 _RELAY_WAIT_SECONDS = 5.0  # for a program's output after it ended (a child may hold it open)
 
 
@@ -77,10 +79,9 @@ def run_program(words: list[str], item: str, data: bytes, timeout: float) -> dic
 
 
 def _fill(word: str, places: dict[str, str]) -> str:
-    # Replaced one by one, not str.format: a program's own braces (awk '{print}') stay as written.
-    for placeholder, value in places.items():
-        word = word.replace(placeholder, value)
-    return word
+    # In one pass, so an item's own braces are never filled in; and not str.format, so that a
+    # program's braces (awk '{print}') stay as written.
+    return _PLACEHOLDER.sub(lambda match: places[match.group(0)], word)
 
 
 def _run(argv: list[str], timeout: float) -> tuple[int | None, list[str]]:
