@@ -20,7 +20,7 @@ from publisher.manifests import (
     Manifest,
 )
 from worker.errors import EXIT_CODE_HELP, ConfigError, ExitCode, InputError, JobkitError
-from worker.settings import SETTINGS_HELP, Settings
+from worker.settings import SETTINGS_HELP, Settings, with_task
 from worker.storage import check_name, open_store
 
 if TYPE_CHECKING:
@@ -77,6 +77,28 @@ ClaimOption = Annotated[
     str | None,
     typer.Option(help="PersistentVolumeClaim mounted at /data instead."),
 ]
+TaskOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The task: a name registered under the entry-point group jobkit.tasks, or "
+        "package.module:function; default: TASK, else the built-in aggregate.",
+    ),
+]
+CommandOption = Annotated[
+    str | None,
+    typer.Option(
+        "--command",
+        help="A program run per item instead, e.g. 'wordcount {input} {output_dir}' ({item}: the "
+        "item itself); default: TASK_COMMAND.",
+    ),
+]
+NoInputOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-input",
+        help="Items are not files: the task gets the message body alone (as NO_INPUT=true).",
+    ),
+]
 ClusterBrokerOption = Annotated[
     str,
     typer.Option(
@@ -87,10 +109,13 @@ ClusterBrokerOption = Annotated[
 
 
 @contextmanager
-def _settings() -> Iterator[Settings]:
-    """Settings from the environment; any kit error becomes a one-line message and its exit code."""
+def _settings(
+    task: str | None = None, command: str | None = None, no_input: bool = False
+) -> Iterator[Settings]:
+    """Settings from the environment, with the task the command line chose; any kit error
+    becomes a one-line message and its exit code."""
     try:
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env(with_task(os.environ, task, command, no_input))
         logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("pika").setLevel(logging.CRITICAL)  # its failures are reported here
         yield settings
@@ -109,19 +134,34 @@ def publish(
         list[str] | None,
         typer.Argument(help="Items to publish; default: every *.csv under INPUT_URL."),
     ] = None,
+    source: Annotated[
+        typer.FileText | None,
+        typer.Option(
+            "--from",
+            help="Also publish the items in this file, one per line ('-': standard input); "
+            "blank lines are skipped. Items need not be files (see NO_INPUT).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Publish one persistent message per item and wait until the broker confirms each. The
-    names are also kept with the outputs, so 'jobkit status' can account for every one.
+    """Publish one persistent message per item and wait until the broker confirms each. Items
+    are file names under INPUT_URL, or anything at all for a task run with NO_INPUT (parameters,
+    key ranges, frame numbers); they are published as given, without looking them up. The items
+    are also kept with the outputs, so 'jobkit status' can account for every one.
 
     Example: jobkit publish temperature1.csv temperature2.csv
     """
-    from publisher.publish import publish_items
+    from publisher.publish import publish_items, read_items
     from publisher.reconcile import record_published
     from publisher.status import read_depth, read_inputs
 
     with _settings() as settings:
-        items = list(names or []) or read_inputs(settings)
+        items = list(names or []) + (read_items(source) if source else [])
+        if not items and settings.no_input:
+            raise ConfigError(
+                "Nothing to publish: with NO_INPUT, give the items as arguments or with --from."
+            )
+        items = items or read_inputs(settings)
         if not items:
             raise ConfigError(
                 f"No *.csv files under INPUT_URL {settings.input_url!r}; make samples with "
@@ -349,6 +389,9 @@ def manifests(
     data_claim: ClaimOption = None,
     cluster_broker_url: ClusterBrokerOption = DEFAULT_CLUSTER_BROKER_URL,
     drain: DrainOption = False,
+    task: TaskOption = None,
+    command: CommandOption = None,
+    no_input: NoInputOption = False,
 ) -> None:
     """Render the Kubernetes manifests: RabbitMQ (StatefulSet with a volume claim, Service),
     the Secret, and the Job with completions = the queue depth now and a podFailurePolicy
@@ -359,7 +402,7 @@ def manifests(
     from publisher.manifests import render_files, write_manifests
 
     fixed = 1 if keda else parallelism if drain else None
-    with _settings() as settings:
+    with _settings(task, command, no_input) as settings:
         options = _job_options(
             settings, _completions(settings, completions, fixed),
             parallelism, backoff_limit, name, image, pull_policy, ttl_seconds,
@@ -405,6 +448,9 @@ def run(
     data_host_path: HostPathOption = None,
     data_claim: ClaimOption = None,
     cluster_broker_url: ClusterBrokerOption = DEFAULT_CLUSTER_BROKER_URL,
+    task: TaskOption = None,
+    command: CommandOption = None,
+    no_input: NoInputOption = False,
 ) -> None:
     """Run the job locally: worker processes, as a Kubernetes Job runs pods, until the queue is
     empty; then report. With --kube, apply the manifests to the current kubectl context and
@@ -418,7 +464,7 @@ def run(
     if kube:
         from publisher.manifests import render_files
 
-        with _settings() as settings:
+        with _settings(task, command, no_input) as settings:
             options = _job_options(
                 settings, _completions(settings, completions, parallelism if drain else None),
                 parallelism, backoff_limit, name, image, pull_policy, ttl_seconds,
@@ -427,7 +473,7 @@ def run(
             _run_kube(
                 settings, options, render_files(options, cluster_broker_url), as_json, dry_run
             )
-    with _settings() as settings:
+    with _settings(task, command, no_input) as settings:
         runner = LocalRunner(settings, parallelism, completions, backoff_limit, log_file, drain)
         with job_progress(out, enabled=not as_json) as on_progress:
             report = runner.run(on_progress)
@@ -532,6 +578,7 @@ def _job_options(
         data_claim=data_claim,
         log_level=settings.log_level,
         drain=drain,
+        task_env=tuple(settings.task_env().items()),
     )
 
 

@@ -52,6 +52,7 @@ class JobOptions:
     azure_credentials: bool = False
     log_level: str = "INFO"
     drain: bool = False  # each pod takes items until the queue is empty
+    task_env: tuple[tuple[str, str], ...] = ()  # TASK or TASK_COMMAND and the like; "" is unset
 
 
 def pod_failure_policy() -> Manifest:
@@ -145,6 +146,7 @@ def _pod_spec(options: JobOptions) -> Manifest:
         {"name": "INPUT_URL", "value": options.input_url},
         {"name": "OUTPUT_URL", "value": options.output_url},
         {"name": "LOG_LEVEL", "value": options.log_level},
+        *({"name": name, "value": value} for name, value in options.task_env if value),
     ]
     # Python and pyarrow may want a scratch directory; the root file system is read-only.
     mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}]

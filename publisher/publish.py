@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pika
 import pika.channel
@@ -18,6 +18,11 @@ from worker.settings import Settings, mask_url
 # Messages published but not yet confirmed, at most. Waiting for each confirm caps a publisher
 # at about 1,000 a second; a window keeps the broker busy while confirms stream back.
 WINDOW = 2_000
+
+
+def read_items(lines: Iterable[str]) -> list[str]:
+    """The items in `lines`, one a line, surrounding white space and blank lines left out."""
+    return [item for line in lines if (item := line.strip())]
 
 
 def publish_items(settings: Settings, names: Sequence[str]) -> int:

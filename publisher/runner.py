@@ -185,6 +185,7 @@ class LocalRunner:
             "OUTPUT_URL": self.settings.output_url,
             "LOG_LEVEL": self.settings.log_level,
             "MAX_INPUT_BYTES": str(self.settings.max_input_bytes),
+            **self.settings.task_env(),  # empty values replace what this process inherited
         }
         # A file, not a pipe: a draining worker prints a line per item, more than a pipe holds.
         output = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the worker is reaped)

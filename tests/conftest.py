@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 import pika
 import pytest
 
+from worker.broker import REASON_HEADER
 from worker.settings import DEFAULT_BROKER_URL, Settings
 
 BROKER_URL = os.environ.get("BROKER_URL") or DEFAULT_BROKER_URL
@@ -95,16 +97,16 @@ def settings(env: dict[str, str]) -> Settings:
 
 
 def jobkit(
-    env: dict[str, str], *args: str, timeout: float = 120
+    env: dict[str, str], *args: str, timeout: float = 120, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed `jobkit` command as a user would."""
+    """Run the installed `jobkit` command as a user would, `stdin` on its standard input."""
     return subprocess.run(
         [str(Path(sys.executable).parent / "jobkit"), *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
-        stdin=subprocess.DEVNULL,
+        input=stdin,
     )
 
 
@@ -135,3 +137,22 @@ def read_depths(broker_url: str, queue: str) -> tuple[int, int]:
     )
     connection.close()
     return depths[0], depths[1]
+
+
+def last_outcome(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    """The outcome a worker printed last, as JSON."""
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def dead_letter_reasons(broker_url: str, dead_queue: str) -> list[str]:
+    """The reason of every dead letter in `dead_queue`, in order; they stay there."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    reasons = []
+    while True:
+        method, properties, _ = channel.basic_get(dead_queue, auto_ack=False)
+        if method is None:
+            break
+        reasons.append(str(properties.headers[REASON_HEADER]))
+    connection.close()
+    return reasons

@@ -238,3 +238,18 @@ def test_a_draining_job_runs_one_pod_per_parallel_slot_each_draining_the_queue(
     assert (job["completions"], job["parallelism"]) == (4, 4)
     (container,) = job["template"]["spec"]["containers"]
     assert container["args"] == ["--drain"]
+
+
+def test_the_job_gives_its_workers_the_task_chosen(env: dict[str, str]) -> None:
+    command = "render-frame {item} {output_dir}"
+    result = CliRunner().invoke(
+        app, ["manifests", "--completions", "1", "--command", command, "--no-input"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    job = _by_kind(list(yaml.safe_load_all(result.output)), "Job")["spec"]
+    (container,) = job["template"]["spec"]["containers"]
+    variables = {variable["name"]: variable.get("value") for variable in container["env"]}
+    assert variables["TASK_COMMAND"] == command
+    assert variables["NO_INPUT"] == "true"
+    assert variables["TASK_TIMEOUT_SECONDS"] == "1500"
+    assert "TASK" not in variables

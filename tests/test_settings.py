@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker.errors import ConfigError
-from worker.settings import Settings, mask_url
+from worker.settings import Settings, mask_url, with_task
 
 
 def test_defaults_follow_the_seeds_names() -> None:
@@ -48,3 +48,19 @@ def test_the_input_size_limit_is_read_and_checked() -> None:
     for bad in ("0", "-5", "1GB", "ten"):
         with pytest.raises(ConfigError, match=f"MAX_INPUT_BYTES '{bad}' is not a positive"):
             Settings.from_env({"MAX_INPUT_BYTES": bad})
+
+
+def test_a_task_and_a_program_together_are_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="TASK and TASK_COMMAND are both set"):
+        Settings.from_env({"TASK": "thumbnail", "TASK_COMMAND": "wc {input}"})
+
+
+def test_a_program_cannot_take_an_input_file_when_items_are_not_files() -> None:
+    with pytest.raises(ConfigError, match=r"TASK_COMMAND uses \{input\} but NO_INPUT is set"):
+        Settings.from_env({"TASK_COMMAND": "render {input} {output_dir}", "NO_INPUT": "true"})
+
+
+def test_a_task_chosen_on_the_command_line_replaces_the_one_in_the_environment() -> None:
+    env = with_task({"TASK_COMMAND": "wc {input}"}, "thumbnail", None, no_input=False)
+    settings = Settings.from_env(env)
+    assert (settings.task, settings.task_command) == ("thumbnail", "")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pika
 import pytest
-from conftest import read_depths, worker
+from conftest import dead_letter_reasons, last_outcome, read_depths, worker
 
 from publisher.publish import publish_items
 from publisher.samples import sample_csv
 from worker.aggregate import aggregate_csv, aggregate_item
-from worker.broker import DELIVERY_LIMIT, REASON_HEADER
+from worker.broker import DELIVERY_LIMIT
 from worker.consumer import take_one
 from worker.errors import ExitCode
 from worker.settings import Settings
@@ -34,23 +34,6 @@ def _write_inputs(settings: Settings, rows: int = 3_000, count: int = 2) -> dict
     return files
 
 
-def _outcome(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
-
-
-def _dead_letter_reasons(broker_url: str, dead_queue: str) -> list[str]:
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    channel = connection.channel()
-    reasons = []
-    while True:
-        method, properties, _ = channel.basic_get(dead_queue, auto_ack=False)
-        if method is None:
-            break
-        reasons.append(str(properties.headers[REASON_HEADER]))
-    connection.close()
-    return reasons
-
-
 def test_a_worker_takes_exactly_one_item_stores_its_result_and_acks_it(
     env: dict[str, str], settings: Settings
 ) -> None:
@@ -60,7 +43,7 @@ def test_a_worker_takes_exactly_one_item_stores_its_result_and_acks_it(
     result = worker(env)
 
     assert result.returncode == 0, result.stderr
-    outcome = _outcome(result)
+    outcome = last_outcome(result)
     assert outcome["outcome"] == "done"
     assert outcome["item"] == "temperature1.csv"
     written = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
@@ -74,7 +57,7 @@ def test_a_worker_takes_exactly_one_item_stores_its_result_and_acks_it(
 def test_an_empty_queue_is_a_clean_exit_0(env: dict[str, str]) -> None:
     result = worker(env)
     assert result.returncode == 0, result.stderr
-    assert _outcome(result)["outcome"] == "empty"
+    assert last_outcome(result)["outcome"] == "empty"
 
 
 def test_a_malformed_file_is_dead_lettered_with_its_reason(
@@ -88,7 +71,7 @@ def test_a_malformed_file_is_dead_lettered_with_its_reason(
 
     assert result.returncode == ExitCode.DEAD, result.stderr
     assert read_depths(settings.broker_url, settings.queue) == (0, 1)
-    reasons = _dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    reasons = dead_letter_reasons(settings.broker_url, settings.dead_queue)
     assert reasons == ["bad.csv: line 2: Temperature 'hot' is not a number."]
 
 
@@ -96,7 +79,7 @@ def test_a_missing_file_is_dead_lettered_naming_it(env: dict[str, str], settings
     publish_items(settings, ["ghost.csv"])
     result = worker(env)
     assert result.returncode == ExitCode.DEAD, result.stderr
-    (reason,) = _dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.dead_queue)
     assert reason.startswith("ghost.csv: no such file in")
 
 
@@ -111,7 +94,7 @@ def test_an_unstorable_result_goes_back_to_the_queue_until_the_delivery_limit(
 
     assert codes == [ExitCode.RETRY] * DELIVERY_LIMIT + [ExitCode.DEAD]
     assert read_depths(settings.broker_url, settings.queue) == (0, 1)
-    (reason,) = _dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.dead_queue)
     assert reason.startswith(f"failed {DELIVERY_LIMIT + 1} times, last: temperature1_aggregated")
     assert "cannot write" in reason
 
@@ -194,7 +177,7 @@ def test_a_worker_killed_mid_item_loses_nothing(env: dict[str, str], settings: S
     result = worker(env)
 
     assert result.returncode == 0, result.stderr
-    outcome = _outcome(result)
+    outcome = last_outcome(result)
     assert (outcome["item"], outcome["attempt"]) == ("temperature1.csv", 2)
     written = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
     assert written == aggregate_csv(files["temperature1.csv"])
@@ -238,7 +221,7 @@ def test_drain_dead_letters_a_bad_item_finishes_the_others_and_exits_3(
 def test_drain_on_an_empty_queue_is_a_clean_exit_0(env: dict[str, str]) -> None:
     result = worker(env, "--drain")
     assert result.returncode == 0, result.stderr
-    assert _outcome(result)["outcome"] == "empty"
+    assert last_outcome(result)["outcome"] == "empty"
 
 
 def test_an_input_over_the_size_limit_is_dead_lettered_unread_with_its_size(
@@ -251,7 +234,7 @@ def test_an_input_over_the_size_limit_is_dead_lettered_unread_with_its_size(
     result = worker({**env, "MAX_INPUT_BYTES": "1000"})
 
     assert result.returncode == ExitCode.DEAD, result.stderr
-    (reason,) = _dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.dead_queue)
     assert reason.startswith(
         f"temperature1.csv: {size:,} bytes is more than MAX_INPUT_BYTES (1,000)"
     ), reason
@@ -265,7 +248,7 @@ def test_a_worker_doing_a_local_item_never_imports_pandas_typer_rich_or_azure(
 
     result = worker(env, python_options=("-X", "importtime"))
 
-    assert _outcome(result)["outcome"] == "done", result.stderr
+    assert last_outcome(result)["outcome"] == "done", result.stderr
     imported = {
         line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line
     }

@@ -1,7 +1,7 @@
-"""`python -m worker`: take one item from the queue, do it, store the result, ack, exit.
+"""`python -m worker`: take one item from the queue, run the task on it, store, ack, exit.
 
 Starting fast is most of a short item's cost, so only what every run needs is imported here:
-the task (pyarrow, numpy) is imported when the first item arrives.
+the built-in task (pyarrow, numpy) is imported when the first item arrives.
 """
 
 from __future__ import annotations
@@ -13,17 +13,22 @@ import sys
 
 from worker.consumer import Outcome, do_named, drain_exit_code, take_items
 from worker.errors import EXIT_CODE_HELP, JobkitError
-from worker.settings import SETTINGS_HELP, Settings
+from worker.settings import SETTINGS_HELP, Settings, with_task
 from worker.startup import prepare_process
 from worker.storage import open_store
+from worker.tasks import load_task
 
 log = logging.getLogger("worker")
 
 DESCRIPTION = """\
-Take exactly one item (a file name) from the work queue, aggregate that file to hourly
-mean, std, max and min, write <name>_aggregated.csv, ack the message only once the result
-is stored, and exit. An empty queue is a clean exit 0. The outcome is printed as one JSON
-line on stdout; logs go to stderr.
+Take exactly one item from the work queue, read the input file it names (with --no-input,
+the item is the message body itself), run the task on it, store the task's outputs and a
+success record <item>.done.json, ack the message only once they are stored, and exit. An
+empty queue is a clean exit 0. The outcome is printed as one JSON line on stdout; logs go to
+stderr.
+
+The task is the built-in hourly aggregation of a temperature CSV (<name>_aggregated.csv)
+unless TASK names another (a Python function) or TASK_COMMAND gives a program to run.
 
 With --drain, take items one at a time the same way until the queue is empty, printing one
 line per item; exit 0 if all were done, 3 if any was dead-lettered, 1 after a transient
@@ -49,23 +54,36 @@ def main(argv: list[str] | None = None) -> int:
         help="do the item named on standard input and take no message (for amqp-consume, "
         "which acks the message only when this exits 0)",
     )
+    parser.add_argument(
+        "--task", help="the task: a registered name or package.module:function (as TASK)"
+    )
+    parser.add_argument(
+        "--command", help="a program to run per item instead (as TASK_COMMAND)", metavar="CMD"
+    )
+    parser.add_argument(
+        "--no-input",
+        action="store_true",
+        help="items are not files: the task gets the message body alone (as NO_INPUT=true)",
+    )
     args = parser.parse_args(argv)
     prepare_process()
     outcomes: list[Outcome] = []
     try:
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env(with_task(os.environ, args.task, args.command, args.no_input))
         _configure_logging(settings.log_level)
         inputs = open_store(settings.input_url, settings)
         outputs = open_store(settings.output_url, settings)
-        for store in (inputs, outputs):
-            store.check()  # a bad location or credentials: exit 2 before any message is taken
+        # A bad location, credentials or task: exit 2 before any message is taken.
+        for store in (outputs,) if settings.no_input else (inputs, outputs):
+            store.check()
+        task = load_task(settings)
         if args.stdin:
             # amqp-consume pipes the message body as it is; `echo name |` adds a newline.
             item = sys.stdin.buffer.read().removesuffix(b"\n")
-            outcomes.append(do_named(item, settings, _aggregate, inputs, outputs))
+            outcomes.append(do_named(item, settings, task, inputs, outputs))
             print(outcomes[-1].to_json(), flush=True)
         for outcome in (
-            [] if args.stdin else take_items(settings, _aggregate, inputs, outputs, args.drain)
+            [] if args.stdin else take_items(settings, task, inputs, outputs, args.drain)
         ):
             print(outcome.to_json(), flush=True)
             outcomes.append(outcome)
@@ -76,13 +94,6 @@ def main(argv: list[str] | None = None) -> int:
         print(outcome.to_json(), flush=True)
         return int(outcome.code)
     return int(drain_exit_code(outcomes))
-
-
-def _aggregate(name: str, data: bytes) -> dict[str, bytes]:
-    """The built-in task, imported with its pyarrow on the first item, not before."""
-    from worker.aggregate import aggregate_item
-
-    return aggregate_item(name, data)
 
 
 def _configure_logging(level: str) -> None:

@@ -29,12 +29,10 @@ from worker.broker import (
 from worker.errors import ExitCode, InputError, JobkitError
 from worker.ledger import is_current, make_record, read_record, record_name
 from worker.settings import Settings
-from worker.storage import Store
+from worker.storage import Store, check_name
+from worker.tasks import Task
 
 log = logging.getLogger(__name__)
-
-Task = Callable[[str, bytes], dict[str, bytes]]
-"""A task: item name and input bytes in, {output name: bytes} out; InputError for bad input."""
 
 _POLL_SECONDS = 0.2
 
@@ -132,7 +130,7 @@ def _take(
 
     error = _run_while_heartbeating(
         connection,
-        lambda: _process(item, body, task, inputs, outputs, settings.max_input_bytes, attempt),
+        lambda: _process(item, body, task, inputs, outputs, settings, attempt),
     )
     seconds = round(time.monotonic() - started, 3)
     if error is None:
@@ -164,7 +162,7 @@ def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs
     name = item.decode("utf-8", errors="replace")
     log.info("took %s from standard input", name)
     try:
-        _process(name, item, task, inputs, outputs, settings.max_input_bytes, attempt=1)
+        _process(name, item, task, inputs, outputs, settings, attempt=1)
     except Exception as exc:  # every failure becomes an exit code, as in take_one
         if not isinstance(exc, JobkitError):
             log.error("unexpected error in the task", exc_info=exc)
@@ -175,18 +173,41 @@ def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs
 
 
 def _process(
-    item: str, body: bytes, task: Task, inputs: Store, outputs: Store, limit: int, attempt: int
+    item: str,
+    body: bytes,
+    task: Task,
+    inputs: Store,
+    outputs: Store,
+    settings: Settings,
+    attempt: int,
 ) -> None:
     """Read, run the task, store the outputs, then the success record.
 
     A redelivered item whose record still matches its input and outputs is not done again.
     """
     started = time.monotonic()
+    data = _read(item, body, inputs, settings)
+    if attempt > 1 and is_current(outputs, read_record(outputs, item), data):
+        log.info("%s was already done from this input (its record matches); not redone", item)
+        return
+    results = task(item, data)
+    for name, content in results.items():
+        outputs.write(name, content)
+        log.info("stored %s in %s (%d bytes)", name, outputs, len(content))
+    record = make_record(item, data, results, attempt, time.monotonic() - started)
+    outputs.write(record_name(item), record.to_bytes())
+
+
+def _read(item: str, body: bytes, inputs: Store, settings: Settings) -> bytes:
+    """The item's input: the stored file it names or, with NO_INPUT, the message body itself."""
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"The message body {body[:60]!r} is not UTF-8 text.") from exc
-    size = inputs.size(item)
+    if settings.no_input:
+        check_name(item)  # its success record is stored under its name
+        return body
+    size, limit = inputs.size(item), settings.max_input_bytes
     if size > limit:  # refused before reading: a clear dead letter, not an out-of-memory kill
         raise InputError(
             f"{item}: {size:,} bytes is more than MAX_INPUT_BYTES ({limit:,}); split the file, "
@@ -194,16 +215,7 @@ def _process(
         )
     data = inputs.read(item)
     log.info("read %s (%d bytes)", item, len(data))
-    if attempt > 1 and is_current(outputs, read_record(outputs, item), data):
-        log.info("%s was already done from this input (its record matches); not redone", item)
-        return
-    results = task(item, data)
-    log.info("aggregated %s into %s", item, ", ".join(results))
-    for name, content in results.items():
-        outputs.write(name, content)
-        log.info("stored %s in %s (%d bytes)", name, outputs, len(content))
-    record = make_record(item, data, results, attempt, time.monotonic() - started)
-    outputs.write(record_name(item), record.to_bytes())
+    return data
 
 
 def _run_while_heartbeating(

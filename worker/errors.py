@@ -63,3 +63,9 @@ class StorageError(JobkitError):
     """Reading or writing storage failed for a reason that may pass."""
 
     exit_code = ExitCode.RETRY
+
+
+class TaskError(JobkitError):
+    """The task failed in a way another try may not repeat (a program's exit 1, a timeout)."""
+
+    exit_code = ExitCode.RETRY

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+import shlex
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +20,13 @@ DEFAULT_OUTPUT_URL = "data/output"
 _CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 DEFAULT_MAX_INPUT_BYTES = 256 * 1024 * 1024
 MAX_QUEUE_NAME = 250  # AMQP allows 255 bytes; the dead-letter queue appends ".dead"
+DEFAULT_TASK = "aggregate"
+# Under RabbitMQ's 30-minute delivery acknowledgement timeout, so the worker gives a hung item
+# back itself, with a reason, before the broker closes its channel.
+DEFAULT_TASK_TIMEOUT_SECONDS = 1500.0
+_TASK_NAME = re.compile(r"[A-Za-z_][\w.-]*")  # a name registered under jobkit.tasks
+_TASK_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")  # package.module:function
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 SETTINGS_HELP = f"""\
 Environment:
@@ -32,6 +40,15 @@ Environment:
   MAX_INPUT_BYTES       inputs larger are dead-lettered unread [{DEFAULT_MAX_INPUT_BYTES}]
                         (a worker needs about 95 MB plus 3 times its input in memory)
   LOG_LEVEL             DEBUG, INFO, WARNING or ERROR [INFO]
+  TASK                  the task: a name registered under the entry-point group jobkit.tasks,
+                        or package.module:function [{DEFAULT_TASK}: the hourly aggregation]
+  TASK_COMMAND          instead, a program run per item, e.g. "wordcount {{input}} {{output_dir}}";
+                        {{input}} is the input's path, {{output_dir}} where its outputs go,
+                        {{item}} the item; exit 3 dead-letters the item, others retry it
+  TASK_TIMEOUT_SECONDS  a program running longer is killed and its item retried
+                        [{DEFAULT_TASK_TIMEOUT_SECONDS:g}]
+  NO_INPUT              true: items are not files; the task gets the message body alone
+                        and INPUT_URL is not read [false]
 Azure Blob Storage credentials for az:// URLs, first found wins:
   AZURE_STORAGE_CONNECTION_STRING  a storage account's connection string
   AZURE_CREDENTIALS_PATH           a JSON file {{"storage_account": ..., "account_key": ...}}
@@ -64,6 +81,10 @@ class Settings:
     azure_account: str = ""
     azure_blob_endpoint: str = ""
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    task: str = DEFAULT_TASK
+    task_command: str = ""
+    task_timeout_seconds: float = DEFAULT_TASK_TIMEOUT_SECONDS
+    no_input: bool = False
 
     @property
     def dead_queue(self) -> str:
@@ -77,20 +98,21 @@ class Settings:
         def get(name: str, default: str) -> str:
             return env.get(name, "").strip() or default
 
-        retry = get("BROKER_RETRY_SECONDS", str(DEFAULT_BROKER_RETRY_SECONDS))
-        problems = []
-        try:
-            retry_seconds = float(retry)
-        except ValueError:
-            retry_seconds = -1.0
-        if not 0 <= retry_seconds <= 3600:
-            problems.append(f"BROKER_RETRY_SECONDS {retry!r} is not a number of seconds (0-3600)")
+        problems: list[str] = []
+        retry_seconds = _seconds(
+            get, "BROKER_RETRY_SECONDS", DEFAULT_BROKER_RETRY_SECONDS, problems
+        )
+        if env.get("TASK", "").strip() and env.get("TASK_COMMAND", "").strip():
+            problems.append("TASK and TASK_COMMAND are both set (set one: a function or a program)")
+        no_input = get("NO_INPUT", "false").lower()
+        if no_input not in _FLAGS:
+            problems.append(f"NO_INPUT {no_input!r} is not true or false")
         max_input = get("MAX_INPUT_BYTES", str(DEFAULT_MAX_INPUT_BYTES))
         max_input_bytes = int(max_input) if max_input.isdigit() else 0
         settings = cls(
             broker_url=get("BROKER_URL", DEFAULT_BROKER_URL),
             broker_ca_file=get("BROKER_CA_FILE", ""),
-            broker_retry_seconds=max(retry_seconds, 0.0),
+            broker_retry_seconds=retry_seconds,
             queue=get("QUEUE", DEFAULT_QUEUE),
             input_url=get("INPUT_URL", DEFAULT_INPUT_URL),
             output_url=get("OUTPUT_URL", DEFAULT_OUTPUT_URL),
@@ -100,6 +122,12 @@ class Settings:
             azure_account=get("AZURE_STORAGE_ACCOUNT", ""),
             azure_blob_endpoint=get("AZURE_STORAGE_BLOB_ENDPOINT", ""),
             max_input_bytes=max_input_bytes,
+            task=get("TASK", DEFAULT_TASK),
+            task_command=get("TASK_COMMAND", ""),
+            task_timeout_seconds=_seconds(
+                get, "TASK_TIMEOUT_SECONDS", DEFAULT_TASK_TIMEOUT_SECONDS, problems, 0.001, 86400
+            ),
+            no_input=_FLAGS.get(no_input, False),
         )
         problems += settings._problems()
         if max_input_bytes <= 0:
@@ -125,7 +153,35 @@ class Settings:
             problems.extend(self._location_problems(name, url))
         if not isinstance(logging.getLevelName(self.log_level), int):
             problems.append(f"LOG_LEVEL {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
-        return problems
+        return problems + self._task_problems()
+
+    def _task_problems(self) -> list[str]:
+        if not self.task_command:
+            if _TASK_NAME.fullmatch(self.task) or _TASK_TARGET.fullmatch(self.task):
+                return []
+            return [f"TASK {self.task!r} is neither a task's name nor package.module:function"]
+        try:
+            words = shlex.split(self.task_command)
+        except ValueError as exc:
+            return [f"TASK_COMMAND {self.task_command!r} cannot be split into words ({exc})"]
+        if not words or not words[0]:
+            return [f"TASK_COMMAND {self.task_command!r} names no program"]
+        if self.no_input and "{input}" in self.task_command:
+            return [
+                "TASK_COMMAND uses {input} but NO_INPUT is set, so items are not files "
+                "(pass the item itself with {item})"
+            ]
+        return []
+
+    def task_env(self) -> dict[str, str]:
+        """The task's variables as a worker must see them; an empty value stands for unset."""
+        command = bool(self.task_command)
+        return {
+            "TASK": "" if command else self.task,
+            "TASK_COMMAND": self.task_command,
+            "TASK_TIMEOUT_SECONDS": f"{self.task_timeout_seconds:g}" if command else "",
+            "NO_INPUT": "true" if self.no_input else "",
+        }
 
     def check_location(self, name: str, url: str) -> None:
         """Raise ConfigError unless `url` is a location these settings can open."""
@@ -173,7 +229,50 @@ class Settings:
             "AZURE_STORAGE_ACCOUNT": self.azure_account,
             "AZURE_STORAGE_BLOB_ENDPOINT": self.azure_blob_endpoint,
             "MAX_INPUT_BYTES": str(self.max_input_bytes),
+            "TASK": self.task,
+            "TASK_COMMAND": self.task_command,
+            "TASK_TIMEOUT_SECONDS": f"{self.task_timeout_seconds:g}",
+            "NO_INPUT": str(self.no_input).lower(),
         }
+
+
+def with_task(
+    env: Mapping[str, str], task: str | None, command: str | None, no_input: bool
+) -> dict[str, str]:
+    """`env` with a task chosen on the command line, which replaces the environment's choice.
+
+    Raises ConfigError when both a task and a command are given.
+    """
+    if task is not None and command is not None:
+        raise ConfigError("Give --task or --command, not both.")
+    chosen = dict(env)
+    if task is not None or command is not None:
+        chosen.pop("TASK", None)
+        chosen.pop("TASK_COMMAND", None)
+        chosen["TASK" if task is not None else "TASK_COMMAND"] = task or command or ""
+    if no_input:
+        chosen["NO_INPUT"] = "true"
+    return chosen
+
+
+def _seconds(
+    get: Callable[[str, str], str],
+    name: str,
+    default: float,
+    problems: list[str],
+    low: float = 0.0,
+    high: float = 3600.0,
+) -> float:
+    """The number of seconds in variable `name`; a problem is added when it is out of range."""
+    text = get(name, f"{default:g}")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not low <= seconds <= high:
+        problems.append(f"{name} {text!r} is not a number of seconds ({low:g}-{high:g})")
+        return default
+    return seconds
 
 
 def _raise_if_any(problems: list[str]) -> None:

@@ -1,0 +1,141 @@
+"""A program run per item as the task (TASK_COMMAND): stored, dead-lettered, retried, killed."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import dead_letter_reasons, last_outcome, read_depths, worker
+
+from publisher.publish import publish_items
+from worker.broker import DELIVERY_LIMIT
+from worker.errors import ExitCode
+from worker.settings import Settings
+
+pytestmark = pytest.mark.rabbitmq
+
+SUCCEEDS = """\
+import sys
+from pathlib import Path
+source, out = Path(sys.argv[1]), Path(sys.argv[2])
+(out / "upper").mkdir()
+(out / "upper" / source.name).write_bytes(source.read_bytes().upper())
+(out / (source.name + ".size")).write_text(str(source.stat().st_size))
+"""
+FAILS = """\
+import sys
+for line in ("reading the input", "checking the header", sys.argv[2]):
+    print(line, file=sys.stderr)
+sys.exit(int(sys.argv[1]))
+"""
+HANGS = """\
+sleep 60 &
+echo $! > "$1"
+wait
+"""
+
+
+def _command(env: dict[str, str], tmp_path: Path, script: str, *args: str) -> dict[str, str]:
+    """`env` with TASK_COMMAND running `script` (Python, or shell for a .sh body) with `args`."""
+    shell = script.startswith("sleep")
+    path = tmp_path / ("program.sh" if shell else "program.py")
+    path.write_text(script)
+    runner = "sh" if shell else sys.executable
+    return {**env, "TASK_COMMAND": shlex.join([runner, str(path), *args])}
+
+
+def _publish_file(settings: Settings, name: str = "notes.txt", data: bytes = b"abc") -> None:
+    Path(settings.input_url, name).write_bytes(data)
+    publish_items(settings, [name])
+
+
+def test_a_program_exiting_0_has_every_file_it_wrote_stored_and_its_item_acked(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    _publish_file(settings)
+    program = _command(env, tmp_path, SUCCEEDS, "{input}", "{output_dir}")
+
+    result = worker(program)
+
+    assert result.returncode == 0, result.stderr
+    assert Path(settings.output_url, "upper", "notes.txt").read_bytes() == b"ABC"
+    assert Path(settings.output_url, "notes.txt.size").read_text() == "3"
+    record = json.loads(Path(settings.output_url, "notes.txt.done.json").read_text())
+    assert sorted(record["outputs"]) == ["notes.txt.size", "upper/notes.txt"]
+    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+
+
+def test_a_program_exiting_3_dead_letters_its_item_with_its_last_standard_error_lines(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    _publish_file(settings)
+    program = _command(env, tmp_path, FAILS, "3", "no header in {input}")
+
+    result = worker(program)
+
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    command = program["TASK_COMMAND"].replace("'", "")
+    assert reason.startswith(f"notes.txt: '{command}' exited 3: reading the input | checking the")
+    assert reason.endswith("/notes.txt"), reason
+
+
+def test_a_program_exiting_1_is_retried_until_the_delivery_limit_dead_letters_it(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    _publish_file(settings)
+    program = _command(env, tmp_path, FAILS, "1", "disk full")
+
+    codes = [worker(program).returncode for _ in range(DELIVERY_LIMIT + 1)]
+
+    assert codes == [ExitCode.RETRY] * DELIVERY_LIMIT + [ExitCode.DEAD]
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    assert reason.startswith(f"failed {DELIVERY_LIMIT + 1} times, last: notes.txt: ")
+    assert reason.endswith("exited 1: reading the input | checking the header | disk full")
+
+
+def test_a_program_running_past_the_timeout_is_killed_with_its_children_and_retried(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    _publish_file(settings)
+    pid_file = tmp_path / "child.pid"
+    program = _command(env, tmp_path, HANGS, str(pid_file))
+
+    result = worker({**program, "TASK_TIMEOUT_SECONDS": "0.5"})
+
+    assert result.returncode == ExitCode.RETRY, result.stderr
+    assert "ran longer than TASK_TIMEOUT_SECONDS (0.5 s) and was killed" in str(
+        last_outcome(result)["reason"]
+    )
+    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+    assert not _alive(int(pid_file.read_text())), "the program's child was killed too"
+
+
+def test_a_program_that_cannot_be_found_is_exit_2_with_no_message_taken(
+    env: dict[str, str], settings: Settings
+) -> None:
+    _publish_file(settings)
+
+    result = worker(env, "--command", "no-such-program {input} {output_dir}")
+
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert "no program 'no-such-program' found" in result.stderr
+    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting for its parent to reap it is not running)."""
+    deadline = time.monotonic() + 5  # init reaps the orphan soon after its kill
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return False
+        if state in ("Z", "X"):
+            return False
+        time.sleep(0.05)
+    return True

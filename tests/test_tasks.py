@@ -1,0 +1,135 @@
+"""Tasks of one's own as Python functions: by a registered short name or as module:function."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from conftest import dead_letter_reasons, jobkit, last_outcome, read_depths, worker
+
+from publisher.publish import publish_items
+from worker.errors import ExitCode
+from worker.settings import Settings
+
+pytestmark = pytest.mark.rabbitmq
+
+TASKS = """\
+from worker.errors import InputError
+
+
+def shout(name, data):
+    return {name + ".shout": data.upper()}
+
+
+def refuse(name, data):
+    raise InputError(f"{name}: refused")
+"""
+
+
+@pytest.fixture
+def task_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """`env` with a small distribution on PYTHONPATH that registers `shout` under jobkit.tasks."""
+    packages = tmp_path / "packages"
+    (packages / "jobkit_test_tasks").mkdir(parents=True)
+    (packages / "jobkit_test_tasks" / "__init__.py").write_text(TASKS)
+    metadata = packages / "jobkit_test_tasks-1.0.dist-info"
+    metadata.mkdir()
+    (metadata / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: jobkit-test-tasks\nVersion: 1.0\n"
+    )
+    (metadata / "entry_points.txt").write_text("[jobkit.tasks]\nshout = jobkit_test_tasks:shout\n")
+    return {**env, "PYTHONPATH": str(packages)}
+
+
+def _publish_file(settings: Settings, name: str, data: bytes) -> None:
+    Path(settings.input_url, name).write_bytes(data)
+    publish_items(settings, [name])
+
+
+def test_a_task_registered_under_a_short_name_by_another_package_runs_on_the_item(
+    task_env: dict[str, str], settings: Settings
+) -> None:
+    _publish_file(settings, "hello.txt", b"hello")
+
+    result = worker({**task_env, "TASK": "shout"})
+
+    assert result.returncode == 0, result.stderr
+    assert Path(settings.output_url, "hello.txt.shout").read_bytes() == b"HELLO"
+    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+
+
+def test_a_task_given_as_module_and_function_runs_on_the_item(
+    task_env: dict[str, str], settings: Settings
+) -> None:
+    _publish_file(settings, "hello.txt", b"hello")
+
+    result = worker(task_env, "--task", "jobkit_test_tasks:shout")
+
+    assert result.returncode == 0, result.stderr
+    assert Path(settings.output_url, "hello.txt.shout").read_bytes() == b"HELLO"
+
+
+def test_an_input_error_from_a_task_dead_letters_the_item_with_its_reason(
+    task_env: dict[str, str], settings: Settings
+) -> None:
+    _publish_file(settings, "hello.txt", b"hello")
+
+    result = worker({**task_env, "TASK": "jobkit_test_tasks:refuse"})
+
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    assert dead_letter_reasons(settings.broker_url, settings.dead_queue) == ["hello.txt: refused"]
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("thumbnail", "TASK 'thumbnail' is not a known task (known: aggregate, shout)"),
+        ("no_such_module:run", "TASK 'no_such_module:run': cannot import 'no_such_module'"),
+        ("jobkit_test_tasks:missing", "'jobkit_test_tasks' has no 'missing'"),
+        ("not a task", "TASK 'not a task' is neither a task's name nor package.module:function"),
+    ],
+)
+def test_a_task_that_cannot_be_found_is_exit_2_naming_it_with_no_message_taken(
+    task_env: dict[str, str], settings: Settings, task: str, message: str
+) -> None:
+    publish_items(settings, ["hello.txt"])
+
+    result = worker({**task_env, "TASK": task})
+
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line, line
+    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+
+
+def test_the_built_in_task_is_chosen_without_scanning_entry_points(env: dict[str, str]) -> None:
+    result = worker({**env, "TASK": "aggregate"}, python_options=("-X", "importtime"))
+
+    assert last_outcome(result)["outcome"] == "empty", result.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line
+    }
+    assert "importlib.metadata" not in imported
+    assert "worker.aggregate" not in imported, "imported with the first item, not before"
+
+
+def test_items_that_are_not_files_are_published_from_standard_input_and_processed(
+    task_env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    no_files = {**task_env, "INPUT_URL": str(tmp_path / "nowhere"), "NO_INPUT": "true"}
+    published = jobkit(no_files, "publish", "--from", "-", stdin="frame 1\n\nframe 2\n")
+    assert published.returncode == 0, published.stderr
+    assert "Published 2 items" in published.stdout
+
+    ran = jobkit(
+        no_files, "run", "--json", "--parallelism", "2", "--task", "jobkit_test_tasks:shout"
+    )
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert sorted(json.loads(ran.stdout)["done"]) == ["frame 1", "frame 2"]
+    for item in ("frame 1", "frame 2"):
+        assert Path(settings.output_url, f"{item}.shout").read_bytes() == item.upper().encode()
+        record = json.loads(Path(settings.output_url, f"{item}.done.json").read_text())
+        assert record["input_md5"] == hashlib.md5(item.encode()).hexdigest()
