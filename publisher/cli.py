@@ -19,6 +19,7 @@ from publisher.manifests import (
     JobOptions,
     Manifest,
 )
+from publisher.runrecord import RUN_RECORD_NAME
 from worker.errors import EXIT_CODE_HELP, ConfigError, ExitCode, InputError, JobkitError
 from worker.settings import SETTINGS_HELP, Settings
 from worker.storage import check_name, open_store
@@ -35,6 +36,8 @@ app = typer.Typer(
     ),
     epilog=SETTINGS_HELP + "\n\n" + EXIT_CODE_HELP,
 )
+DEFAULT_RUN_DIR = Path(".jobkit")  # the local runner's log, run record and report
+REPORT_NAME = "report.html"
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -367,11 +370,18 @@ def run(
     ] = os.cpu_count() or 1,
     completions: CompletionsOption = None,
     backoff_limit: BackoffOption = 6,
-    log_file: Annotated[Path, typer.Option(help="Where the workers' logs go.")] = Path(
-        ".jobkit/run.log"
-    ),
+    log_file: Annotated[
+        Path, typer.Option(help="Where the workers' logs go; the run record is kept beside it.")
+    ] = DEFAULT_RUN_DIR / "run.log",
     drain: DrainOption = False,
     as_json: JsonOption = False,
+    with_report: Annotated[
+        bool,
+        typer.Option(
+            "--report",
+            help="Then write the batch report (see 'jobkit report') beside the log file.",
+        ),
+    ] = False,
     kube: Annotated[
         bool,
         typer.Option(
@@ -400,6 +410,7 @@ def run(
     """
     from publisher.display import job_progress, print_report
     from publisher.runner import LocalRunner
+    from publisher.runrecord import record_run, save_run
 
     if kube:
         from publisher.manifests import render_files
@@ -417,11 +428,78 @@ def run(
         runner = LocalRunner(settings, parallelism, completions, backoff_limit, log_file, drain)
         with job_progress(out, enabled=not as_json) as on_progress:
             report = runner.run(on_progress)
-    if as_json:
-        _print_json(report.to_dict())
-    else:
-        print_report(out, report, settings.queue, settings.output_url, str(log_file))
+        run_path = log_file.with_name(RUN_RECORD_NAME)
+        save_run(run_path, record_run(report, settings, drain))
+        if as_json:
+            _print_json(report.to_dict())
+        else:
+            print_report(out, report, settings.queue, settings.output_url, str(log_file))
+        if with_report:
+            _write_report(settings, run_path, log_file.with_name(REPORT_NAME))
     raise typer.Exit(int(report.exit_code))
+
+
+@app.command()
+def report(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Where to write the HTML page.")
+    ] = DEFAULT_RUN_DIR / REPORT_NAME,
+    run_path: Annotated[
+        Path, typer.Option("--run", help="The run record 'jobkit run' wrote beside its log.")
+    ] = DEFAULT_RUN_DIR / RUN_RECORD_NAME,
+) -> None:
+    """Write the batch report, one self-contained HTML page: the last run's timeline (one bar
+    per attempt on its worker), the outcome (done, dead-lettered with reasons, retried, still
+    queued, wall time, rate), the hourly curves of the results, and the versions and settings.
+    Reads the run record, the success records, the dead letters (left in place) and the queue.
+
+    Example: jobkit report --out report.html
+    """
+    with _settings() as settings:
+        _write_report(settings, run_path, out_path)
+
+
+@app.command()
+def plot(
+    result: Annotated[Path, typer.Argument(help="A result: Datetime,mean,std,max,min.")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="The PNG to write; default: RESULT's name.png.")
+    ] = None,
+) -> None:
+    """Draw one result's hourly mean with its min-max band as a PNG; hours without readings
+    are gaps.
+
+    Example: jobkit plot data/output/temperature1_aggregated.csv --out temperature1.png
+    """
+    from publisher.charts import curve_png
+    from publisher.curves import read_curve
+
+    with _settings():
+        try:
+            curve = read_curve(result.name, result.read_bytes())
+        except (OSError, InputError) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise ConfigError(f"Cannot plot {result}: {detail}") from None
+        target = out_path or Path(result.with_suffix(".png").name)
+        target.write_bytes(curve_png(curve))
+    out.print(f"Wrote {target}", markup=False, highlight=False)
+
+
+def _write_report(settings: Settings, run_path: Path, out_path: Path) -> None:
+    """Gather the batch's facts, write the report page, and say where it is."""
+    from publisher.report import read_batch, summarize
+    from publisher.report_html import render_report
+
+    batch = read_batch(settings, run_path)
+    summary = summarize(batch)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(render_report(batch, summary), encoding="utf-8")
+    out.print(
+        f"Wrote the report to {out_path}: {summary.done} done, {summary.dead} dead-lettered, "
+        f"{summary.retried} retried, {summary.queued} still queued.",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _run_kube(
