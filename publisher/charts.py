@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from publisher.curves import Curve
 from publisher.runrecord import Attempt, attempt_begins
 
@@ -122,6 +124,9 @@ def _draw_curve(axes: Axes, curve: Curve, small: bool) -> None:
                       label="hourly min to max")  # fmt: skip
     axes.plot(curve.hours, curve.mean, color=_MEAN, linewidth=0.9 if small else 1.2,
               label="hourly mean")  # fmt: skip
+    if len(curve.hours) == 1:  # give one hour some width, or the date locator finds no ticks
+        hour = np.timedelta64(1, "h")
+        axes.set_xlim(curve.hours[0] - hour, curve.hours[0] + hour)
     locator = AutoDateLocator(maxticks=6 if small else 10)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
