@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from publisher.runrecord import RUN_RECORD_NAME
 from worker.errors import EXIT_CODE_HELP, ConfigError, ExitCode, InputError, JobkitError
 from worker.settings import SETTINGS_HELP, Settings
 from worker.storage import check_name, open_store
+
+if TYPE_CHECKING:
+    from publisher.runner import JobReport
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -410,7 +413,6 @@ def run(
     """
     from publisher.display import job_progress, print_report
     from publisher.runner import LocalRunner
-    from publisher.runrecord import record_run, save_run
 
     if kube:
         from publisher.manifests import render_files
@@ -421,22 +423,38 @@ def run(
                 parallelism, backoff_limit, name, image, pull_policy, ttl_seconds,
                 active_deadline_seconds, requests, limits, data_host_path, data_claim, drain,
             )  # fmt: skip
-            _run_kube(
-                settings, options, render_files(options, cluster_broker_url), as_json, dry_run
-            )
+            files = render_files(options, cluster_broker_url)
+            report = _run_kube(settings, options, files, as_json, dry_run)
+            _keep_run(settings, report, drain, log_file, with_report, as_json)
+        raise typer.Exit(int(report.exit_code))
     with _settings() as settings:
         runner = LocalRunner(settings, parallelism, completions, backoff_limit, log_file, drain)
         with job_progress(out, enabled=not as_json) as on_progress:
             report = runner.run(on_progress)
-        run_path = log_file.with_name(RUN_RECORD_NAME)
-        save_run(run_path, record_run(report, settings, drain))
         if as_json:
             _print_json(report.to_dict())
         else:
             print_report(out, report, settings.queue, settings.output_url, str(log_file))
-        if with_report:
-            _write_report(settings, run_path, log_file.with_name(REPORT_NAME))
+        _keep_run(settings, report, drain, log_file, with_report, as_json)
     raise typer.Exit(int(report.exit_code))
+
+
+def _keep_run(
+    settings: Settings,
+    report: JobReport,
+    drain: bool,
+    log_file: Path,
+    with_report: bool,
+    as_json: bool,
+) -> None:
+    """Record the run beside the log file; with `with_report`, write the batch report there
+    (saying where on stderr when stdout is JSON)."""
+    from publisher.runrecord import record_run, save_run
+
+    run_path = log_file.with_name(RUN_RECORD_NAME)
+    save_run(run_path, record_run(report, settings, drain))
+    if with_report:
+        _write_report(settings, run_path, log_file.with_name(REPORT_NAME), err if as_json else out)
 
 
 @app.command()
@@ -456,7 +474,7 @@ def report(
     Example: jobkit report --out report.html
     """
     with _settings() as settings:
-        _write_report(settings, run_path, out_path)
+        _write_report(settings, run_path, out_path, out)
 
 
 @app.command()
@@ -474,27 +492,35 @@ def plot(
     from publisher.charts import curve_png
     from publisher.curves import read_curve
 
+    target = out_path or Path(result.with_suffix(".png").name)
     with _settings():
         try:
             curve = read_curve(result.name, result.read_bytes())
         except (OSError, InputError) as exc:
-            detail = exc.strerror if isinstance(exc, OSError) else str(exc)
+            detail = f"{exc.strerror}." if isinstance(exc, OSError) else str(exc)
             raise ConfigError(f"Cannot plot {result}: {detail}") from None
-        target = out_path or Path(result.with_suffix(".png").name)
-        target.write_bytes(curve_png(curve))
+        _write_file(target, curve_png(curve))
     out.print(f"Wrote {target}", markup=False, highlight=False)
 
 
-def _write_report(settings: Settings, run_path: Path, out_path: Path) -> None:
+def _write_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, making its directory; ConfigError when that fails."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {path} ({exc.strerror}).") from None
+
+
+def _write_report(settings: Settings, run_path: Path, out_path: Path, console: Console) -> None:
     """Gather the batch's facts, write the report page, and say where it is."""
     from publisher.report import read_batch, summarize
     from publisher.report_html import render_report
 
     batch = read_batch(settings, run_path)
     summary = summarize(batch)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(render_report(batch, summary), encoding="utf-8")
-    out.print(
+    _write_file(out_path, render_report(batch, summary).encode())
+    console.print(
         f"Wrote the report to {out_path}: {summary.done} done, {summary.dead} dead-lettered, "
         f"{summary.retried} retried, {summary.queued} still queued.",
         markup=False,
@@ -508,7 +534,7 @@ def _run_kube(
     files: dict[str, list[Manifest]],
     as_json: bool,
     dry_run: bool,
-) -> None:
+) -> JobReport:
     """`run --kube`: apply the manifests and follow the Job, or print them with --dry-run."""
     from publisher.display import job_progress, print_report
     from publisher.kube import KubeRunner
@@ -525,7 +551,7 @@ def _run_kube(
     else:
         logs = f"kubectl logs -l job-name={options.name}"
         print_report(out, report, settings.queue, f"{options.output_url} (in the pods)", logs)
-    raise typer.Exit(int(report.exit_code))
+    return report
 
 
 def _completions(settings: Settings, completions: int | None, fixed: int | None) -> int:
