@@ -19,6 +19,7 @@ from publisher.runrecord import Attempt, attempt_begins
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
 CURVES_PER_FIGURE = 12
 _COLUMNS = 3
@@ -45,8 +46,6 @@ _DPI = 100
 def timeline_png(attempts: list[Attempt], started_at: float, parallelism: int) -> bytes:
     """One bar per attempt on its worker's lane: start-up, then processing with storing apart,
     coloured by outcome."""
-    from matplotlib.patches import Patch
-
     lanes = max([parallelism, *(attempt.lane + 1 for attempt in attempts)])
     figure = _figure(10, min(1.8 + 0.45 * lanes, 12))
     axes = figure.add_subplot()
@@ -73,16 +72,27 @@ def timeline_png(attempts: list[Attempt], started_at: float, parallelism: int) -
     axes.set_xlim(left=0)
     axes.grid(axis="x", color="#DDDDDD", linewidth=0.6)
     axes.set_axisbelow(True)
-    seen = {attempt.outcome for attempt in attempts}
+    axes.legend(
+        handles=_timeline_legend({attempt.outcome for attempt in attempts}),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.22),
+        ncols=3,
+    )
+    return _png(figure)
+
+
+def _timeline_legend(outcomes: set[str]) -> list[Patch]:
+    """Start-up, the outcomes that occur, and storing."""
+    from matplotlib.patches import Patch
+
     legend = [Patch(facecolor=_STARTUP, label="start-up (process start to message taken)")]
     legend += [
         Patch(facecolor=OUTCOME_COLOURS[outcome], label=OUTCOME_NAMES[outcome])
         for outcome in OUTCOME_COLOURS
-        if outcome in seen
+        if outcome in outcomes
     ]
     legend.append(Patch(facecolor="white", edgecolor="#333333", hatch="////", label="storing"))
-    axes.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=3)
-    return _png(figure)
+    return legend
 
 
 def curves_pngs(curves: Sequence[Curve]) -> list[bytes]:

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pika
 import pytest
-from conftest import jobkit, worker
+from conftest import clear_after_first_failure, jobkit, worker
 from matplotlib.image import imread
 
 from worker.errors import ExitCode
@@ -29,16 +28,6 @@ pytestmark = pytest.mark.rabbitmq
 Batch = tuple[dict[str, str], subprocess.CompletedProcess[str]]  # the run's environment, the run
 
 LATE = "Datetime,Temperature\n2017-12-01 00:00:00,1\n2017-12-01 00:01:00,2\n"
-
-
-def _clear_after_first_failure(log: Path, in_the_way: Path) -> None:
-    """Remove what stops the late item's result once its first attempt has failed."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if log.exists() and "returned late.csv to the queue" in log.read_text():
-            in_the_way.rmdir()
-            return
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +52,7 @@ def batch(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         in_the_way = Path(env["OUTPUT_URL"], "late_aggregated.csv")
         in_the_way.mkdir(parents=True)
         assert jobkit(env, "publish").returncode == 0
-        helper = threading.Thread(
-            target=_clear_after_first_failure, args=(root / ".jobkit/run.log", in_the_way)
-        )
-        helper.start()
+        helper = clear_after_first_failure(root / ".jobkit/run.log", "late.csv", in_the_way)
         run = jobkit(env, "run", "--parallelism", "2", "--report")
         helper.join()
         yield env, run
