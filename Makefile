@@ -104,13 +104,15 @@ purge: setup ## delete every message waiting in the queue
 check: setup ## check every output against its input's aggregation, and that the queues are empty
 	$(BIN)/python scripts/check-outputs
 
-demo: setup broker $(STORAGE_SERVICE) data publish run ## the whole job end to end on six sample files (STORAGE=azure: through Azurite)
+demo: override RUN_FLAGS += --report
+demo: setup broker $(STORAGE_SERVICE) data publish run ## the whole job end to end on six sample files, then the batch report (STORAGE=azure: through Azurite)
 ifeq ($(STORAGE),azure)
 	$(BIN)/jobkit status
 else
 	@echo "First hours of $(OUTPUT_URL)/temperature1_aggregated.csv:"
 	@head -4 $(OUTPUT_URL)/temperature1_aggregated.csv
 endif
+	@echo "The batch report: $(CURDIR)/.jobkit/report.html (open it in a browser)"
 
 test: setup broker azurite amqp-tools ## run the whole test suite, then the linters
 	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/pytest -q

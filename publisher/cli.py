@@ -19,6 +19,7 @@ from publisher.manifests import (
     JobOptions,
     Manifest,
 )
+from publisher.runrecord import RUN_RECORD_NAME
 from worker.errors import EXIT_CODE_HELP, ConfigError, ExitCode, InputError, JobkitError
 from worker.settings import SETTINGS_HELP, Settings, with_task
 from worker.storage import check_name, open_store
@@ -38,6 +39,8 @@ app = typer.Typer(
     ),
     epilog=SETTINGS_HELP + "\n\n" + EXIT_CODE_HELP,
 )
+DEFAULT_RUN_DIR = Path(".jobkit")  # the local runner's log, run record and report
+REPORT_NAME = "report.html"
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -424,11 +427,18 @@ def run(
     ] = os.cpu_count() or 1,
     completions: CompletionsOption = None,
     backoff_limit: BackoffOption = 6,
-    log_file: Annotated[Path, typer.Option(help="Where the workers' logs go.")] = Path(
-        ".jobkit/run.log"
-    ),
+    log_file: Annotated[
+        Path, typer.Option(help="Where the workers' logs go; the run record is kept beside it.")
+    ] = DEFAULT_RUN_DIR / "run.log",
     drain: DrainOption = False,
     as_json: JsonOption = False,
+    with_report: Annotated[
+        bool,
+        typer.Option(
+            "--report",
+            help="Then write the batch report (see 'jobkit report') beside the log file.",
+        ),
+    ] = False,
     kube: Annotated[
         bool,
         typer.Option(
@@ -461,23 +471,117 @@ def run(
     from publisher.display import job_progress
     from publisher.runner import LocalRunner
 
-    if kube:
-        from publisher.manifests import render_files
+    with _settings(task, command, no_input) as settings:
+        if kube:
+            from publisher.manifests import render_files
 
-        with _settings(task, command, no_input) as settings:
             options = _job_options(
                 settings, _completions(settings, completions, parallelism if drain else None),
                 parallelism, backoff_limit, name, image, pull_policy, ttl_seconds,
                 active_deadline_seconds, requests, limits, data_host_path, data_claim, drain,
             )  # fmt: skip
-            _run_kube(
+            report = _run_kube(
                 settings, options, render_files(options, cluster_broker_url), as_json, dry_run
             )
-    with _settings(task, command, no_input) as settings:
-        runner = LocalRunner(settings, parallelism, completions, backoff_limit, log_file, drain)
-        with job_progress(out, enabled=not as_json) as on_progress:
-            report = runner.run(on_progress)
-        _finish(settings, report, as_json, settings.output_url, str(log_file))
+            outputs = f"{options.output_url} (in the pods)"
+            logs = f"kubectl logs -l job-name={options.name}"
+        else:
+            runner = LocalRunner(settings, parallelism, completions, backoff_limit, log_file, drain)
+            with job_progress(out, enabled=not as_json) as on_progress:
+                report = runner.run(on_progress)
+            outputs, logs = settings.output_url, str(log_file)
+        _finish(settings, report, as_json, outputs, logs)
+        _keep_run(settings, report, drain, log_file, with_report, as_json)
+    raise typer.Exit(int(report.exit_code))
+
+
+def _keep_run(
+    settings: Settings,
+    report: JobReport,
+    drain: bool,
+    log_file: Path,
+    with_report: bool,
+    as_json: bool,
+) -> None:
+    """Record the run beside the log file; with `with_report`, write the batch report there
+    (saying where on stderr when stdout is JSON)."""
+    from publisher.runrecord import record_run, save_run
+
+    run_path = log_file.with_name(RUN_RECORD_NAME)
+    save_run(run_path, record_run(report, settings, drain))
+    if with_report:
+        _write_report(settings, run_path, log_file.with_name(REPORT_NAME), err if as_json else out)
+
+
+@app.command()
+def report(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="Where to write the HTML page.")
+    ] = DEFAULT_RUN_DIR / REPORT_NAME,
+    run_path: Annotated[
+        Path, typer.Option("--run", help="The run record 'jobkit run' wrote beside its log.")
+    ] = DEFAULT_RUN_DIR / RUN_RECORD_NAME,
+) -> None:
+    """Write the batch report, one self-contained HTML page: the last run's timeline (one bar
+    per attempt on its worker), the outcome (done, dead-lettered with reasons, retried, still
+    queued, wall time, rate), the hourly curves of the results, and the versions and settings.
+    Reads the run record, the success records, the dead letters (left in place) and the queue.
+
+    Example: jobkit report --out report.html
+    """
+    with _settings() as settings:
+        _write_report(settings, run_path, out_path, out)
+
+
+@app.command()
+def plot(
+    result: Annotated[Path, typer.Argument(help="A result: Datetime,mean,std,max,min.")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="The PNG to write; default: RESULT's name.png.")
+    ] = None,
+) -> None:
+    """Draw one result's hourly mean with its min-max band as a PNG; hours without readings
+    are gaps.
+
+    Example: jobkit plot data/output/temperature1_aggregated.csv --out temperature1.png
+    """
+    from publisher.charts import curve_png
+    from publisher.curves import read_curve
+
+    target = out_path or Path(result.with_suffix(".png").name)
+    with _settings():
+        try:
+            curve = read_curve(result.name, result.read_bytes())
+        except (OSError, InputError) as exc:
+            detail = f"{exc.strerror}." if isinstance(exc, OSError) else str(exc)
+            raise ConfigError(f"Cannot plot {result}: {detail}") from None
+        _write_file(target, curve_png(curve))
+    out.print(f"Wrote {target}", markup=False, highlight=False)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, making its directory; ConfigError when that fails."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {path} ({exc.strerror}).") from None
+
+
+def _write_report(settings: Settings, run_path: Path, out_path: Path, console: Console) -> None:
+    """Gather the batch's facts, write the report page, and say where it is."""
+    from publisher.report import read_batch, summarize
+    from publisher.report_html import render_report
+
+    batch = read_batch(settings, run_path)
+    summary = summarize(batch)
+    _write_file(out_path, render_report(batch, summary).encode())
+    console.print(
+        f"Wrote the report to {out_path}: {summary.done} done, {summary.dead} dead-lettered, "
+        f"{summary.retried} retried, {summary.queued} still queued.",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _run_kube(
@@ -486,7 +590,7 @@ def _run_kube(
     files: dict[str, list[Manifest]],
     as_json: bool,
     dry_run: bool,
-) -> None:
+) -> JobReport:
     """`run --kube`: apply the manifests and follow the Job, or print them with --dry-run."""
     from publisher.display import job_progress
     from publisher.kube import KubeRunner
@@ -497,13 +601,11 @@ def _run_kube(
         raise typer.Exit(0)
     runner = KubeRunner(settings, options, [doc for docs in files.values() for doc in docs])
     with job_progress(out, enabled=not as_json) as on_progress:
-        report = runner.run(on_progress)
-    logs = f"kubectl logs -l job-name={options.name}"
-    _finish(settings, report, as_json, f"{options.output_url} (in the pods)", logs)
+        return runner.run(on_progress)
 
 
 def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, logs: str) -> None:
-    """Reconcile what was published with where it is now, report, and exit with the job's code.
+    """Reconcile what was published with where it is now, and print the report.
 
     Called once no worker holds an item, so none is in flight.
     """
@@ -517,7 +619,6 @@ def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, 
         print_report(out, report, settings.queue, outputs, logs)
         style = None if reconciliation.adds_up else "bold yellow"
         out.print(reconciliation.summary(), style=style, markup=False, highlight=False)
-    raise typer.Exit(int(report.exit_code))
 
 
 def _completions(settings: Settings, completions: int | None, fixed: int | None) -> int:

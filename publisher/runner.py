@@ -17,6 +17,7 @@ from typing import IO
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
+from publisher.runrecord import Attempt
 from worker.broker import connect, declare_queue, queue_depth
 from worker.errors import ExitCode, failure_action
 from worker.settings import Settings
@@ -44,6 +45,8 @@ class JobReport:
     dead_letters_after: int = 0
     seconds: float = 0.0
     stopped: str = ""  # why the run stopped early, empty when it ran to the end
+    started_at: float = 0.0  # Unix time
+    attempts: list[Attempt] = field(default_factory=list)  # one per worker outcome, in order
 
     @property
     def succeeded(self) -> int:
@@ -81,7 +84,8 @@ class JobReport:
 @dataclass
 class _Worker:
     process: subprocess.Popen[bytes]
-    started: float
+    lane: int  # its worker slot: a free one of 0 .. parallelism - 1
+    spawned: float  # Unix time
     output: IO[bytes]  # its stdout: one JSON line per item, read as it grows
     read_to: int = 0
     codes: list[int] = field(default_factory=list)  # the codes of the lines read so far
@@ -121,7 +125,7 @@ class LocalRunner:
         Makes the output directory or container first; raises ConfigError or BrokerUnavailable
         before any worker starts.
         """
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         open_store(self.settings.output_url, self.settings, create=True).check()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         watch = _QueueWatch(self.settings)
@@ -130,7 +134,10 @@ class LocalRunner:
             completions = (
                 depth if self.requested_completions is None else self.requested_completions
             )
-            report = JobReport(completions, self.parallelism, self.backoff_limit, queued=depth)
+            report = JobReport(
+                completions, self.parallelism, self.backoff_limit, queued=depth,
+                started_at=started_at,
+            )  # fmt: skip
             report.dead_letters_before = watch.depth(self.settings.dead_queue)
             with self.log_path.open("ab") as log_file:
                 try:
@@ -189,6 +196,7 @@ class LocalRunner:
         }
         # A file, not a pipe: a draining worker prints a line per item, more than a pipe holds.
         output = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the worker is reaped)
+        spawned = time.time()
         process = subprocess.Popen(
             [sys.executable, "-m", "worker", *(["--drain"] if self.drain else [])],
             env=env,
@@ -196,7 +204,8 @@ class LocalRunner:
             stdout=output,
             stderr=log_file,
         )
-        self._workers.append(_Worker(process, time.monotonic(), output))
+        lane = min(set(range(self.parallelism)) - {worker.lane for worker in self._workers})
+        self._workers.append(_Worker(process, lane, spawned, output))
 
     def _reap(self, report: JobReport) -> None:
         for worker in list(self._workers):
@@ -204,6 +213,7 @@ class LocalRunner:
             for result in _new_json_lines(worker):  # after poll(): an exited worker's last lines
                 worker.codes.append(int(str(result.get("code", -1))))
                 self._record(report, result)
+                report.attempts.append(_attempt(worker, result))
             if exited:
                 self._workers.remove(worker)
                 worker.output.close()
@@ -230,6 +240,10 @@ class LocalRunner:
         code = worker.process.returncode
         if code == ExitCode.DONE or code in worker.codes:
             return
+        outcome = "config" if code == ExitCode.CONFIG else "retry"
+        report.attempts.append(
+            Attempt(worker.lane, worker.spawned, time.time(), outcome, reason=_describe_exit(code))
+        )
         if code == ExitCode.CONFIG:
             report.stopped = f"configuration error: {_describe_exit(code)}"
         else:
@@ -296,6 +310,23 @@ class _QueueWatch:
         if self._connection is not None and self._connection.is_open:
             self._connection.close()
         self._connection = self._open_channel = None
+
+
+def _attempt(worker: _Worker, result: dict[str, object]) -> Attempt:
+    """The attempt a worker's outcome line describes: it ends `seconds` after the take."""
+    took, phases = result.get("took_at"), result.get("phases")
+    took_at = float(took) if isinstance(took, int | float) else None
+    seconds = float(str(result.get("seconds") or 0))
+    return Attempt(
+        lane=worker.lane,
+        spawned=worker.spawned,
+        finished=time.time() if took_at is None else took_at + seconds,
+        outcome=str(result.get("outcome", "")),
+        item=str(result.get("item") or ""),
+        reason=str(result.get("reason") or ""),
+        took=took_at,
+        phases={str(k): float(v) for k, v in phases.items()} if isinstance(phases, dict) else {},
+    )
 
 
 def json_lines(output: bytes) -> list[dict[str, object]]:

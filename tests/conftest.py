@@ -7,6 +7,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +158,20 @@ def dead_letter_reasons(broker_url: str, dead_queue: str) -> list[str]:
         reasons.append(str(properties.headers[REASON_HEADER]))
     connection.close()
     return reasons
+
+
+def clear_after_first_failure(log: Path, item: str, in_the_way: Path) -> threading.Thread:
+    """Start a thread that removes the directory `in_the_way` (where a result should go) once
+    the worker log says `item` went back to the queue: its first attempt fails, the next works."""
+
+    def clear() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if log.exists() and f"returned {item} to the queue" in log.read_text():
+                in_the_way.rmdir()
+                return
+            time.sleep(0.05)
+
+    helper = threading.Thread(target=clear)
+    helper.start()
+    return helper

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import jobkit, read_depths, worker
+from conftest import clear_after_first_failure, jobkit, read_depths, worker
 from private_broker import PrivateBroker, free_port
 
 from worker.aggregate import aggregate_csv
@@ -93,18 +92,7 @@ def test_an_item_failing_after_the_others_found_the_queue_empty_is_still_done(
     assert jobkit(env, "publish", "late.csv").returncode == 0
     in_the_way = Path(env["OUTPUT_URL"], "late_aggregated.csv")
     in_the_way.mkdir()  # the first attempt cannot store its result
-    log = Path(".jobkit/run.log")
-
-    def clear_the_way_after_the_first_failure() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if log.exists() and "returned late.csv to the queue" in log.read_text():
-                in_the_way.rmdir()
-                return
-            time.sleep(0.05)
-
-    helper = threading.Thread(target=clear_the_way_after_the_first_failure)
-    helper.start()
+    helper = clear_after_first_failure(Path(".jobkit/run.log"), "late.csv", in_the_way)
     result = jobkit(env, "run", "--json", "--parallelism", "4", "--completions", "3")
     helper.join()
 

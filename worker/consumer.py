@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import pika
@@ -46,6 +46,8 @@ class Outcome:
     reason: str = ""
     attempt: int = 0
     seconds: float = 0.0
+    took_at: float | None = None  # wall-clock (Unix) time the message was taken
+    phases: dict[str, float] = field(default_factory=dict)  # seconds of read, task, store
 
     @property
     def label(self) -> str:
@@ -122,21 +124,25 @@ def _take(
     if method is None:
         log.info("Queue %s is empty; nothing to do.", settings.queue)
         return Outcome(ExitCode.DONE)
+    took_at = round(time.time(), 3)
     started = time.monotonic()
     tag = method.delivery_tag
     attempt = delivery_count(properties) + 1
     item = body.decode("utf-8", errors="replace")
     log.info("took %s (delivery tag %d, attempt %d)", item, tag, attempt)
 
+    phases: dict[str, float] = {}
     error = _run_while_heartbeating(
         connection,
-        lambda: _process(item, body, task, inputs, outputs, settings, attempt),
+        lambda: _process(item, body, task, inputs, outputs, settings, attempt, phases),
     )
     seconds = round(time.monotonic() - started, 3)
     if error is None:
         channel.basic_ack(tag)
         log.info("acked %s (delivery tag %d)", item, tag)
-        return Outcome(ExitCode.DONE, item, attempt=attempt, seconds=seconds)
+        return Outcome(
+            ExitCode.DONE, item, attempt=attempt, seconds=seconds, took_at=took_at, phases=phases
+        )
 
     reason = _one_line(error)
     if isinstance(error, InputError) or attempt > DELIVERY_LIMIT:
@@ -145,11 +151,11 @@ def _take(
         _dead_letter(channel, settings.dead_queue, body, properties, reason, attempt)
         channel.basic_ack(tag)
         log.error("dead-lettered %s to %s: %s", item, settings.dead_queue, reason)
-        return Outcome(ExitCode.DEAD, item, reason, attempt, seconds)
+        return Outcome(ExitCode.DEAD, item, reason, attempt, seconds, took_at, phases)
     # reject, not nack: a rejection counts towards the queue's delivery limit on every version.
     channel.basic_reject(tag, requeue=True)
     log.warning("returned %s to the queue for another try: %s", item, reason)
-    return Outcome(ExitCode.RETRY, item, reason, attempt, seconds)
+    return Outcome(ExitCode.RETRY, item, reason, attempt, seconds, took_at, phases)
 
 
 def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs: Store) -> Outcome:
@@ -180,22 +186,35 @@ def _process(
     outputs: Store,
     settings: Settings,
     attempt: int,
+    phases: dict[str, float] | None = None,
 ) -> None:
     """Read, run the task, store the outputs, then the success record.
 
     A redelivered item whose record still matches its input and outputs is not done again.
+    Puts the seconds of each phase finished (read, task, store) in `phases`.
     """
+    phases = {} if phases is None else phases
     started = time.monotonic()
     data = _read(item, body, inputs, settings)
+    lap = _lap(phases, "read", started)
     if attempt > 1 and is_current(outputs, read_record(outputs, item), data):
         log.info("%s was already done from this input (its record matches); not redone", item)
         return
     results = task(item, data)
+    lap = _lap(phases, "task", lap)
     for name, content in results.items():
         outputs.write(name, content)
         log.info("stored %s in %s (%d bytes)", name, outputs, len(content))
     record = make_record(item, data, results, attempt, time.monotonic() - started)
     outputs.write(record_name(item), record.to_bytes())
+    _lap(phases, "store", lap)
+
+
+def _lap(phases: dict[str, float], phase: str, since: float) -> float:
+    """Note the seconds of `phase`, which began at `since`; returns now, the next one's start."""
+    now = time.monotonic()
+    phases[phase] = round(now - since, 4)
+    return now
 
 
 def _read(item: str, body: bytes, inputs: Store, settings: Settings) -> bytes:

@@ -1,0 +1,61 @@
+"""`jobkit plot`: one result's hourly curve as a PNG; reading results back for drawing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from conftest import jobkit
+from matplotlib.image import imread
+
+from publisher.curves import read_curve
+from publisher.samples import sample_csv
+from worker.aggregate import aggregate_csv
+from worker.errors import ExitCode
+
+READINGS = "Datetime,Temperature\n2017-12-01 00:00:00,1\n"
+
+
+def test_an_hour_without_readings_is_a_gap_in_the_curve() -> None:
+    data = b"Datetime,mean,std,max,min\n2017-12-01 00:00:00,1.5,,2.0,1.0\n2017-12-01 01:00:00,,,,\n"
+
+    curve = read_curve("r.csv", data)
+
+    assert curve.mean[0] == 1.5 and np.isnan(curve.mean[1])
+    assert curve.empty_hours == 1
+
+
+def test_plot_writes_a_png_of_one_result(tmp_path: Path) -> None:
+    result = tmp_path / "temperature1_aggregated.csv"
+    result.write_bytes(aggregate_csv(sample_csv(3000, 0, 1)))
+
+    plotted = jobkit(dict(os.environ), "plot", str(result), "--out", str(tmp_path / "fig.png"))
+
+    assert plotted.returncode == 0, plotted.stderr
+    pixels = imread(tmp_path / "fig.png")
+    assert (
+        pixels.shape[1] >= 600 and len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 1
+    )
+
+
+def test_plot_of_a_file_that_is_not_a_result_exits_2_with_one_line(tmp_path: Path) -> None:
+    readings = tmp_path / "temperature1.csv"
+    readings.write_text(READINGS)
+
+    plotted = jobkit(dict(os.environ), "plot", str(readings), "--out", str(tmp_path / "fig.png"))
+
+    assert plotted.returncode == ExitCode.CONFIG
+    assert plotted.stderr.strip().splitlines() == [
+        f"error: Cannot plot {readings}: temperature1.csv: not an hourly result: the header is "
+        "'Datetime,Temperature', expected 'Datetime,mean,std,max,min'."
+    ]
+    assert not (tmp_path / "fig.png").exists()
+
+
+def test_the_cli_and_the_report_module_do_not_import_matplotlib_until_drawing() -> None:
+    probe = "import sys, publisher.cli, publisher.report_html; print('matplotlib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

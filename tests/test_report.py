@@ -1,0 +1,222 @@
+"""`jobkit report` and `jobkit plot`: the batch report of a real run, and one result's curve."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pika
+import pytest
+from conftest import clear_after_first_failure, jobkit, worker
+from matplotlib.image import imread
+
+from worker.errors import ExitCode
+
+MALFORMED = "Datetime,Temperature\n2017-12-01,1\n"
+pytestmark = pytest.mark.rabbitmq
+
+Batch = tuple[dict[str, str], subprocess.CompletedProcess[str]]  # the run's environment, the run
+
+LATE = "Datetime,Temperature\n2017-12-01 00:00:00,1\n2017-12-01 00:01:00,2\n"
+
+
+@pytest.fixture(scope="module")
+def batch(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Batch]:
+    """One real run, reported: three good items, one malformed (dead-lettered) and one whose
+    first attempt cannot store its result (retried). Yields its environment and the run."""
+    root = tmp_path_factory.mktemp("batch")
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    env = {
+        **os.environ,
+        "BROKER_URL": broker_url,
+        "QUEUE": queue,
+        "INPUT_URL": str(root / "in"),
+        "OUTPUT_URL": str(root / "out"),
+        "LOG_LEVEL": "INFO",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        assert jobkit(env, "data", "--files", "3", "--rows", "2000").returncode == 0
+        Path(env["INPUT_URL"], "broken.csv").write_text(MALFORMED)
+        Path(env["INPUT_URL"], "late.csv").write_text(LATE)
+        in_the_way = Path(env["OUTPUT_URL"], "late_aggregated.csv")
+        in_the_way.mkdir(parents=True)
+        assert jobkit(env, "publish").returncode == 0
+        helper = clear_after_first_failure(root / ".jobkit/run.log", "late.csv", in_the_way)
+        run = jobkit(env, "run", "--parallelism", "2", "--report")
+        helper.join()
+        yield env, run
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    for name in (queue, f"{queue}.dead"):
+        connection.channel().queue_delete(name)
+    connection.close()
+
+
+def _html(env: dict[str, str]) -> str:
+    return Path(env["OUTPUT_URL"]).parent.joinpath(".jobkit/report.html").read_text()
+
+
+def _row(html: str, label: str) -> str:
+    found = re.search(rf"<tr><td>{re.escape(label)}</td><td>([^<]*)</td>", html)
+    assert found, label
+    return found.group(1)
+
+
+def _pngs(html: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r"data:image/png;base64,([^\"]+)", html)]
+
+
+def test_run_with_report_says_where_the_report_is(batch: Batch) -> None:
+    _, run = batch
+    assert run.returncode == ExitCode.DEAD, run.stderr
+    assert "Wrote the report to .jobkit/report.html" in run.stdout, run.stdout
+
+
+def test_the_report_has_every_section(batch: Batch) -> None:
+    html = _html(batch[0])
+    for section in ("outcome", "timeline", "curves", "versions"):
+        assert f'<section id="{section}">' in html, section
+
+
+def test_the_report_counts_published_done_dead_retried_and_queued(
+    batch: Batch,
+) -> None:
+    html = _html(batch[0])
+    counts = {label: _row(html, label) for label in ("published", "done", "dead-lettered")}
+    assert counts == {"published": "5", "done": "4", "dead-lettered": "1"}
+    assert _row(html, "retried (failed attempts)") == "1"
+    assert _row(html, "still queued") == "0"
+    assert _row(html, "wall time").endswith(" s")
+    assert "workers busy on average, of 2 asked for" in _row(html, "parallelism achieved")
+
+
+def test_the_report_gives_the_dead_letter_and_its_reason(
+    batch: Batch,
+) -> None:
+    html = _html(batch[0])
+    assert "<td>broken.csv</td><td>1</td><td>broken.csv: line 2: Datetime" in html
+
+
+def test_the_report_names_the_retried_item_and_why(batch: Batch) -> None:
+    html = _html(batch[0])
+    assert re.search(
+        r"<h3>Retried attempts</h3>.*<td>late.csv</td><td>[^<]*cannot write", html, re.S
+    )
+
+
+def test_every_embedded_image_is_a_sensible_picture_that_is_not_blank(
+    batch: Batch,
+) -> None:
+    pngs = _pngs(_html(batch[0]))
+    assert len(pngs) == 2, "the timeline and one figure of curves"
+    for png in pngs:
+        pixels = imread(io.BytesIO(png), format="png")
+        height, width = pixels.shape[:2]
+        assert 600 <= width <= 2000 and 150 <= height <= 2000, pixels.shape
+        assert len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 1
+
+
+def test_the_report_loads_nothing_from_elsewhere(batch: Batch) -> None:
+    html = _html(batch[0])
+    assert re.findall(r'(?:src|href)="(?!data:)', html) == []
+    assert "<script" not in html and "@import" not in html
+
+
+def test_the_report_shows_the_versions_and_masks_the_broker_password(
+    batch: Batch,
+) -> None:
+    html = _html(batch[0])
+    assert re.search(r"<td>broker</td><td>RabbitMQ \d+\.\d+", html)
+    assert re.search(r"<td>Python</td><td>3\.\d+", html)
+    assert "<td>amqp-jobkit</td><td>0." in html
+    password = batch[0]["BROKER_URL"].split("@")[0].rsplit(":", 1)[1]
+    assert f":{password}@" not in html and ":***@" in html
+
+
+def test_the_run_record_times_every_attempt_on_its_worker_slot(
+    batch: Batch,
+) -> None:
+    record = json.loads(
+        Path(batch[0]["OUTPUT_URL"]).parent.joinpath(".jobkit/last-run.json").read_text()
+    )
+    done = [attempt for attempt in record["attempts"] if attempt["outcome"] == "done"]
+    assert sorted(attempt["item"] for attempt in done) == [
+        "late.csv", "temperature1.csv", "temperature2.csv", "temperature3.csv",
+    ]  # fmt: skip
+    for attempt in done:
+        assert attempt["lane"] in (0, 1)
+        assert attempt["spawned"] < attempt["took"] <= attempt["finished"]
+        assert set(attempt["phases"]) == {"read", "task", "store"}
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="Debian's chromium is not installed (apt-get install chromium)",
+)
+def test_chromium_shows_the_report_without_console_errors(batch: Batch, tmp_path: Path) -> None:
+    page = Path(batch[0]["OUTPUT_URL"]).parent / ".jobkit/report.html"
+    shot = tmp_path / "report.png"
+    options = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr"]
+    browser = subprocess.run(
+        ["chromium", *options, "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert browser.returncode == 0, browser.stderr
+    console = [line for line in browser.stderr.splitlines() if "CONSOLE" in line]
+    assert console == [], browser.stderr
+    assert imread(shot).shape[1] == 1200
+
+
+def test_a_report_of_an_empty_batch_says_there_is_nothing_yet(env: dict[str, str]) -> None:
+    result = jobkit(env, "report")
+
+    assert result.returncode == 0, result.stderr
+    html = Path(".jobkit/report.html").read_text()
+    assert "Nothing to report yet" in html
+    assert "No run recorded at .jobkit/last-run.json" in html
+    assert "No attempts recorded, so no timeline." in html and "No results to draw." in html
+
+
+def test_a_report_names_results_and_items_whose_success_records_are_missing(
+    env: dict[str, str],
+) -> None:
+    assert jobkit(env, "data", "--files", "2", "--rows", "500").returncode == 0
+    assert jobkit(env, "publish").returncode == 0
+    assert jobkit(env, "run", "--parallelism", "2").returncode == 0
+    Path(env["OUTPUT_URL"], "temperature1.csv.done.json").unlink()
+
+    result = jobkit(env, "report", "--out", "partial.html")
+
+    assert result.returncode == 0, result.stderr
+    html = Path("partial.html").read_text()
+    assert "1 results have no success record" in html and "temperature1_aggregated.csv" in html
+    assert (
+        "1 items the last run did have no success record in the outputs: temperature1.csv" in html
+    )
+    assert _row(html, "done") == "2"
+
+
+def test_a_worker_outcome_says_when_it_took_the_item_and_how_long_each_phase_took(
+    env: dict[str, str],
+) -> None:
+    Path(env["INPUT_URL"], "one.csv").write_text(LATE)
+    assert jobkit(env, "publish", "one.csv").returncode == 0
+    before = time.time()
+
+    outcome = json.loads(worker(env).stdout)
+
+    assert before <= outcome["took_at"] <= time.time()
+    assert set(outcome["phases"]) == {"read", "task", "store"}
+    assert all(seconds >= 0 for seconds in outcome["phases"].values())
