@@ -17,7 +17,9 @@ from worker.settings import Settings
 if TYPE_CHECKING:
     from publisher.runner import JobReport
 
+DEFAULT_RUN_DIR = Path(".jobkit")  # the local runner's log, run record and report
 RUN_RECORD_NAME = "last-run.json"
+REPORT_NAME = "report.html"
 
 
 @dataclass(frozen=True)
