@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import yaml
-
 from worker.errors import FAILURE_ACTIONS, ConfigError
 from worker.settings import mask_url
 
@@ -349,6 +347,8 @@ def _labels(component: str) -> dict[str, str]:
 
 def dump(manifests: list[Manifest]) -> str:
     """The manifests as one YAML stream, keys in the order written here."""
+    import yaml  # only when writing: most commands never do, and it costs 20 ms to import
+
     return HEADER + yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True)
 
 
