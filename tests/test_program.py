@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,11 +38,15 @@ sleep 60 &
 echo $! > "$1"
 wait
 """
+WAITS = """\
+sleep 0; echo $$ > "$1"
+exec sleep 60
+"""
 
 
 def _command(env: dict[str, str], tmp_path: Path, script: str, *args: str) -> dict[str, str]:
     """`env` with TASK_COMMAND running `script` (Python, or shell for a .sh body) with `args`."""
-    shell = script.startswith("sleep")
+    shell = script.startswith("sleep")  # HANGS and WAITS are shell
     path = tmp_path / ("program.sh" if shell else "program.py")
     path.write_text(script)
     runner = "sh" if shell else sys.executable
@@ -113,6 +118,27 @@ def test_a_program_running_past_the_timeout_is_killed_with_its_children_and_retr
     )
     assert read_depths(settings.broker_url, settings.queue) == (1, 0)
     assert not _alive(int(pid_file.read_text())), "the program's child was killed too"
+
+
+def test_a_program_dies_with_a_worker_killed_while_it_runs(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    _publish_file(settings)
+    pid_file = tmp_path / "program.pid"
+    program = _command(env, tmp_path, WAITS, str(pid_file))
+    started = subprocess.Popen(
+        [sys.executable, "-m", "worker"], env=program, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline, "the program never started"
+        time.sleep(0.05)
+
+    started.kill()
+    started.wait()
+
+    assert not _alive(int(pid_file.read_text())), "the program outlived its worker"
 
 
 def test_a_program_that_cannot_be_found_is_exit_2_with_no_message_taken(

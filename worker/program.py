@@ -7,6 +7,7 @@ succeed; any other exit, or running past the timeout, is a failure another try m
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections import deque
@@ -30,6 +32,9 @@ log = logging.getLogger(__name__)
 REASON_LINES = 5  # the last lines of the program's standard error that make a failure's reason
 _PLACEHOLDER = re.compile(r"\{(?:input|output_dir|item)\}")
 _RELAY_WAIT_SECONDS = 5.0  # for a program's output after it ended (a child may hold it open)
+_PR_SET_PDEATHSIG = 1
+# Resolved now, not in the forked child, where only async-signal-safe work belongs.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
 def program_task(settings: Settings) -> Task:
@@ -93,6 +98,7 @@ def _run(argv: list[str], timeout: float) -> tuple[int | None, list[str]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         process_group=0,  # so a timeout kills what the program started too
+        preexec_fn=_die_with_the_worker if _LIBC is not None else None,
     )
     assert process.stdout is not None and process.stderr is not None
     tail: deque[str] = deque(maxlen=REASON_LINES)
@@ -114,6 +120,13 @@ def _run(argv: list[str], timeout: float) -> tuple[int | None, list[str]]:
     for relay in relays:
         relay.join(timeout=_RELAY_WAIT_SECONDS)
     return code, list(tail)
+
+
+def _die_with_the_worker() -> None:
+    """In the program's process before exec: Linux kills it if the worker dies first, so a
+    killed worker leaves no program running on (the item's next try runs it afresh)."""
+    assert _LIBC is not None
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _relay(stream: IO[bytes], name: str, keep: deque[str] | None) -> None:
