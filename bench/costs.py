@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.figures import JOBKIT
 from bench.harness import Bench, median_seconds, python, run_process
+from publisher.spawn import WorkerSpawner
 from worker.aggregate import aggregate_item
 from worker.broker import connect, declare_queue
 from worker.storage import LocalStore
@@ -23,7 +24,24 @@ def start_up(bench: Bench, rounds: int) -> dict[str, float]:
     # On an empty queue: start, look, report, exit.
     runner = [JOBKIT, "run", "--json", "--log-file", str(bench.root / "log")]
     jobkit = statistics.median(run_process(runner, env).seconds for _ in range(rounds))
-    return {"interpreter_s": bare, "worker_imports_s": loaded - bare, "jobkit_run_empty_s": jobkit}
+    return {
+        "interpreter_s": bare,
+        "worker_imports_s": loaded - bare,
+        "forked_start_s": _forked_start(env, bench.root / "log", rounds),
+        "jobkit_run_empty_s": jobkit,
+    }
+
+
+def _forked_start(env: dict[str, str], log: Path, rounds: int) -> float:
+    """A worker forked from the local runner's template process, on an empty queue: start,
+    connect, look, exit. The template's own start (its imports, once per run) is left out."""
+    spawner = WorkerSpawner()
+    spawner.start(env, [], log).stop(grace_seconds=60)  # starts the template process
+
+    def once() -> None:
+        spawner.start(env, [], log).stop(grace_seconds=60)
+
+    return median_seconds(once, rounds)
 
 
 def broker_round_trips(bench: Bench, items: int) -> dict[str, float]:
@@ -57,16 +75,19 @@ def small_item(small: Path, out: Path, rounds: int) -> dict[str, float]:
 def predictions(costs: dict[str, float], sizes: dict[str, int], cores: int) -> dict[str, float]:
     """What the model of docs/scale.md says the measured runs take.
 
-    T = R + max(ceil(N / P) * t, N * c / cores): waves of P items of t seconds each, unless
-    the cores run out first (c: CPU seconds per item); R: the runner's own start and end.
+    A process per item: start-up s plus the work, each. `jobkit run` forks its workers from a
+    template process that imports once (I), so each starts in f: T = R + I + max(ceil(N / P)
+    * (f + w), N * c / cores), unless the cores run out first (c: CPU seconds of one item's
+    work); R: the runner's own start and end.
     """
-    start = costs["interpreter_s"] + costs["worker_imports_s"] + costs["connect_declare_s"]
+    imports = costs["interpreter_s"] + costs["worker_imports_s"]
+    start = imports + costs["connect_declare_s"]
     small = costs["small_item_work_s"] + costs["get_ack_s"]
-    year = costs["worker_year_item_s"]
-    waves = math.ceil(sizes["year"] / 2) * year
-    cpu_bound = sizes["year"] * costs["worker_year_item_cpu_s"] / cores
+    year_work = costs["worker_year_item_s"] - imports
+    waves = math.ceil(sizes["year"] / 2) * (costs["forked_start_s"] + year_work)
+    cpu_bound = sizes["year"] * (costs["worker_year_item_cpu_s"] - imports) / cores
     return {
         "process_per_small_item_s": sizes["sample"] * (start + small),
         "drain_small_items_s": start + sizes["small"] * small,
-        "run_p2_year_files_s": costs["jobkit_run_empty_s"] + max(waves, cpu_bound),
+        "run_p2_year_files_s": costs["jobkit_run_empty_s"] + imports + max(waves, cpu_bound),
     }

@@ -203,7 +203,6 @@ def run(
 
     Example: jobkit run --parallelism 3
     """
-    from publisher.display import job_progress
     from publisher.runner import LocalRunner
 
     with load_settings(task, command, no_input) as settings:
@@ -223,6 +222,8 @@ def run(
             logs = f"kubectl logs -l job-name={options.name}"
         else:
             runner = LocalRunner(settings, parallelism, completions, backoff_limit, log_file, drain)
+            from publisher.display import job_progress  # while the runner's workers warm up
+
             with job_progress(out, enabled=not as_json) as on_progress:
                 report = runner.run(on_progress)
             outputs, logs = settings.output_url, str(log_file)

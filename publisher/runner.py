@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from publisher.runrecord import Attempt
+from publisher.spawn import WorkerProcess, WorkerSpawner
 from worker.broker import connect, declare_queue, queue_depth
 from worker.errors import ExitCode, failure_action
 from worker.settings import Settings
@@ -83,10 +80,9 @@ class JobReport:
 
 @dataclass
 class _Worker:
-    process: subprocess.Popen[bytes]
+    process: WorkerProcess  # its outcome lines: one JSON line per item, read as they grow
     lane: int  # its worker slot: a free one of 0 .. parallelism - 1
     spawned: float  # Unix time
-    output: IO[bytes]  # its stdout: one JSON line per item, read as it grows
     read_to: int = 0
     codes: list[int] = field(default_factory=list)  # the codes of the lines read so far
 
@@ -117,6 +113,7 @@ class LocalRunner:
         self.backoff_limit = backoff_limit
         self.log_path = log_path
         self._workers: list[_Worker] = []
+        self._spawner = WorkerSpawner()
         self._not_before = 0.0
 
     def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
@@ -139,13 +136,10 @@ class LocalRunner:
                 started_at=started_at,
             )  # fmt: skip
             report.dead_letters_before = watch.depth(self.settings.dead_queue)
-            with self.log_path.open("ab") as log_file:
-                try:
-                    self._loop(
-                        report, lambda: watch.depth(self.settings.queue), log_file, on_progress
-                    )
-                finally:
-                    self._stop_workers()
+            try:
+                self._loop(report, lambda: watch.depth(self.settings.queue), on_progress)
+            finally:
+                self._stop_workers()
             report.queued = watch.depth(self.settings.queue)
             report.running = 0
             on_progress(report)
@@ -159,7 +153,6 @@ class LocalRunner:
         self,
         report: JobReport,
         read_depth: Callable[[], int],
-        log_file: IO[bytes],
         on_progress: Callable[[JobReport], None],
     ) -> None:
         while True:
@@ -178,12 +171,12 @@ class LocalRunner:
                     len(self._workers) < min(self.parallelism, wanted)
                     and time.monotonic() >= self._not_before
                 ):
-                    self._start_worker(log_file)
+                    self._start_worker()
             report.running = len(self._workers)
             on_progress(report)
             time.sleep(POLL_SECONDS)
 
-    def _start_worker(self, log_file: IO[bytes]) -> None:
+    def _start_worker(self) -> None:
         env = {
             **os.environ,
             "BROKER_URL": self.settings.broker_url,
@@ -194,18 +187,10 @@ class LocalRunner:
             "MAX_INPUT_BYTES": str(self.settings.max_input_bytes),
             **self.settings.task_env(),  # empty values replace what this process inherited
         }
-        # A file, not a pipe: a draining worker prints a line per item, more than a pipe holds.
-        output = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the worker is reaped)
         spawned = time.time()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "worker", *(["--drain"] if self.drain else [])],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=log_file,
-        )
+        process = self._spawner.start(env, ["--drain"] if self.drain else [], self.log_path)
         lane = min(set(range(self.parallelism)) - {worker.lane for worker in self._workers})
-        self._workers.append(_Worker(process, lane, spawned, output))
+        self._workers.append(_Worker(process, lane, spawned))
 
     def _reap(self, report: JobReport) -> None:
         for worker in list(self._workers):
@@ -216,7 +201,7 @@ class LocalRunner:
                 report.attempts.append(_attempt(worker, result))
             if exited:
                 self._workers.remove(worker)
-                worker.output.close()
+                worker.process.close()
                 self._record_exit(report, worker)
 
     def _record(self, report: JobReport, result: dict[str, object]) -> None:
@@ -237,8 +222,8 @@ class LocalRunner:
 
     def _record_exit(self, report: JobReport, worker: _Worker) -> None:
         """A worker that died without saying why (killed, crashed) is a failure."""
-        code = worker.process.returncode
-        if code == ExitCode.DONE or code in worker.codes:
+        code = worker.process.poll()
+        if code is None or code == ExitCode.DONE or code in worker.codes:
             return
         outcome = "config" if code == ExitCode.CONFIG else "retry"
         report.attempts.append(
@@ -257,21 +242,16 @@ class LocalRunner:
     def _stop_workers(self) -> None:
         """Stop workers still running (on an interrupt): their items go back to the queue."""
         for worker in self._workers:
-            worker.process.send_signal(signal.SIGTERM)
+            worker.process.terminate()
         for worker in self._workers:
-            try:
-                worker.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
-            worker.output.close()
+            worker.process.stop(grace_seconds=10)
         self._workers.clear()
 
 
 def _new_json_lines(worker: _Worker) -> list[dict[str, object]]:
     """The complete JSON lines the worker printed since the last call."""
-    worker.output.seek(worker.read_to)
-    text = worker.output.read()
+    worker.process.output.seek(worker.read_to)
+    text = worker.process.output.read()
     complete = text[: text.rfind(b"\n") + 1]
     worker.read_to += len(complete)
     return json_lines(complete)

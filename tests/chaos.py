@@ -93,11 +93,11 @@ def _cause_faults(
             broker.start()
             restarted += 1
             continue
-        workers = _children(runner.pid)
+        workers = _workers(runner.pid)
         deadline = time.monotonic() + 5
         while not workers and runner.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)  # between two workers: wait for the next one
-            workers = _children(runner.pid)
+            workers = _workers(runner.pid)
         if workers:
             os.kill(rng.choice(workers), signal.SIGKILL)
             killed += 1
@@ -117,6 +117,11 @@ def _check_outputs(root: Path, names: list[str]) -> tuple[set[str], int]:
             corrupt += output.read_bytes() != aggregate_csv((root / "in" / name).read_bytes())
     leftovers = [path for path in (root / "out").rglob(".*") if path.is_file()]
     return done, corrupt + len(leftovers)
+
+
+def _workers(runner: int) -> list[int]:
+    """The runner's workers: the children of its fork server, which is one of its children."""
+    return [worker for child in _children(runner) for worker in _children(child)]
 
 
 def _children(pid: int) -> list[int]:

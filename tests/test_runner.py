@@ -42,6 +42,19 @@ def test_six_items_with_parallelism_3_give_six_correct_outputs(env: dict[str, st
     assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 0)
 
 
+def test_each_item_is_done_in_a_process_of_its_own(env: dict[str, str]) -> None:
+    _publish_samples(env, files=3)
+
+    code, report = _run_json(env, "--parallelism", "1")
+
+    assert code == 0, report
+    workers = {
+        json.loads(Path(env["OUTPUT_URL"], f"temperature{i}.csv.done.json").read_text())["worker"]
+        for i in range(1, 4)
+    }
+    assert len(workers) == 3, f"one process did several items: {workers}"
+
+
 def test_the_report_says_what_was_done(env: dict[str, str]) -> None:
     _publish_samples(env, files=2)
     result = jobkit(env, "run", "--parallelism", "2")

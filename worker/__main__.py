@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from worker.consumer import Outcome, do_named, drain_exit_code, take_items
 from worker.errors import EXIT_CODE_HELP, JobkitError
@@ -106,11 +107,17 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("pika").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
 
 
-if __name__ == "__main__":
-    exit_code = main()
-    # All is stored, acked and printed by now; skipping the interpreter's teardown of numpy,
-    # pyarrow and pika saves a tenth of a short item's whole time.
+def stop_now(exit_code: int) -> NoReturn:
+    """End the process at once with `exit_code`, after flushing its output and logs.
+
+    All is stored, acked and printed by then; skipping the interpreter's teardown of numpy,
+    pyarrow and pika saves a tenth of a short item's whole time.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()
     os._exit(exit_code)
+
+
+if __name__ == "__main__":
+    stop_now(main())
