@@ -57,10 +57,12 @@ def hourly_statistics(
         return Hourly(first, stats)
     starts = np.flatnonzero(np.concatenate(([True], hours[1:] != hours[:-1])))
     counts = np.diff(np.append(starts, values.size))
-    if counts.max() <= exact_limit:
-        mean, std = _sequential_mean_std(values, starts, counts)
-    else:
-        mean, std = _two_pass_mean_std(values, starts, counts)
+    # An infinite reading gives inf - inf = NaN on the way, as in pandas, which says nothing.
+    with np.errstate(invalid="ignore", over="ignore"):
+        if counts.max() <= exact_limit:
+            mean, std = _sequential_mean_std(values, starts, counts)
+        else:
+            mean, std = _two_pass_mean_std(values, starts, counts)
     rows = hours[starts]
     stats[rows, 0] = mean
     stats[rows, 1] = std
