@@ -1,5 +1,8 @@
 """`jobkit`: publish work items, watch the queue, run the job and report on it."""
 
+import sys
+from typing import NoReturn
+
 import typer
 
 from publisher.job_commands import data, manifests, run, upload
@@ -7,6 +10,7 @@ from publisher.queue_commands import dead_app, depth, publish, purge, status
 from publisher.report_commands import plot, report
 from worker.errors import EXIT_CODE_HELP
 from worker.settings import SETTINGS_HELP
+from worker.startup import stop_now
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -24,3 +28,14 @@ app = typer.Typer(
 for command in (publish, depth, status, purge, data, upload, manifests, run, report, plot):
     app.command()(command)
 app.add_typer(dead_app, name="dead")
+
+
+def main() -> NoReturn:
+    """The `jobkit` command: the app, then a quick end (see worker.startup.stop_now)."""
+    try:
+        app()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        stop_now(exc.code if isinstance(exc.code, int) else int(exc.code is not None))
+    stop_now(0)

@@ -84,6 +84,7 @@ def _run_worker(env: dict[str, str], argv: list[str], output: str, log: str) -> 
         descriptor = os.open(path, flags, 0o644)
         os.dup2(descriptor, standard)
         os.close(descriptor)
-    from worker.__main__ import main, stop_now
+    from worker.__main__ import main
+    from worker.startup import stop_now
 
     stop_now(main(argv))

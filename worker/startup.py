@@ -1,9 +1,14 @@
-"""Process-wide settings for a short-lived worker, made before the task's imports."""
+"""Process-wide settings for a short-lived worker, made before the task's imports, and a quick
+end for short-lived processes."""
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import logging
 import os
+import sys
+from typing import NoReturn
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 _MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, kept fixed
@@ -28,3 +33,14 @@ def _release_freed_memory_promptly() -> None:
     except OSError:  # not glibc: its own defaults apply
         return
     libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+
+
+def stop_now(exit_code: int) -> NoReturn:
+    """End the process with `exit_code` once its output, logs and exit handlers are done,
+    skipping the interpreter's teardown of every module (numpy, pyarrow, pika, rich), which
+    costs a short-lived process a tenth of a second."""
+    atexit._run_exitfuncs()  # multiprocessing's, for one: they remove what they made
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(exit_code)
