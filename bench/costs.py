@@ -12,6 +12,7 @@ from bench.harness import Bench, median_seconds, python, run_process
 from publisher.spawn import WorkerSpawner
 from worker.aggregate import aggregate_item
 from worker.broker import connect, declare_queue
+from worker.ledger import make_record, record_name
 from worker.storage import LocalStore
 
 
@@ -62,12 +63,16 @@ def broker_round_trips(bench: Bench, items: int) -> dict[str, float]:
 
 
 def small_item(small: Path, out: Path, rounds: int) -> dict[str, float]:
-    """Read, aggregate and store (fsync) one small file, in process."""
+    """Read, aggregate and store (fsync) one small file and its success record, in process."""
     inputs, outputs = LocalStore(small.parent), LocalStore(out)
 
     def work() -> None:
-        for name, data in aggregate_item(small.name, inputs.read(small.name)).items():
-            outputs.write(name, data)
+        data = inputs.read(small.name)
+        results = aggregate_item(small.name, data)
+        for name, content in results.items():
+            outputs.write(name, content)
+        record = make_record(small.name, data, results, attempts=1, seconds=0.0)
+        outputs.write(record_name(small.name), record.to_bytes())
 
     return {"small_item_work_s": median_seconds(work, rounds)}
 
