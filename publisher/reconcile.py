@@ -97,7 +97,7 @@ class Reconciliation:
             where = "held by a worker right now, or lost" if self.in_flight is None else "lost"
             notes.append(
                 f"{_are(self.unaccounted)} neither done, dead-lettered nor queued "
-                f"({_names(self.outstanding)}): {where}; publish again what is lost."
+                f"({some_names(self.outstanding)}): {where}; publish again what is lost."
             )
         elif self.unaccounted < 0:
             notes.append(
@@ -107,7 +107,7 @@ class Reconciliation:
         if self.done_and_dead:
             notes.append(
                 f"{_are(len(self.done_and_dead))} both done and dead-lettered "
-                f"({_names(self.done_and_dead)}); 'jobkit dead list' says why."
+                f"({some_names(self.done_and_dead)}); 'jobkit dead list' says why."
             )
         return " ".join(notes)
 
@@ -137,7 +137,8 @@ def done_items(store: Store) -> set[str]:
     return {name.removesuffix(RECORD_SUFFIX) for name in store.list(RECORD_SUFFIX)}
 
 
-def _names(names: list[str]) -> str:
+def some_names(names: list[str]) -> str:
+    """The first SHOWN names, comma-separated, and how many more there are."""
     more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
     return ", ".join(names[:SHOWN]) + more
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from publisher.curves import Curve, read_curve
 from publisher.dead import DeadLetter
-from publisher.reconcile import Reconciliation
+from publisher.reconcile import Reconciliation, some_names
 from publisher.runrecord import Attempt, RunRecord, attempt_begins, load_run
 from publisher.status import read_status
 from worker.broker import connect
@@ -172,14 +172,14 @@ def _note_missing_records(
     if unrecorded:
         notes.append(
             f"{len(unrecorded)} results have no success record (written before records were "
-            f"kept, or the record was removed): {_names(unrecorded)}."
+            f"kept, or the record was removed): {some_names(unrecorded)}."
         )
     ran = list(run.report.get("done", [])) if run else []
     missing = sorted(set(ran) - set(records))
     if missing:
         notes.append(
             f"{len(missing)} items the last run did have no success record in the outputs: "
-            f"{_names(missing)}; they are counted done from the run record."
+            f"{some_names(missing)}; they are counted done from the run record."
         )
 
 
@@ -222,8 +222,3 @@ def _broker_version(settings: Settings) -> str:
     finally:
         connection.close()
     return f"{properties.get('product', 'unknown')} {properties.get('version', '')}".strip()
-
-
-def _names(names: list[str], shown: int = 10) -> str:
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
