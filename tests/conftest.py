@@ -7,8 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,18 +158,13 @@ def dead_letter_reasons(broker_url: str, dead_queue: str) -> list[str]:
     return reasons
 
 
-def clear_after_first_failure(log: Path, item: str, in_the_way: Path) -> threading.Thread:
-    """Start a thread that removes the directory `in_the_way` (where a result should go) once
-    the worker log says `item` went back to the queue: its first attempt fails, the next works."""
-
-    def clear() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if log.exists() and f"returned {item} to the queue" in log.read_text():
-                in_the_way.rmdir()
-                return
-            time.sleep(0.05)
-
-    helper = threading.Thread(target=clear)
-    helper.start()
-    return helper
+def failing_once(env: dict[str, str], state: Path, items: str) -> dict[str, str]:
+    """`env` with the task of tests/fail_once.py: `items` fail their first attempt."""
+    state.mkdir(parents=True, exist_ok=True)
+    return {
+        **env,
+        "TASK": "fail_once:aggregate_failing_once",
+        "PYTHONPATH": str(ROOT / "tests"),
+        "FAIL_ONCE_DIR": str(state),
+        "FAIL_ONCE_ITEMS": items,
+    }

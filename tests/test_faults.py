@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import clear_after_first_failure, jobkit, read_depths, worker
+from conftest import failing_once, jobkit, read_depths, worker
 from private_broker import PrivateBroker, free_port
 
 from worker.aggregate import aggregate_csv
@@ -90,9 +91,11 @@ def test_an_item_failing_after_the_others_found_the_queue_empty_is_still_done(
 ) -> None:
     Path(env["INPUT_URL"], "late.csv").write_text("Datetime,Temperature\n2017-12-01 00:00:00,1\n")
     assert jobkit(env, "publish", "late.csv").returncode == 0
-    in_the_way = Path(env["OUTPUT_URL"], "late_aggregated.csv")
-    in_the_way.mkdir()  # the first attempt cannot store its result
-    helper = clear_after_first_failure(Path(".jobkit/run.log"), "late.csv", in_the_way)
+    state = Path("fail-once")
+    env = failing_once(env, state, "late.csv")
+    (state / "wait").touch()  # the first attempt fails once two other workers found nothing
+    helper = threading.Thread(target=_go_when_logged, args=(state, "is empty; nothing to do", 2))
+    helper.start()
     result = jobkit(env, "run", "--json", "--parallelism", "4", "--completions", "3")
     helper.join()
 
@@ -101,7 +104,17 @@ def test_an_item_failing_after_the_others_found_the_queue_empty_is_still_done(
     assert report["done"] == ["late.csv"]
     assert len(report["failures"]) == 1
     assert report["empty"] >= 2, "other workers found the queue empty meanwhile"
-    assert in_the_way.read_text().startswith("Datetime,mean")
+    assert Path(env["OUTPUT_URL"], "late_aggregated.csv").read_text().startswith("Datetime,mean")
+
+
+def _go_when_logged(state: Path, text: str, times: int) -> None:
+    """Make the file `go` in `state` once the run's log holds `text` `times` times."""
+    log, deadline = Path(".jobkit/run.log"), time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text().count(text) >= times:
+            (state / "go").touch()
+            return
+        time.sleep(0.02)
 
 
 def _certificates(directory: Path) -> tuple[Path, Path, Path]:
