@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV        ?= .venv
 PYTHON      ?= python3
 BIN         := $(VENV)/bin
-# STORAGE=azure keeps inputs and outputs in Azurite, the Azure Storage emulator, as seed 000
+# STORAGE=azure keeps inputs and outputs in Azurite, the Azure Storage emulator, as the AKS blog
 # keeps them in Azure Blob Storage; the key is Azurite's published development key.
 STORAGE     ?= local
 AZURITE_CONNECTION_STRING := DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;
@@ -121,7 +121,7 @@ test: setup broker azurite amqp-tools ## run the whole test suite, then the lint
 chaos: setup ## a bounded random fault session (worker kills, broker restarts) on a private broker
 	$(BIN)/python tests/chaos.py --items 40 --kills 15 --restarts 2
 
-bench: setup broker ## measure speed against the seed's code side by side (a few minutes)
+bench: setup broker ## measure speed against the AKS blog's pandas worker side by side (a few minutes)
 	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/python -m bench
 
 lint: setup ## ruff and mypy

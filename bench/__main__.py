@@ -24,8 +24,8 @@ from bench.figures import (
     publishing,
 )
 from bench.harness import bench_run
-from publisher.samples import ROWS_PER_YEAR, write_samples
-from worker.storage import LocalStore
+from publisher.data.samples import ROWS_PER_YEAR, write_samples
+from worker.storage.local import LocalStore
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 YEAR_FILES = 6

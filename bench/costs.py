@@ -9,18 +9,18 @@ from pathlib import Path
 
 from bench.figures import JOBKIT
 from bench.harness import Bench, median_seconds, python, run_process
-from publisher.spawn import WorkerSpawner
-from worker.aggregate import aggregate_item
-from worker.broker import connect, declare_queue
-from worker.ledger import make_record, record_name
-from worker.storage import LocalStore
+from publisher.run.spawn import WorkerSpawner
+from worker.broker import Session
+from worker.builtin.aggregate import aggregate_item
+from worker.done_records import make_record, record_name
+from worker.storage.local import LocalStore
 
 
 def start_up(bench: Bench, rounds: int) -> dict[str, float]:
     """A bare interpreter, and one that imports everything a worker imports for an item."""
     env = bench.env(bench.root)
     bare = statistics.median(run_process(python("-c", "pass"), env).seconds for _ in range(rounds))
-    imports = python("-c", "import worker.__main__, worker.aggregate")
+    imports = python("-c", "import worker.__main__, worker.builtin.aggregate")
     loaded = statistics.median(run_process(imports, env).seconds for _ in range(rounds))
     # On an empty queue: start, look, report, exit.
     runner = [JOBKIT, "run", "--json", "--log-file", str(bench.root / "log")]
@@ -48,17 +48,17 @@ def _forked_start(env: dict[str, str], log: Path, rounds: int) -> float:
 def broker_round_trips(bench: Bench, items: int) -> dict[str, float]:
     """Connect and declare once, then basic.get + ack per item, over one connection."""
     started = time.perf_counter()
-    connection = connect(bench.settings, "bench-costs")
-    channel = connection.channel()
-    declare_queue(channel, bench.settings.queue)
+    session = Session(bench.settings, "bench-costs")
+    session.declare(bench.settings.queue)
     connected = time.perf_counter() - started
     bench.publish([f"item{index}.csv" for index in range(items)])
     started = time.perf_counter()
     for _ in range(items):
-        method, _, _ = channel.basic_get(bench.settings.queue, auto_ack=False)
-        channel.basic_ack(method.delivery_tag)
+        delivery = session.get(bench.settings.queue)
+        assert delivery is not None
+        session.ack(delivery)
     per_item = (time.perf_counter() - started) / items
-    connection.close()
+    session.close()
     return {"connect_declare_s": connected, "get_ack_s": per_item}
 
 
@@ -71,7 +71,7 @@ def small_item(small: Path, out: Path, rounds: int) -> dict[str, float]:
         results = aggregate_item(small.name, data)
         for name, content in results.items():
             outputs.write(name, content)
-        record = make_record(small.name, data, results, attempts=1, seconds=0.0)
+        record = make_record(small.name, data, results, deliveries=1, seconds=0.0)
         outputs.write(record_name(small.name), record.to_bytes())
 
     return {"small_item_work_s": median_seconds(work, rounds)}

@@ -15,10 +15,10 @@ import pyarrow.csv as pacsv
 
 from bench.harness import Bench, python, run_process, seconds
 from bench.seed import seed_aggregate
-from publisher.publish import publish_items
-from worker.aggregate import aggregate_csv
-from worker.broker import connect, declare_queue, item_properties
-from worker.storage import LocalStore
+from publisher.queue.publish import publish_items
+from worker.broker import Session
+from worker.builtin.aggregate import aggregate_csv
+from worker.storage.local import LocalStore
 
 JOBKIT = str(Path(sys.executable).parent / "jobkit")
 
@@ -137,19 +137,15 @@ def publishing(bench: Bench, count: int, seed_count: int) -> Figure:
     names = [f"item{index:06d}.csv" for index in range(count)]
     ours = count / seconds(lambda: publish_items(bench.settings, names))
     _purge(bench)
-    connection = connect(bench.settings, "bench-seed-publisher")
-    channel = connection.channel()
-    channel.confirm_delivery()
-    declare_queue(channel, bench.settings.queue)
+    session = Session(bench.settings, "bench-seed-publisher")
+    session.declare(bench.settings.queue)
 
     def one_by_one() -> None:
         for name in names[:seed_count]:
-            channel.basic_publish(
-                "", bench.settings.queue, name.encode(), item_properties(name), mandatory=True
-            )
+            session.publish(bench.settings.queue, name.encode())
 
     seed = seed_count / seconds(one_by_one)
-    connection.close()
+    session.close()
     _purge(bench)
     return Figure(
         f"publish {count:,} confirmed persistent messages",

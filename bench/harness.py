@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pika
 
-from publisher.publish import publish_items
+from publisher.queue.publish import publish_items
+from worker.broker import dead_queue_name
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ def bench_run() -> Iterator[Bench]:
         shutil.rmtree(root, ignore_errors=True)
         connection = pika.BlockingConnection(pika.URLParameters(broker_url))
         channel = connection.channel()
-        for queue in (settings.queue, settings.dead_queue):
+        for queue in (settings.queue, dead_queue_name(settings.queue)):
             channel.queue_delete(queue)
         connection.close()
 

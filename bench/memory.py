@@ -25,13 +25,13 @@ def main(engine: str, source: Path, out_dir: Path) -> None:
         from worker.startup import prepare_process
 
         prepare_process()  # as the worker's main() does, before the task's imports
-        import worker.aggregate  # imported by the worker when its first item arrives
-        from worker.storage import LocalStore
+        import worker.builtin.aggregate  # imported by the worker when its first item arrives
+        from worker.storage.local import LocalStore
 
         after_imports = _status("VmRSS")
         inputs, outputs = LocalStore(source.parent), LocalStore(out_dir)
         inputs.size(source.name)
-        for name, data in worker.aggregate.aggregate_item(
+        for name, data in worker.builtin.aggregate.aggregate_item(
             source.name, inputs.read(source.name)
         ).items():
             outputs.write(name, data)

@@ -1,4 +1,4 @@
-# Seed 002's variant: amqp-consume takes one message and pipes its body (the item's name) to
+# The Kubernetes docs' job-wq-1 variant: amqp-consume takes one message and pipes its body (the item's name) to
 # `python -m worker --stdin`, which takes no message itself. See the README's amqp-consume
 # section for what this means for lost and repeated items. Build the worker image first:
 #   docker build -f images/amqp-consume.Dockerfile -t jobkit-amqp-consume:0.1.0 .

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from private_broker import PrivateBroker  # beside this file, on sys.path when run or tested
 
-from publisher.samples import sample_csv
-from worker.aggregate import aggregate_csv
-from worker.outputs import output_name
+from publisher.data.samples import sample_csv
+from worker.builtin.aggregate import aggregate_csv
+from worker.builtin.outputs import output_name
 
 
 @dataclass

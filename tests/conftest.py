@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pika
 import pytest
 
-from worker.broker import REASON_HEADER
+from worker.broker import REASON_HEADER, dead_queue_name
 from worker.settings import DEFAULT_BROKER_URL, Settings
 
 BROKER_URL = os.environ.get("BROKER_URL") or DEFAULT_BROKER_URL
@@ -144,8 +144,9 @@ def last_outcome(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def dead_letter_reasons(broker_url: str, dead_queue: str) -> list[str]:
-    """The reason of every dead letter in `dead_queue`, in order; they stay there."""
+def dead_letter_reasons(broker_url: str, queue: str) -> list[str]:
+    """The reason of every dead letter of work queue `queue`, in order; they stay there."""
+    dead_queue = dead_queue_name(queue)
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     channel = connection.channel()
     reasons = []

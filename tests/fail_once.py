@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from worker.aggregate import aggregate_item
+from worker.builtin.aggregate import aggregate_item
 
 WAIT_SECONDS = 60
 

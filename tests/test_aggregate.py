@@ -1,4 +1,4 @@
-"""The aggregation keeps seed 000's semantics: hourly mean, sample std, max, min."""
+"""The aggregation keeps the AKS blog's semantics: hourly mean, sample std, max, min."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from publisher.samples import sample_csv
-from worker.aggregate import aggregate_csv, aggregate_item, is_output, output_name
+from publisher.data.samples import sample_csv
+from worker.builtin.aggregate import aggregate_csv, aggregate_item, is_output, output_name
 from worker.errors import InputError
 
 HEADER = "Datetime,Temperature\n"

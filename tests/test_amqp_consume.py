@@ -1,4 +1,4 @@
-"""Seed 002's amqp-consume path, for real: amqp-consume feeds `python -m worker --stdin`."""
+"""The Kubernetes docs' job-wq-1 amqp-consume path, for real: amqp-consume feeds `python -m worker --stdin`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pika
 import pytest
 from conftest import ROOT, read_depths
 
-from publisher.publish import publish_items
-from publisher.samples import sample_csv
-from worker.aggregate import aggregate_csv
+from publisher.data.samples import sample_csv
+from publisher.queue.publish import publish_items
+from worker.builtin.aggregate import aggregate_csv
 from worker.settings import Settings
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.amqp_tools]

@@ -47,7 +47,7 @@ def azure_env(env: dict[str, str], azurite: str, container: ContainerClient) -> 
 
 @pytest.fixture
 def credentials_env(azure_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """The same job reached through seed 000's azure_credentials.json instead."""
+    """The same job reached through the AKS blog's azure_credentials.json instead."""
     path = tmp_path / "azure_credentials.json"
     path.write_text(json.dumps({"storage_account": AZURITE_ACCOUNT, "account_key": AZURITE_KEY}))
     env = {**azure_env, "AZURE_CREDENTIALS_PATH": str(path)}

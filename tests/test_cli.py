@@ -12,7 +12,7 @@ from conftest import jobkit, read_depths
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from publisher.cli import app
+from publisher.cli.app import app
 
 
 def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[str]:

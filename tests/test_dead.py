@@ -33,7 +33,7 @@ def test_dead_list_shows_the_reason_the_worker_gave(env: dict[str, str]) -> None
 
     assert letter["item"] == "bad.csv"
     assert letter["reason"] == "bad.csv: line 2: Temperature 'warm' is not a number."
-    assert letter["attempts"] == 1
+    assert letter["deliveries"] == 1
     assert str(letter["failed_at"]).startswith("20")
     assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 1), "listing leaves them in place"
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import failing_once, jobkit, read_depths, worker
 from private_broker import PrivateBroker, free_port
 
-from worker.aggregate import aggregate_csv
+from worker.builtin.aggregate import aggregate_csv
 from worker.errors import ExitCode
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]

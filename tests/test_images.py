@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from publisher.samples import sample_csv
-from worker.aggregate import aggregate_csv
+from publisher.data.samples import sample_csv
+from worker.builtin.aggregate import aggregate_csv
 
 BIN = Path(sys.executable).parent
 IMAGES = ROOT / "images"

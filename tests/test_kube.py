@@ -10,14 +10,15 @@ import pytest
 import yaml
 from conftest import jobkit, read_depths
 
-from publisher.kube import (
+from publisher.kube.runner import (
     PodResult,
-    describe_failure,
+    describe_stop,
     job_status,
     pod_results,
     record_pod,
 )
-from publisher.runner import JobReport
+from publisher.run.outcome import JobReport
+from worker.consumer import Outcome
 from worker.errors import ExitCode
 
 KUBECTL = Path(__file__).resolve().parent / "kubectl"
@@ -51,7 +52,7 @@ def test_a_job_failed_by_the_exit_2_rule_reads_as_a_configuration_error() -> Non
     status = job_status(_document("job-failed.json"))
     assert (status.finished, status.reason) == ("Failed", "PodFailurePolicy")
     report = JobReport(completions=6, parallelism=3, backoff_limit=6)
-    report.stopped = describe_failure(status)
+    report.stop(*describe_stop(status))
     assert report.exit_code == ExitCode.CONFIG
     assert "failed with exit code 2 matching FailJob rule" in report.stopped
 
@@ -71,9 +72,9 @@ def test_ended_pods_count_in_the_report_as_the_local_runner_counts_workers() -> 
     done, dead, oom, _ = pod_results(_document("pods.json"))
     report = JobReport(completions=6, parallelism=3, backoff_limit=6)
 
-    record_pod(report, done, {"outcome": "done", "item": "temperature1.csv"})
-    record_pod(report, dead, {"item": "bad.csv", "reason": "bad.csv: line 2: ..."})
-    record_pod(report, oom, {})
+    record_pod(report, done, Outcome(ExitCode.DONE, "temperature1.csv"))
+    record_pod(report, dead, Outcome(ExitCode.DEAD, "bad.csv", "bad.csv: line 2: ..."))
+    record_pod(report, oom, None)
 
     assert report.done == ["temperature1.csv"]
     assert report.dead == [("bad.csv", "bad.csv: line 2: ...")]
@@ -83,7 +84,11 @@ def test_ended_pods_count_in_the_report_as_the_local_runner_counts_workers() -> 
 
 def test_a_pod_that_exits_2_stops_the_report_as_a_configuration_error() -> None:
     report = JobReport(completions=1, parallelism=1, backoff_limit=6)
-    record_pod(report, PodResult("jobkit-a", "Failed", 2, "Error"), {"reason": "Bad config."})
+    record_pod(
+        report,
+        PodResult("jobkit-a", "Failed", 2, "Error"),
+        Outcome(ExitCode.CONFIG, None, "Bad config."),
+    )
     assert report.exit_code == ExitCode.CONFIG
     assert report.stopped == "configuration error: Bad config."
 

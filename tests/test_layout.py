@@ -1,20 +1,97 @@
-"""The worker stands alone: it never imports the publisher, so its image needs only worker/."""
+"""The layout keeps its design: the worker stands alone, no import cycles, and each outside
+library behind the one module (or package) that speaks to it."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-WORKER = Path(__file__).resolve().parent.parent / "worker"
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("worker", "publisher")
+# The library -> the only places that may import it.
+BOUNDARIES = {
+    "pika": ("worker/broker.py", "publisher/queue/publish.py"),
+    "azure": ("worker/storage/azure.py",),
+    "typer": ("publisher/cli/",),
+    "rich": ("publisher/cli/",),
+    "matplotlib": ("publisher/report/charts.py",),
+}
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the kit by its dotted name."""
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def _runtime_imports(path: Path) -> list[str]:
+    """The names `path` imports when it runs (imports only for type checkers left out)."""
+    tree = ast.parse(path.read_text())
+    skipped = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for inner in ast.walk(node)
+    }
+    names = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names += [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+    return names
+
+
+MODULES = _modules()
+
+
+def _kit_imports(path: Path) -> set[str]:
+    """The kit's modules `path` imports: `from a.b import c` is a.b.c if that is a module."""
+    return {name for name in _runtime_imports(path) if name in MODULES}
 
 
 def test_the_worker_never_imports_the_publisher() -> None:
-    for path in WORKER.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            assert not any(name.split(".")[0] == "publisher" for name in names), path
+    for name, path in MODULES.items():
+        if name.startswith("worker"):
+            assert not any(i.startswith("publisher") for i in _kit_imports(path)), path
+
+
+def test_no_two_modules_import_each_other_directly_or_around_a_cycle() -> None:
+    graph = {name: _kit_imports(path) - {name} for name, path in MODULES.items()}
+    # A package's __init__ importing its own modules is not a cycle of design.
+    for name in graph:
+        graph[name] = {target for target in graph[name] if not name.startswith(target + ".")}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            pytest.fail("import cycle: " + " -> ".join([*trail[trail.index(name) :], name]))
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+@pytest.mark.parametrize("library", sorted(BOUNDARIES))
+def test_each_outside_library_is_imported_in_its_one_place(library: str) -> None:
+    allowed = BOUNDARIES[library]
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in MODULES.values()
+        if any(name.split(".")[0] == library for name in _runtime_imports(path))
+        and not str(path.relative_to(ROOT)).startswith(allowed)
+    ]
+    assert offenders == [], f"{library} imported outside {allowed}"

@@ -14,8 +14,8 @@ import yaml
 from conftest import ROOT, jobkit
 from typer.testing import CliRunner
 
-from publisher.cli import app
-from publisher.manifests import (
+from publisher.cli.app import app
+from publisher.kube.manifests import (
     AZURE_DIR,
     AZURE_KEY,
     JobOptions,
@@ -23,7 +23,7 @@ from publisher.manifests import (
     render_files,
     render_scaled_job,
 )
-from publisher.publish import publish_items
+from publisher.queue.publish import publish_items
 from worker.errors import ExitCode
 from worker.settings import Settings
 

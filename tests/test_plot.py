@@ -11,9 +11,9 @@ import numpy as np
 from conftest import jobkit
 from matplotlib.image import imread
 
-from publisher.curves import read_curve
-from publisher.samples import sample_csv
-from worker.aggregate import aggregate_csv
+from publisher.data.samples import sample_csv
+from publisher.report.curves import read_curve
+from worker.builtin.aggregate import aggregate_csv
 from worker.errors import ExitCode
 
 READINGS = "Datetime,Temperature\n2017-12-01 00:00:00,1\n"
@@ -56,6 +56,8 @@ def test_plot_of_a_file_that_is_not_a_result_exits_2_with_one_line(tmp_path: Pat
 
 
 def test_the_cli_and_the_report_module_do_not_import_matplotlib_until_drawing() -> None:
-    probe = "import sys, publisher.cli, publisher.report_html; print('matplotlib' in sys.modules)"
+    probe = (
+        "import sys, publisher.cli.app, publisher.report.html; print('matplotlib' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr

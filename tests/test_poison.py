@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pika
 import pytest
 from conftest import jobkit, read_depths
 
-from worker.aggregate import aggregate_csv
-from worker.broker import declare_queue, item_properties
+from worker.broker import Session
+from worker.builtin.aggregate import aggregate_csv
 from worker.errors import ExitCode
+from worker.settings import Settings
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -43,14 +43,10 @@ POISON_BODIES = {
 
 def _publish_raw(env: dict[str, str], bodies: list[bytes]) -> None:
     """Publish bodies as another tool would (jobkit publish refuses unsafe names itself)."""
-    connection = pika.BlockingConnection(pika.URLParameters(env["BROKER_URL"]))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    declare_queue(channel, env["QUEUE"])
-    for body in bodies:
-        properties = item_properties(body.decode(errors="replace"))
-        channel.basic_publish("", env["QUEUE"], body, properties, mandatory=True)
-    connection.close()
+    with Session(Settings.from_env(env), "test") as session:
+        session.declare(env["QUEUE"])
+        for body in bodies:
+            session.publish(env["QUEUE"], body)
 
 
 def test_every_poison_item_is_dead_lettered_with_its_reason_and_the_good_ones_are_done(
@@ -79,7 +75,7 @@ def test_every_poison_item_is_dead_lettered_with_its_reason_and_the_good_ones_ar
         assert reasons[name].startswith(f"{name}: ") and expected in reasons[name], reasons[name]
     for expected in POISON_BODIES.values():
         assert sum(expected in reason for reason in reasons.values()) == 1, (expected, reasons)
-    assert all(letter["attempts"] == 1 for letter in letters), "input errors are not retried"
+    assert all(letter["deliveries"] == 1 for letter in letters), "input errors are not retried"
     for name in good:
         output = Path(env["OUTPUT_URL"], name.replace(".csv", "_aggregated.csv"))
         assert output.read_bytes() == aggregate_csv(GOOD.encode())

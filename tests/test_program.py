@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import dead_letter_reasons, last_outcome, read_depths, worker
 
-from publisher.publish import publish_items
+from publisher.queue.publish import publish_items
 from worker.broker import DELIVERY_LIMIT
 from worker.errors import ExitCode
 from worker.settings import Settings
@@ -83,7 +83,7 @@ def test_a_program_exiting_3_dead_letters_its_item_with_its_last_standard_error_
     result = worker(program)
 
     assert result.returncode == ExitCode.DEAD, result.stderr
-    (reason,) = dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
     command = program["TASK_COMMAND"].replace("'", "")
     assert reason.startswith(f"notes.txt: '{command}' exited 3: reading the input | checking the")
     assert reason.endswith("/notes.txt"), reason
@@ -98,7 +98,7 @@ def test_a_program_exiting_1_is_retried_until_the_delivery_limit_dead_letters_it
     codes = [worker(program).returncode for _ in range(DELIVERY_LIMIT + 1)]
 
     assert codes == [ExitCode.RETRY] * DELIVERY_LIMIT + [ExitCode.DEAD]
-    (reason,) = dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
     assert reason.startswith(f"failed {DELIVERY_LIMIT + 1} times, last: notes.txt: ")
     assert reason.endswith("exited 1: reading the input | checking the header | disk full")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import read_depths
 
-from publisher.publish import WINDOW, _WindowedPublisher, publish_items
+from publisher.queue.publish import WINDOW, _WindowedPublisher, publish_items
 from worker.settings import Settings
 
 pytestmark = pytest.mark.rabbitmq

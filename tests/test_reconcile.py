@@ -9,7 +9,7 @@ import pika
 import pytest
 from conftest import jobkit
 
-from publisher.reconcile import reconcile
+from publisher.queue.reconcile import reconcile
 from worker.errors import ExitCode
 
 GOOD = "Datetime,Temperature\n2017-12-01 00:00:00,4.5\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import jobkit, read_depths
 
-from worker.aggregate import aggregate_csv
+from worker.builtin.aggregate import aggregate_csv
 from worker.errors import ExitCode
 
 pytestmark = pytest.mark.rabbitmq

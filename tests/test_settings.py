@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from worker.broker import dead_queue_name
 from worker.errors import ConfigError
 from worker.settings import Settings, mask_url, with_task
 
@@ -11,7 +12,7 @@ from worker.settings import Settings, mask_url, with_task
 def test_defaults_follow_the_seeds_names() -> None:
     settings = Settings.from_env({})
     assert settings.queue == "temperature_job"
-    assert settings.dead_queue == "temperature_job.dead"
+    assert dead_queue_name(settings.queue) == "temperature_job.dead"
     assert settings.broker_url.startswith("amqp://")
 
 
@@ -27,7 +28,7 @@ def test_every_bad_variable_is_reported_in_one_message() -> None:
     message = str(raised.value)
     assert "BROKER_URL" in message
     assert "OUTPUT_URL 's3://bucket/out'" in message
-    assert "LOG_LEVEL 'CHATTY'" in message
+    assert "LOG_LEVEL 'chatty'" in message
     assert "hunter2" not in message
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import read_depths
 
-from publisher.publish import publish_items
-from publisher.samples import sample_csv
-from worker.aggregate import aggregate_csv
+from publisher.data.samples import sample_csv
+from publisher.queue.publish import publish_items
+from worker.builtin.aggregate import aggregate_csv
 from worker.errors import ExitCode
 from worker.settings import Settings
 

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from worker.errors import InputError, StorageError
-from worker.storage import LocalStore, open_store
+from worker.settings import Settings
+from worker.storage.base import open_store
+from worker.storage.local import LocalStore
+
+SETTINGS = Settings()
 
 
 def test_write_replaces_the_file_whole_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -44,7 +48,9 @@ def test_listing_finds_files_below_the_root_sorted_and_skips_hidden_ones(tmp_pat
 
 
 def test_file_urls_and_paths_open_the_same_directory(tmp_path: Path) -> None:
-    assert open_store(f"file://{tmp_path}").root == open_store(str(tmp_path)).root
+    assert (
+        open_store(f"file://{tmp_path}", SETTINGS).root == open_store(str(tmp_path), SETTINGS).root
+    )
 
 
 def test_size_tells_a_file_size_without_reading_it(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import dead_letter_reasons, jobkit, last_outcome, read_depths, worker
 
-from publisher.publish import publish_items
+from publisher.queue.publish import publish_items
 from worker.errors import ExitCode
 from worker.settings import Settings
 
@@ -79,7 +79,7 @@ def test_an_input_error_from_a_task_dead_letters_the_item_with_its_reason(
     result = worker({**task_env, "TASK": "jobkit_test_tasks:refuse"})
 
     assert result.returncode == ExitCode.DEAD, result.stderr
-    assert dead_letter_reasons(settings.broker_url, settings.dead_queue) == ["hello.txt: refused"]
+    assert dead_letter_reasons(settings.broker_url, settings.queue) == ["hello.txt: refused"]
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_the_built_in_task_is_chosen_without_scanning_entry_points(env: dict[str
         line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line
     }
     assert "importlib.metadata" not in imported
-    assert "worker.aggregate" not in imported, "imported with the first item, not before"
+    assert "worker.builtin.aggregate" not in imported, "imported with the first item, not before"
 
 
 def test_items_that_are_not_files_are_published_from_standard_input_and_processed(

@@ -15,14 +15,14 @@ import pika
 import pytest
 from conftest import dead_letter_reasons, last_outcome, read_depths, worker
 
-from publisher.publish import publish_items
-from publisher.samples import sample_csv
-from worker.aggregate import aggregate_csv, aggregate_item
+from publisher.data.samples import sample_csv
+from publisher.queue.publish import publish_items
 from worker.broker import DELIVERY_LIMIT
+from worker.builtin.aggregate import aggregate_csv, aggregate_item
 from worker.consumer import take_one
 from worker.errors import ExitCode
 from worker.settings import Settings
-from worker.storage import open_store
+from worker.storage.base import open_store
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.rabbitmq
 def _write_inputs(settings: Settings, rows: int = 3_000, count: int = 2) -> dict[str, bytes]:
     files = {f"temperature{i}.csv": sample_csv(rows, seed=0, index=i) for i in range(1, count + 1)}
     for name, data in files.items():
-        open_store(settings.input_url).write(name, data)
+        open_store(settings.input_url, settings).write(name, data)
     return files
 
 
@@ -64,14 +64,14 @@ def test_a_malformed_file_is_dead_lettered_with_its_reason(
     env: dict[str, str], settings: Settings
 ) -> None:
     bad = b"Datetime,Temperature\n2017-12-01 00:00:00,hot\n"
-    open_store(settings.input_url).write("bad.csv", bad)
+    open_store(settings.input_url, settings).write("bad.csv", bad)
     publish_items(settings, ["bad.csv"])
 
     result = worker(env)
 
     assert result.returncode == ExitCode.DEAD, result.stderr
     assert read_depths(settings.broker_url, settings.queue) == (0, 1)
-    reasons = dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    reasons = dead_letter_reasons(settings.broker_url, settings.queue)
     assert reasons == ["bad.csv: line 2: Temperature 'hot' is not a number."]
 
 
@@ -79,7 +79,7 @@ def test_a_missing_file_is_dead_lettered_naming_it(env: dict[str, str], settings
     publish_items(settings, ["ghost.csv"])
     result = worker(env)
     assert result.returncode == ExitCode.DEAD, result.stderr
-    (reason,) = dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
     assert reason.startswith("ghost.csv: no such file in")
 
 
@@ -94,7 +94,7 @@ def test_an_unstorable_result_goes_back_to_the_queue_until_the_delivery_limit(
 
     assert codes == [ExitCode.RETRY] * DELIVERY_LIMIT + [ExitCode.DEAD]
     assert read_depths(settings.broker_url, settings.queue) == (0, 1)
-    (reason,) = dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
     assert reason.startswith(f"failed {DELIVERY_LIMIT + 1} times, last: temperature1_aggregated")
     assert "cannot write" in reason
 
@@ -151,7 +151,10 @@ def test_an_item_longer_than_the_heartbeat_timeout_is_acked_once(
         return aggregate_item(name, data)
 
     outcome = take_one(
-        short_heartbeat, slow_task, open_store(settings.input_url), open_store(settings.output_url)
+        short_heartbeat,
+        slow_task,
+        open_store(settings.input_url, settings),
+        open_store(settings.output_url, settings),
     )
 
     assert outcome.code == ExitCode.DONE, outcome.reason
@@ -178,7 +181,7 @@ def test_a_worker_killed_mid_item_loses_nothing(env: dict[str, str], settings: S
 
     assert result.returncode == 0, result.stderr
     outcome = last_outcome(result)
-    assert (outcome["item"], outcome["attempt"]) == ("temperature1.csv", 2)
+    assert (outcome["item"], outcome["delivery"]) == ("temperature1.csv", 2)
     written = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
     assert written == aggregate_csv(files["temperature1.csv"])
     assert read_depths(settings.broker_url, settings.queue) == (0, 0)
@@ -234,7 +237,7 @@ def test_an_input_over_the_size_limit_is_dead_lettered_unread_with_its_size(
     result = worker({**env, "MAX_INPUT_BYTES": "1000"})
 
     assert result.returncode == ExitCode.DEAD, result.stderr
-    (reason,) = dead_letter_reasons(settings.broker_url, settings.dead_queue)
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
     assert reason.startswith(
         f"temperature1.csv: {size:,} bytes is more than MAX_INPUT_BYTES (1,000)"
     ), reason
@@ -252,7 +255,7 @@ def test_a_worker_doing_a_local_item_never_imports_pandas_typer_rich_or_azure(
     imported = {
         line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line
     }
-    assert "worker.aggregate" in imported, "the task itself was imported"
+    assert "worker.builtin.aggregate" in imported, "the task itself was imported"
     for package in ("pandas", "typer", "rich", "azure"):
         assert not any(name.split(".")[0] == package for name in imported), package
 
@@ -279,7 +282,7 @@ def test_a_success_record_is_stored_beside_the_output(
     assert record["input_md5"] == hashlib.md5(files["temperature1.csv"]).hexdigest()
     output = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
     assert record["outputs"] == {"temperature1_aggregated.csv": hashlib.md5(output).hexdigest()}
-    assert record["attempts"] == 1
+    assert record["deliveries"] == 1
 
 
 def test_a_redelivered_item_already_done_is_acked_without_redoing_it(
@@ -307,7 +310,7 @@ def test_a_redelivered_item_whose_input_changed_is_done_again(
     publish_items(settings, ["temperature1.csv"])
     assert worker(env).returncode == 0
     changed = b"Datetime,Temperature\n2017-12-01 00:00:00,9.5\n"
-    open_store(settings.input_url).write("temperature1.csv", changed)
+    open_store(settings.input_url, settings).write("temperature1.csv", changed)
     _publish_again_and_abandon(settings, "temperature1.csv")
 
     assert worker(env).returncode == 0

@@ -13,9 +13,9 @@ import sys
 
 from worker.consumer import Outcome, do_named, drain_exit_code, take_items
 from worker.errors import EXIT_CODE_HELP, JobkitError
-from worker.settings import SETTINGS_HELP, Settings, with_task
+from worker.settings import Settings, settings_help, with_task
 from worker.startup import prepare_process, stop_now
-from worker.storage import open_store
+from worker.storage.base import open_store
 from worker.tasks import load_task
 
 log = logging.getLogger("worker")
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m worker",
         description=DESCRIPTION,
-        epilog=f"{SETTINGS_HELP}\n\n{EXIT_CODE_HELP}",
+        epilog=f"{settings_help()}\n\n{EXIT_CODE_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

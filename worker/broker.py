@@ -1,34 +1,264 @@
-"""The queue contract: connecting to RabbitMQ and declaring the queues, the same everywhere."""
+"""RabbitMQ, through pika's blocking connection: the queue contract and every operation on it.
+
+The rest of the kit talks to the broker through `Session` and never sees pika: connection
+failures become BrokerUnavailable (before any message is taken) or BrokerLost (while in use).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import socket
 import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 import pika
 import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.adapters.blocking_connection import BlockingConnection
 
-from worker.errors import BrokerUnavailable, ConfigError
+from worker.errors import BrokerLost, BrokerUnavailable, ConfigError
 from worker.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
 
 _FIRST_RETRY_SECONDS = 0.5
 _MAX_RETRY_SECONDS = 8.0
+_ACCESS_REFUSED = 403  # the user lacks a permission
+_PRECONDITION_FAILED = 406  # the queue exists with other arguments
 
 # A message is delivered at most DELIVERY_LIMIT + 1 times, then the broker dead-letters it.
 DELIVERY_LIMIT = 3
+# Headers of a message the worker dead-letters itself.
 REASON_HEADER = "jobkit-reason"
-ATTEMPTS_HEADER = "jobkit-attempts"
+DELIVERIES_HEADER = "jobkit-deliveries"  # how many times it was delivered, the last included
+FAILED_AT_HEADER = "jobkit-failed-at"
+WORKER_HEADER = "jobkit-worker"
 
 
-def connect(settings: Settings, purpose: str) -> BlockingConnection:
+def dead_queue_name(queue: str) -> str:
+    """The queue that keeps the items of `queue` which can never succeed."""
+    return f"{queue}.dead"
+
+
+def queue_arguments(queue: str) -> dict[str, Any]:
+    """The work queue's arguments; every declaration must use exactly these."""
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": DELIVERY_LIMIT,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dead_queue_name(queue),
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",  # required by at-least-once dead-lettering
+    }
+
+
+def message_properties(body: bytes, headers: dict[str, Any] | None = None) -> pika.BasicProperties:
+    """A message's properties: persistent text with a stable id, the same for the same item."""
+    return pika.BasicProperties(
+        delivery_mode=pika.DeliveryMode.Persistent,
+        content_type="text/plain",
+        message_id=hashlib.sha1(body).hexdigest(),
+        headers=headers,
+    )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message taken from a queue and not yet acked."""
+
+    tag: int
+    body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    content_type: str | None = None
+    message_id: str | None = None
+
+    @property
+    def number(self) -> int:
+        """How many times the broker has delivered this message, this time included."""
+        return int(self.headers.get("x-delivery-count", 0)) + 1
+
+
+class Session:
+    """One connection to RabbitMQ and a channel with publisher confirms.
+
+    Opening retries an unreachable broker for BROKER_RETRY_SECONDS, then raises
+    BrokerUnavailable; an operation whose connection fails raises BrokerLost, and every message
+    taken and not acked goes back to its queue.
+    """
+
+    def __init__(self, settings: Settings, purpose: str) -> None:
+        self.settings = settings
+        self._connection = _connect(settings, purpose)
+        with self._translated():
+            self._channel = self._connection.channel()
+            self._channel.confirm_delivery()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; what was taken and not acked goes back to its queue."""
+        # Closing an already broken connection fails, and leaves it closed all the same.
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            if self._connection.is_open:
+                self._connection.close()
+
+    def declare(self, queue: str) -> int:
+        """Declare the work queue `queue` and its dead-letter queue; returns the ready messages.
+
+        Raises ConfigError when the user may not use the queue or it exists with other
+        arguments.
+        """
+        try:
+            self._channel.queue_declare(
+                dead_queue_name(queue), durable=True, arguments={"x-queue-type": "classic"}
+            )
+            result = self._channel.queue_declare(
+                queue, durable=True, arguments=queue_arguments(queue)
+            )
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self._reopen_channel()
+            if exc.reply_code == _ACCESS_REFUSED:
+                raise ConfigError(
+                    f"RabbitMQ does not let this user use queue {queue!r} ({exc.reply_text}); "
+                    "set QUEUE to a queue it may use, or grant it this one ('make broker' does)."
+                ) from exc
+            if exc.reply_code == _PRECONDITION_FAILED:
+                raise ConfigError(
+                    f"Queue {queue!r} exists with other arguments than this kit declares "
+                    f"({exc.reply_text}); delete it or set QUEUE to another name."
+                ) from exc
+            raise BrokerLost(
+                f"RabbitMQ refused to declare queue {queue!r} for now ({exc.reply_text})."
+            ) from exc
+        except pika.exceptions.AMQPError as exc:
+            raise _lost(exc) from exc
+        return int(result.method.message_count)
+
+    def depth(self, queue: str) -> int:
+        """Messages ready in `queue` (not those workers hold); ConfigError if there is none."""
+        try:
+            result = self._channel.queue_declare(queue, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self._reopen_channel()
+            raise ConfigError(f"Queue {queue!r} does not exist; publish to it first.") from exc
+        except pika.exceptions.AMQPError as exc:
+            raise _lost(exc) from exc
+        return int(result.method.message_count)
+
+    def get(self, queue: str) -> Delivery | None:
+        """Take one message from `queue` without acking it, or None when it is empty."""
+        with self._translated():
+            method, properties, body = self._channel.basic_get(queue, auto_ack=False)
+        if method is None:
+            return None
+        return Delivery(
+            tag=method.delivery_tag,
+            body=body,
+            headers=dict(properties.headers or {}),
+            content_type=properties.content_type,
+            message_id=properties.message_id,
+        )
+
+    def ack(self, delivery: Delivery) -> None:
+        """Settle `delivery` for good: it leaves the queue."""
+        with self._translated():
+            self._channel.basic_ack(delivery.tag)
+
+    def requeue(self, delivery: Delivery) -> None:
+        """Give `delivery` back to its queue for another try, counting towards the limit."""
+        # reject, not nack: a rejection counts towards the delivery limit on every version.
+        with self._translated():
+            self._channel.basic_reject(delivery.tag, requeue=True)
+
+    def publish(self, queue: str, body: bytes, headers: dict[str, Any] | None = None) -> None:
+        """Publish `body` to `queue` as a persistent message; returns once the broker confirmed.
+
+        Raises BrokerLost when it is refused or returned as unroutable.
+        """
+        properties = message_properties(body, headers)
+        try:
+            self._channel.basic_publish("", queue, body, properties, mandatory=True)
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            raise BrokerLost(f"RabbitMQ did not take {body!r} into {queue!r} ({exc!r}).") from exc
+        except pika.exceptions.AMQPError as exc:
+            raise _lost(exc) from exc
+
+    def dead_letter(self, delivery: Delivery, dead_queue: str, reason: str) -> None:
+        """Publish `delivery` to `dead_queue` with `reason` in its headers, then ack it."""
+        headers = {
+            REASON_HEADER: reason,
+            DELIVERIES_HEADER: delivery.number,
+            FAILED_AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
+            WORKER_HEADER: socket.gethostname(),
+        }
+        self.publish(dead_queue, delivery.body, headers)
+        self.ack(delivery)
+
+    def peek(self, queue: str) -> list[Delivery]:
+        """Every message ready in `queue`, oldest first, left in place."""
+        with self._translated():
+            channel = self._connection.channel()
+        taken = []
+        try:
+            for _ in range(self.depth(queue)):
+                method, properties, body = channel.basic_get(queue, auto_ack=False)
+                if method is None:
+                    break
+                taken.append(Delivery(method.delivery_tag, body, dict(properties.headers or {})))
+        finally:
+            with self._translated():
+                channel.close()  # unacked messages go back to the queue in their places
+        return taken
+
+    def purge(self, queue: str) -> int:
+        """Delete every ready message in `queue`; returns how many."""
+        with self._translated():
+            return int(self._channel.queue_purge(queue).method.message_count)
+
+    def serve(self, seconds: float) -> None:
+        """Answer the broker (heartbeats) for `seconds`; 0 answers what is waiting and returns."""
+        with self._translated():
+            if seconds > 0:
+                self._connection.sleep(seconds)
+            else:
+                self._connection.process_data_events(time_limit=0)
+
+    def _reopen_channel(self) -> None:
+        """The broker closed the channel over an error; later operations need a new one."""
+        with self._translated():
+            self._channel = self._connection.channel()
+            self._channel.confirm_delivery()
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except pika.exceptions.AMQPError as exc:
+            raise _lost(exc) from exc
+
+
+def _lost(exc: BaseException) -> BrokerLost:
+    return BrokerLost(f"Lost the connection to RabbitMQ ({exc!r}).")
+
+
+def _connect(settings: Settings, purpose: str) -> BlockingConnection:
     """Open a blocking connection, retrying an unreachable broker for BROKER_RETRY_SECONDS.
 
     Raises BrokerUnavailable with a one-line, masked message: at once for refused credentials,
@@ -97,60 +327,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
-
-
-ACCESS_REFUSED = 403  # the AMQP reply code when a user lacks a permission
-
-
-def queue_arguments(queue: str) -> dict[str, Any]:
-    """The work queue's arguments; every declaration must use exactly these."""
-    return {
-        "x-queue-type": "quorum",
-        "x-delivery-limit": DELIVERY_LIMIT,
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": f"{queue}.dead",
-        "x-dead-letter-strategy": "at-least-once",
-        "x-overflow": "reject-publish",  # required by at-least-once dead-lettering
-    }
-
-
-def declare_queue(channel: BlockingChannel, queue: str) -> int:
-    """Declare the work queue and its dead-letter queue; return the work queue's ready messages."""
-    try:
-        channel.queue_declare(f"{queue}.dead", durable=True, arguments={"x-queue-type": "classic"})
-        result = channel.queue_declare(queue, durable=True, arguments=queue_arguments(queue))
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == ACCESS_REFUSED:
-            raise ConfigError(
-                f"RabbitMQ does not let this user use queue {queue!r} ({exc.reply_text}); set "
-                "QUEUE to a queue it may use, or grant it this one ('make broker' does)."
-            ) from exc
-        raise ConfigError(
-            f"Queue {queue!r} exists with other arguments than this kit declares "
-            f"({exc.reply_text}); delete it or set QUEUE to another name."
-        ) from exc
-    return int(result.method.message_count)
-
-
-def queue_depth(channel: BlockingChannel, queue: str) -> int:
-    """Messages ready in `queue` (not counting those a worker holds); the queue must exist."""
-    try:
-        result = channel.queue_declare(queue, passive=True)
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        raise ConfigError(f"Queue {queue!r} does not exist; publish to it first.") from exc
-    return int(result.method.message_count)
-
-
-def item_properties(name: str) -> pika.BasicProperties:
-    """Properties of the message carrying item `name`: persistent text with a stable id."""
-    return pika.BasicProperties(
-        delivery_mode=pika.DeliveryMode.Persistent,
-        content_type="text/plain",
-        message_id=hashlib.sha1(name.encode()).hexdigest(),
-    )
-
-
-def delivery_count(properties: pika.BasicProperties) -> int:
-    """How many times the broker delivered this message before (0 on the first delivery)."""
-    headers = properties.headers or {}
-    return int(headers.get("x-delivery-count", 0))

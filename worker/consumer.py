@@ -7,34 +7,23 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from typing import Any
 
-import pika
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
-
-from worker.broker import (
-    ATTEMPTS_HEADER,
-    DELIVERY_LIMIT,
-    REASON_HEADER,
-    connect,
-    declare_queue,
-    delivery_count,
-)
-from worker.errors import ExitCode, InputError, JobkitError
-from worker.ledger import is_current, make_record, read_record, record_name
+from worker.broker import DELIVERY_LIMIT, Session, dead_queue_name
+from worker.done_records import is_current, make_record, read_record, record_name
+from worker.errors import BrokerLost, ExitCode, InputError, JobkitError
 from worker.settings import Settings
-from worker.storage import Store, check_name
-from worker.tasks import Task
+from worker.storage.base import Store, check_name
+from worker.tasks.contract import Task
 
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
+_LABELS = {ExitCode.RETRY: "retry", ExitCode.CONFIG: "config", ExitCode.DEAD: "dead"}
 
 
 @dataclass(frozen=True)
@@ -44,21 +33,40 @@ class Outcome:
     code: ExitCode
     item: str | None = None
     reason: str = ""
-    attempt: int = 0
+    delivery: int = 0  # how many times the broker had delivered the message, this time included
     seconds: float = 0.0
     took_at: float | None = None  # wall-clock (Unix) time the message was taken
     phases: dict[str, float] = field(default_factory=dict)  # seconds of read, task, store
 
     @property
     def label(self) -> str:
+        """done, empty (the queue was), retry, config or dead."""
         if self.code is ExitCode.DONE:
             return "done" if self.item is not None else "empty"
-        return {ExitCode.RETRY: "retry", ExitCode.CONFIG: "config", ExitCode.DEAD: "dead"}[
-            self.code
-        ]
+        return _LABELS[self.code]
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "code": int(self.code), "outcome": self.label})
+
+    @classmethod
+    def from_json(cls, line: str) -> Outcome | None:
+        """The outcome a worker printed as `line`, or None when the line is not one."""
+        try:
+            fields: Any = json.loads(line)
+            code = ExitCode(int(fields["code"]))
+            phases = {str(name): float(value) for name, value in (fields["phases"]).items()}
+            took_at = fields["took_at"]
+            return cls(
+                code=code,
+                item=None if fields["item"] is None else str(fields["item"]),
+                reason=str(fields["reason"]),
+                delivery=int(fields["delivery"]),
+                seconds=float(fields["seconds"]),
+                took_at=None if took_at is None else float(took_at),
+                phases=phases,
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
 
 
 def take_one(settings: Settings, task: Task, inputs: Store, outputs: Store) -> Outcome:
@@ -80,27 +88,22 @@ def take_items(
     Yields one "empty" outcome when no item was there at all; raises BrokerUnavailable or
     ConfigError before any message is taken.
     """
-    connection = connect(settings, "worker")
-    try:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        declare_queue(channel, settings.queue)
+    with Session(settings, "worker") as session:
+        session.declare(settings.queue)
         taken = 0
-        while True:
-            outcome = _take(connection, channel, settings, task, inputs, outputs)
-            if outcome.item is None and taken:
-                return
-            yield outcome
-            taken += 1
-            if not drain or outcome.item is None or outcome.code is ExitCode.RETRY:
-                return
-    except pika.exceptions.AMQPError as exc:
-        # The broker requeues an unacked message when the connection goes.
-        log.error("Lost the connection to RabbitMQ (%s); the item goes back to the queue.", exc)
-        yield Outcome(ExitCode.RETRY, reason=f"lost the connection to RabbitMQ ({exc!r})")
-    finally:
-        if connection.is_open:
-            connection.close()
+        try:
+            while True:
+                outcome = _take(session, settings, task, inputs, outputs)
+                if outcome.item is None and taken:
+                    return
+                yield outcome
+                taken += 1
+                if not drain or outcome.item is None or outcome.code is ExitCode.RETRY:
+                    return
+        except BrokerLost as exc:
+            # The broker requeues an unacked message when the connection goes.
+            log.error("%s The item goes back to the queue.", exc)
+            yield Outcome(ExitCode.RETRY, reason=str(exc))
 
 
 def drain_exit_code(outcomes: list[Outcome]) -> ExitCode:
@@ -113,49 +116,40 @@ def drain_exit_code(outcomes: list[Outcome]) -> ExitCode:
 
 
 def _take(
-    connection: BlockingConnection,
-    channel: BlockingChannel,
-    settings: Settings,
-    task: Task,
-    inputs: Store,
-    outputs: Store,
+    session: Session, settings: Settings, task: Task, inputs: Store, outputs: Store
 ) -> Outcome:
-    method, properties, body = channel.basic_get(settings.queue, auto_ack=False)
-    if method is None:
+    delivery = session.get(settings.queue)
+    if delivery is None:
         log.info("Queue %s is empty; nothing to do.", settings.queue)
         return Outcome(ExitCode.DONE)
     took_at = round(time.time(), 3)
     started = time.monotonic()
-    tag = method.delivery_tag
-    attempt = delivery_count(properties) + 1
-    item = body.decode("utf-8", errors="replace")
-    log.info("took %s (delivery tag %d, attempt %d)", item, tag, attempt)
+    item = delivery.body.decode("utf-8", errors="replace")
+    number = delivery.number
+    log.info("took %s (delivery tag %d, delivery %d)", item, delivery.tag, number)
 
     phases: dict[str, float] = {}
-    error = _run_while_heartbeating(
-        connection,
-        lambda: _process(item, body, task, inputs, outputs, settings, attempt, phases),
+    error = _run_while_serving(
+        session,
+        lambda: _process(item, delivery.body, task, inputs, outputs, settings, number, phases),
     )
     seconds = round(time.monotonic() - started, 3)
     if error is None:
-        channel.basic_ack(tag)
-        log.info("acked %s (delivery tag %d)", item, tag)
-        return Outcome(
-            ExitCode.DONE, item, attempt=attempt, seconds=seconds, took_at=took_at, phases=phases
-        )
+        session.ack(delivery)
+        log.info("acked %s (delivery tag %d)", item, delivery.tag)
+        return Outcome(ExitCode.DONE, item, "", number, seconds, took_at, phases)
 
     reason = _one_line(error)
-    if isinstance(error, InputError) or attempt > DELIVERY_LIMIT:
+    if isinstance(error, InputError) or number > DELIVERY_LIMIT:
         if not isinstance(error, InputError):
-            reason = f"failed {attempt} times, last: {reason}"
-        _dead_letter(channel, settings.dead_queue, body, properties, reason, attempt)
-        channel.basic_ack(tag)
-        log.error("dead-lettered %s to %s: %s", item, settings.dead_queue, reason)
-        return Outcome(ExitCode.DEAD, item, reason, attempt, seconds, took_at, phases)
-    # reject, not nack: a rejection counts towards the queue's delivery limit on every version.
-    channel.basic_reject(tag, requeue=True)
+            reason = f"failed {number} times, last: {reason}"
+        dead_queue = dead_queue_name(settings.queue)
+        session.dead_letter(delivery, dead_queue, reason)
+        log.error("dead-lettered %s to %s: %s", item, dead_queue, reason)
+        return Outcome(ExitCode.DEAD, item, reason, number, seconds, took_at, phases)
+    session.requeue(delivery)
     log.warning("returned %s to the queue for another try: %s", item, reason)
-    return Outcome(ExitCode.RETRY, item, reason, attempt, seconds, took_at, phases)
+    return Outcome(ExitCode.RETRY, item, reason, number, seconds, took_at, phases)
 
 
 def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs: Store) -> Outcome:
@@ -168,7 +162,7 @@ def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs
     name = item.decode("utf-8", errors="replace")
     log.info("took %s from standard input", name)
     try:
-        _process(name, item, task, inputs, outputs, settings, attempt=1)
+        _process(name, item, task, inputs, outputs, settings, delivery=1)
     except Exception as exc:  # every failure becomes an exit code, as in take_one
         if not isinstance(exc, JobkitError):
             log.error("unexpected error in the task", exc_info=exc)
@@ -185,7 +179,7 @@ def _process(
     inputs: Store,
     outputs: Store,
     settings: Settings,
-    attempt: int,
+    delivery: int,
     phases: dict[str, float] | None = None,
 ) -> None:
     """Read, run the task, store the outputs, then the success record.
@@ -197,7 +191,7 @@ def _process(
     started = time.monotonic()
     data = _read(item, body, inputs, settings)
     lap = _lap(phases, "read", started)
-    if attempt > 1 and is_current(outputs, read_record(outputs, item), data):
+    if delivery > 1 and is_current(outputs, read_record(outputs, item), data):
         log.info("%s was already done from this input (its record matches); not redone", item)
         return
     results = task(item, data)
@@ -205,7 +199,7 @@ def _process(
     for name, content in results.items():
         outputs.write(name, content)
         log.info("stored %s in %s (%d bytes)", name, outputs, len(content))
-    record = make_record(item, data, results, attempt, time.monotonic() - started)
+    record = make_record(item, data, results, delivery, time.monotonic() - started)
     outputs.write(record_name(item), record.to_bytes())
     _lap(phases, "store", lap)
 
@@ -237,10 +231,8 @@ def _read(item: str, body: bytes, inputs: Store, settings: Settings) -> bytes:
     return data
 
 
-def _run_while_heartbeating(
-    connection: BlockingConnection, work: Callable[[], None]
-) -> BaseException | None:
-    """Run `work` in a thread while this thread services the connection (heartbeats).
+def _run_while_serving(session: Session, work: Callable[[], None]) -> BaseException | None:
+    """Run `work` in a thread while this thread answers the broker (heartbeats).
 
     Returns the exception `work` raised, or None.
     """
@@ -255,35 +247,11 @@ def _run_while_heartbeating(
     thread = threading.Thread(target=target, name="jobkit-task", daemon=True)
     thread.start()
     while thread.is_alive():
-        connection.process_data_events(time_limit=0)
+        session.serve(0)
         thread.join(timeout=_POLL_SECONDS)
     if errors and not isinstance(errors[0], JobkitError):
         log.error("unexpected error in the task", exc_info=errors[0])
     return errors[0] if errors else None
-
-
-def _dead_letter(
-    channel: BlockingChannel,
-    dead_queue: str,
-    body: bytes,
-    properties: pika.BasicProperties,
-    reason: str,
-    attempt: int,
-) -> None:
-    """Publish the item to the dead-letter queue with the reason; confirmed before returning."""
-    headers = {
-        REASON_HEADER: reason,
-        ATTEMPTS_HEADER: attempt,
-        "jobkit-failed-at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "jobkit-worker": socket.gethostname(),
-    }
-    dead_properties = pika.BasicProperties(
-        delivery_mode=pika.DeliveryMode.Persistent,
-        content_type=properties.content_type or "text/plain",
-        message_id=properties.message_id,
-        headers=headers,
-    )
-    channel.basic_publish("", dead_queue, body, dead_properties, mandatory=True)
 
 
 def _one_line(error: BaseException) -> str:

@@ -1,6 +1,7 @@
 """The kit's exceptions and the worker's exit codes, the one table every runner reads."""
 
-from enum import IntEnum
+import signal
+from enum import IntEnum, StrEnum
 
 
 class ExitCode(IntEnum):
@@ -19,20 +20,34 @@ Exit codes:
   2  configuration error or unreachable broker; no message was taken
   3  the item can never succeed; it was dead-lettered with the reason"""
 
-# How a runner treats a failed worker, in the words of a Job's podFailurePolicy: "FailJob" stops
-# the job, "Ignore" does not count against the backoff limit, "Count" (any other code) does.
-FAILURE_ACTIONS: dict[ExitCode, str] = {
-    ExitCode.CONFIG: "FailJob",  # retrying cannot fix the configuration
-    ExitCode.DEAD: "Ignore",  # the item is dead-lettered; the worker did its part
+
+class FailureAction(StrEnum):
+    """What a runner does with a failed worker, in the words of a Job's podFailurePolicy."""
+
+    FAIL_JOB = "FailJob"  # stop the job: retrying cannot help
+    IGNORE = "Ignore"  # not counted against the backoff limit
+    COUNT = "Count"  # counted against the backoff limit, and retried
+
+
+FAILURE_ACTIONS: dict[ExitCode, FailureAction] = {
+    ExitCode.CONFIG: FailureAction.FAIL_JOB,  # retrying cannot fix the configuration
+    ExitCode.DEAD: FailureAction.IGNORE,  # the item is dead-lettered; the worker did its part
 }
 
 
-def failure_action(code: int) -> str:
-    """What a runner does when a worker exits with `code`: FailJob, Ignore or Count."""
+def failure_action(code: int) -> FailureAction:
+    """What a runner does when a worker exits with `code` (not 0)."""
     for exit_code, action in FAILURE_ACTIONS.items():
         if code == exit_code:
             return action
-    return "Count"
+    return FailureAction.COUNT
+
+
+def describe_exit_status(code: int) -> str:
+    """'exited 1', or 'was killed by SIGKILL' for a negative status (a process killed)."""
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited {code}"
 
 
 class JobkitError(Exception):
@@ -51,6 +66,12 @@ class BrokerUnavailable(JobkitError):
     """RabbitMQ cannot be reached or refused the connection."""
 
     exit_code = ExitCode.CONFIG
+
+
+class BrokerLost(JobkitError):
+    """The connection to RabbitMQ failed while in use; what was unacked goes back to the queue."""
+
+    exit_code = ExitCode.RETRY
 
 
 class InputError(JobkitError):

@@ -1,0 +1,41 @@
+"""`jobkit`: publish work items, watch the queue, run the job and report on it."""
+
+import sys
+from typing import NoReturn
+
+import typer
+
+from publisher.cli.job import data, manifests, run, upload
+from publisher.cli.queue import dead_app, depth, publish, purge, status
+from publisher.cli.report import plot, report
+from worker.errors import EXIT_CODE_HELP
+from worker.settings import settings_help
+from worker.startup import stop_now
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help=(
+        "Coarse-parallel batch work from a RabbitMQ work queue: publish one message per item, "
+        "run one worker per item, ack only after the result is stored. "
+        "Settings come from the environment; the worker's exit codes are the job's contract."
+    ),
+    epilog=settings_help() + "\n\n" + EXIT_CODE_HELP,
+)
+
+for command in (publish, depth, status, purge, data, upload, manifests, run, report, plot):
+    app.command()(command)
+app.add_typer(dead_app, name="dead")
+
+
+def main() -> NoReturn:
+    """The `jobkit` command: the app, then a quick end (see worker.startup.stop_now)."""
+    try:
+        app()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        stop_now(exc.code if isinstance(exc.code, int) else int(exc.code is not None))
+    stop_now(0)

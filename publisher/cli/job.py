@@ -1,0 +1,258 @@
+"""`jobkit` commands that prepare and run the job: data, upload, manifests, run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from publisher.cli.options import (
+    CommandOption,
+    JobFlags,
+    JsonOption,
+    NoInputOption,
+    ParallelismOption,
+    TaskOption,
+    completions_or_depth,
+    job_options,
+    with_job_flags,
+)
+from publisher.cli.report import write_report
+from publisher.cli.terminal import err, load_settings, out, print_json
+from publisher.kube.manifests import JobOptions, Manifest
+from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, RUN_RECORD_NAME
+from worker.settings import Settings
+from worker.storage.base import open_store
+
+if TYPE_CHECKING:
+    from publisher.run.outcome import JobReport
+
+
+def data(
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Directory to write to; default: INPUT_URL.")
+    ] = None,
+    files: Annotated[int, typer.Option(min=1, help="How many files.")] = 6,
+    rows: Annotated[int, typer.Option(min=0, help="Readings per file, one a minute.")] = 525_600,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same bytes.")] = 0,
+) -> None:
+    """Write sample inputs temperature1.csv … temperatureN.csv: one-minute readings from
+    2017-12-01 (a year by default), with a few gaps and missing values.
+
+    Example: jobkit data --files 6 --rows 10080 --out data/input
+    """
+    from publisher.data.samples import write_samples
+
+    with load_settings() as settings:
+        store = open_store(str(out_dir) if out_dir else settings.input_url, settings, create=True)
+        store.check()
+        names = write_samples(store, files, rows, seed)
+    out.print(f"Wrote {len(names)} files of {rows:,} readings to {store}.", markup=False)
+
+
+def upload(
+    source: Annotated[Path, typer.Argument(help="Local directory holding the files.")],
+    destination: Annotated[
+        str, typer.Argument(help="Where to: az://container/prefix or a directory.")
+    ],
+    suffix: Annotated[str, typer.Option(help="Upload the files whose names end so.")] = ".csv",
+) -> None:
+    """Upload the files under SOURCE to DESTINATION (made if missing), skipping those already
+    there with the same content.
+
+    Example: jobkit upload data/input az://temperaturefiles
+    """
+    from rich.progress import Progress
+
+    from publisher.data.upload import upload_files
+
+    with load_settings() as settings:
+        settings.check_location("DESTINATION", destination)
+        origin = open_store(str(source), settings)
+        origin.check()
+        names = origin.list(suffix)
+        target = open_store(destination, settings, create=True)
+        target.check()
+        with Progress(console=out, transient=True) as progress:
+            bar = progress.add_task("upload", total=len(names))
+            uploaded, skipped = upload_files(
+                origin, target, names, lambda name, fresh: progress.advance(bar)
+            )
+    out.print(f"Uploaded {uploaded} files to {target}; {skipped} were already there.", markup=False)
+
+
+@with_job_flags
+def manifests(
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write rabbitmq.yaml, secret.yaml, job.yaml here; else print."),
+    ] = None,
+    parallelism: ParallelismOption = 3,
+    keda: Annotated[
+        bool,
+        typer.Option(
+            help="A KEDA ScaledJob (one Job per queued item) instead, for queues that keep filling."
+        ),
+    ] = False,
+    azure_credentials: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="An azure_credentials.json ({storage_account, account_key}): put in the Secret, "
+            "mounted read-only, and named by AZURE_CREDENTIALS_PATH.",
+        ),
+    ] = None,
+    task: TaskOption = None,
+    command: CommandOption = None,
+    no_input: NoInputOption = False,
+    *,
+    job: JobFlags,
+) -> None:
+    """Render the Kubernetes manifests: RabbitMQ (StatefulSet with a volume claim, Service),
+    the Secret, and the Job with completions = the queue depth now and a podFailurePolicy
+    from the worker's exit codes.
+
+    Example: jobkit manifests --data-host-path /data --out k8s
+    """
+    from publisher.kube.manifests import render_files, write_manifests
+
+    fixed = 1 if keda else parallelism if job.drain else None
+    with load_settings(task, command, no_input) as settings:
+        count = completions_or_depth(settings, job.completions, fixed)
+        options = job_options(settings, job, parallelism, count)
+        credentials = azure_credentials.read_bytes() if azure_credentials else None
+        files = render_files(options, job.cluster_broker_url, credentials, keda)
+        if out_dir is None:
+            out.print(_joined(files), markup=False, end="")
+            return
+        for path in write_manifests(out_dir, files):
+            out.print(f"Wrote {path}", markup=False, highlight=False)
+
+
+@with_job_flags
+def run(
+    parallelism: Annotated[
+        int, typer.Option(min=1, help="Workers at once; default: the number of CPUs.")
+    ] = os.cpu_count() or 1,
+    log_file: Annotated[
+        Path, typer.Option(help="Where the workers' logs go; the run record is kept beside it.")
+    ] = DEFAULT_RUN_DIR / "run.log",
+    as_json: JsonOption = False,
+    with_report: Annotated[
+        bool,
+        typer.Option(
+            "--report",
+            help="Then write the batch report (see 'jobkit report') beside the log file.",
+        ),
+    ] = False,
+    kube: Annotated[
+        bool,
+        typer.Option(
+            help="Run on the current kubectl context: apply the manifests, follow the Job."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="With --kube: print what would be applied (secrets masked).")
+    ] = False,
+    task: TaskOption = None,
+    command: CommandOption = None,
+    no_input: NoInputOption = False,
+    *,
+    job: JobFlags,
+) -> None:
+    """Run the job locally: worker processes, as a Kubernetes Job runs pods, until the queue is
+    empty; then report. With --kube, apply the manifests to the current kubectl context and
+    follow the Job instead. Exits 3 if an item was dead-lettered, 1 at the backoff limit.
+
+    Example: jobkit run --parallelism 3
+    """
+    from publisher.run.local import LocalRunner
+
+    with load_settings(task, command, no_input) as settings:
+        if kube:
+            from publisher.kube.manifests import render_files
+
+            fixed = parallelism if job.drain else None
+            count = completions_or_depth(settings, job.completions, fixed)
+            options = job_options(settings, job, parallelism, count)
+            report = _run_kube(
+                settings, options, render_files(options, job.cluster_broker_url), as_json, dry_run
+            )
+            outputs = f"{options.output_url} (in the pods)"
+            logs = f"kubectl logs -l job-name={options.name}"
+        else:
+            runner = LocalRunner(
+                settings, parallelism, job.completions, job.backoff_limit, log_file, job.drain
+            )
+            from publisher.cli.display import job_progress  # while the runner's workers warm up
+
+            with job_progress(out, enabled=not as_json) as on_progress:
+                report = runner.run(on_progress)
+            outputs, logs = settings.output_url, str(log_file)
+        _finish(settings, report, as_json, outputs, logs)
+        _keep_run(settings, report, job.drain, log_file, with_report, as_json)
+    raise typer.Exit(int(report.exit_code))
+
+
+def _keep_run(
+    settings: Settings,
+    report: JobReport,
+    drain: bool,
+    log_file: Path,
+    with_report: bool,
+    as_json: bool,
+) -> None:
+    """Record the run beside the log file; with `with_report`, write the batch report there
+    (saying where on stderr when stdout is JSON)."""
+    from publisher.run.record import record_run, save_run
+
+    run_path = log_file.with_name(RUN_RECORD_NAME)
+    save_run(run_path, record_run(report, settings, drain))
+    if with_report:
+        write_report(settings, run_path, log_file.with_name(REPORT_NAME), err if as_json else out)
+
+
+def _run_kube(
+    settings: Settings,
+    options: JobOptions,
+    files: dict[str, list[Manifest]],
+    as_json: bool,
+    dry_run: bool,
+) -> JobReport:
+    """`run --kube`: apply the manifests and follow the Job, or print them with --dry-run."""
+    from publisher.cli.display import job_progress
+    from publisher.kube.manifests import mask_secrets
+    from publisher.kube.runner import KubeRunner
+
+    if dry_run:
+        out.print(_joined(mask_secrets(files)), markup=False, end="")
+        raise typer.Exit(0)
+    runner = KubeRunner(settings, options, [doc for docs in files.values() for doc in docs])
+    with job_progress(out, enabled=not as_json) as on_progress:
+        return runner.run(on_progress)
+
+
+def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, logs: str) -> None:
+    """Reconcile what was published with where it is now, and print the report.
+
+    Called once no worker holds an item, so none is in flight.
+    """
+    from publisher.cli.display import print_report
+    from publisher.queue.status import read_status
+
+    reconciliation = read_status(settings, in_flight=0).reconciliation
+    if as_json:
+        print_json({**report.to_dict(), "reconciliation": reconciliation.to_dict()})
+    else:
+        print_report(out, report, settings.queue, outputs, logs)
+        style = None if reconciliation.adds_up else "bold yellow"
+        out.print(reconciliation.summary(), style=style, markup=False, highlight=False)
+
+
+def _joined(files: dict[str, list[Manifest]]) -> str:
+    from publisher.kube.manifests import dump
+
+    return dump([doc for docs in files.values() for doc in docs])

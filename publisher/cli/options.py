@@ -1,0 +1,179 @@
+"""Command-line options that several `jobkit` commands share, and the Job's options from them."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from publisher.kube.manifests import DEFAULT_CLUSTER_BROKER_URL, DEFAULT_IMAGE, JobOptions
+from worker.errors import ConfigError
+from worker.settings import Settings
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+DrainOption = Annotated[
+    bool,
+    typer.Option(
+        "--drain",
+        help="Each worker (pod) takes items until the queue is empty: for short items, where "
+        "starting a process per item costs more than the item.",
+    ),
+]
+ParallelismOption = Annotated[int, typer.Option(min=1, help="Workers (pods) at once.")]
+CompletionsOption = Annotated[
+    int | None,
+    typer.Option(min=0, help="Successful workers needed; default: the queue depth right now."),
+]
+BackoffOption = Annotated[
+    int, typer.Option(min=0, help="Failed workers (exit 1, crash) tolerated; exit 3 not counted.")
+]
+NameOption = Annotated[str, typer.Option(help="Name of the Job.")]
+ImageOption = Annotated[str, typer.Option(help="The worker image.")]
+PullPolicyOption = Annotated[str, typer.Option(help="Always, IfNotPresent or Never.")]
+TtlOption = Annotated[
+    int, typer.Option(min=0, help="Delete the finished Job after this many seconds.")
+]
+DeadlineOption = Annotated[
+    int | None, typer.Option(min=1, help="Stop the Job after this many seconds (activeDeadline).")
+]
+RequestsOption = Annotated[str, typer.Option(help="Each pod's CPU,memory requests.")]
+LimitsOption = Annotated[str, typer.Option(help="Each pod's CPU,memory limits.")]
+HostPathOption = Annotated[
+    str | None,
+    typer.Option(help="Node directory mounted at /data (kind: /data)."),
+]
+ClaimOption = Annotated[
+    str | None,
+    typer.Option(help="PersistentVolumeClaim mounted at /data instead."),
+]
+TaskOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The task: a name registered under the entry-point group jobkit.tasks, or "
+        "package.module:function; default: TASK, else the built-in aggregate.",
+    ),
+]
+CommandOption = Annotated[
+    str | None,
+    typer.Option(
+        "--command",
+        help="A program run per item instead, e.g. 'wordcount {input} {output_dir}' ({item}: the "
+        "item itself); default: TASK_COMMAND.",
+    ),
+]
+NoInputOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-input",
+        help="Items are not files: the task gets the message body alone (as NO_INPUT=true).",
+    ),
+]
+ClusterBrokerOption = Annotated[
+    str,
+    typer.Option(
+        envvar="CLUSTER_BROKER_URL",
+        help="BROKER_URL as pods see it; its user and password become RabbitMQ's.",
+    ),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobFlags:
+    """The Job's options as the command line gives them: declared here once, they are added to
+    every command that renders or runs the Job (see with_job_flags)."""
+
+    completions: CompletionsOption = None
+    backoff_limit: BackoffOption = 6
+    drain: DrainOption = False
+    name: NameOption = "jobkit"
+    image: ImageOption = DEFAULT_IMAGE
+    pull_policy: PullPolicyOption = "IfNotPresent"
+    ttl_seconds: TtlOption = 3600
+    active_deadline_seconds: DeadlineOption = None
+    requests: RequestsOption = "250m,256Mi"
+    limits: LimitsOption = "1,1Gi"
+    data_host_path: HostPathOption = None
+    data_claim: ClaimOption = None
+    cluster_broker_url: ClusterBrokerOption = DEFAULT_CLUSTER_BROKER_URL
+
+
+def with_job_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with JobFlags' options after its own; it receives them as `job: JobFlags`."""
+    hints = typing.get_type_hints(JobFlags, include_extras=True)
+    flags = [
+        inspect.Parameter(
+            field.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=field.default,
+            annotation=hints[field.name],
+        )
+        for field in dataclasses.fields(JobFlags)
+    ]
+    signature = inspect.signature(command, eval_str=True)
+    own = [parameter for parameter in signature.parameters.values() if parameter.name != "job"]
+
+    @functools.wraps(command)
+    def with_flags(**options: Any) -> None:
+        job = JobFlags(**{flag.name: options.pop(flag.name) for flag in flags})
+        command(job=job, **options)
+
+    with_flags.__signature__ = signature.replace(parameters=[*own, *flags])  # type: ignore[attr-defined]
+    return with_flags
+
+
+def job_options(
+    settings: Settings, job: JobFlags, parallelism: int, completions: int
+) -> JobOptions:
+    """The Job's options from the command line; raises ConfigError for a malformed one."""
+    if job.pull_policy not in ("Always", "IfNotPresent", "Never"):
+        raise ConfigError(
+            f"--pull-policy {job.pull_policy!r} is not Always, IfNotPresent or Never."
+        )
+    if job.data_host_path and job.data_claim:
+        raise ConfigError("Give --data-host-path or --data-claim, not both.")
+    (cpu_request, memory_request), (cpu_limit, memory_limit) = (
+        _pair(option, value)
+        for option, value in (("--requests", job.requests), ("--limits", job.limits))
+    )
+    return JobOptions(
+        queue=settings.queue,
+        completions=completions,
+        name=job.name,
+        parallelism=parallelism,
+        backoff_limit=job.backoff_limit,
+        ttl_seconds=job.ttl_seconds,
+        active_deadline_seconds=job.active_deadline_seconds,
+        image=job.image,
+        pull_policy=job.pull_policy,
+        cpu_request=cpu_request,
+        memory_request=memory_request,
+        cpu_limit=cpu_limit,
+        memory_limit=memory_limit,
+        data_host_path=job.data_host_path,
+        data_claim=job.data_claim,
+        log_level=settings.log_level,
+        drain=job.drain,
+        task_env=tuple(settings.task_env().items()),
+    )
+
+
+def completions_or_depth(settings: Settings, completions: int | None, fixed: int | None) -> int:
+    """The given completions, else `fixed` (1 for a ScaledJob's Jobs, the parallelism when each
+    pod drains the queue), else the queue's depth now."""
+    from publisher.queue.status import read_depth
+
+    if completions is not None:
+        return completions
+    return fixed if fixed is not None else read_depth(settings)
+
+
+def _pair(option: str, value: str) -> tuple[str, str]:
+    parts = [part.strip() for part in value.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"{option} {value!r} is not CPU,MEMORY (for example 250m,256Mi).")
+    return parts[0], parts[1]

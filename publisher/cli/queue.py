@@ -1,0 +1,182 @@
+"""`jobkit` commands on the queue: publish, depth, status, dead letters, purge."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from publisher.cli.options import JsonOption
+from publisher.cli.terminal import err, load_settings, out, print_json
+from worker.errors import ConfigError, ExitCode, InputError
+from worker.storage.base import check_name, open_store
+
+
+def publish(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Items to publish; default: every *.csv under INPUT_URL."),
+    ] = None,
+    source: Annotated[
+        typer.FileText | None,
+        typer.Option(
+            "--from",
+            help="Also publish the items in this file, one per line ('-': standard input); "
+            "blank lines are skipped. Items need not be files (see NO_INPUT).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Publish one persistent message per item and wait until the broker confirms each. Items
+    are file names under INPUT_URL, or anything at all for a task run with NO_INPUT (parameters,
+    key ranges, frame numbers); they are published as given, without looking them up. The items
+    are also kept with the outputs, so 'jobkit status' can account for every one.
+
+    Example: jobkit publish temperature1.csv temperature2.csv
+    """
+    from publisher.queue.publish import publish_items, read_items
+    from publisher.queue.reconcile import record_published
+    from publisher.queue.status import read_depth, read_inputs
+
+    with load_settings() as settings:
+        items = list(names or []) + (read_items(source) if source else [])
+        if not items and settings.no_input:
+            raise ConfigError(
+                "Nothing to publish: with NO_INPUT, give the items as arguments or with --from."
+            )
+        items = items or read_inputs(settings)
+        if not items:
+            raise ConfigError(
+                f"No *.csv files under INPUT_URL {settings.input_url!r}; make samples with "
+                "'jobkit data' or set INPUT_URL."
+            )
+        for name in items:
+            try:
+                check_name(name)
+            except InputError as exc:
+                raise ConfigError(f"Not published: {exc}") from None
+        record_published(
+            open_store(settings.output_url, settings, create=True), settings.queue, items
+        )
+        confirmed = publish_items(settings, items)
+        depth = read_depth(settings)
+    if as_json:
+        print_json({"queue": settings.queue, "confirmed": confirmed, "depth": depth})
+    else:
+        out.print(
+            f"Published {confirmed} items to {settings.queue!r}, each confirmed by the broker; "
+            f"{depth} ready in the queue.",
+            markup=False,
+        )
+
+
+def depth() -> None:
+    """Print how many items are ready in the work queue (not counting those being worked on).
+
+    Example: jobkit depth
+    """
+    from publisher.queue.status import read_depth
+
+    with load_settings() as settings:
+        out.print(read_depth(settings))
+
+
+def status(as_json: JsonOption = False) -> None:
+    """Show the queue's depth, every dead letter with its reason, the outputs written, and
+    whether every published item is done, dead-lettered or queued.
+
+    Example: jobkit status --json
+    """
+    from publisher.cli.display import print_status
+    from publisher.queue.status import read_status
+
+    with load_settings() as settings:
+        snapshot = read_status(settings)
+    if as_json:
+        print_json(
+            {
+                "queue": snapshot.queue,
+                "ready": snapshot.ready,
+                "reconciliation": snapshot.reconciliation.to_dict(),
+                "dead_letters": [vars(letter) for letter in snapshot.dead_letters],
+                "outputs": snapshot.outputs,
+            }
+        )
+    else:
+        print_status(out, snapshot, settings.output_url)
+
+
+dead_app = typer.Typer(
+    no_args_is_help=True,
+    help="The dead-letter queue: items that can never succeed, with why.\n\n"
+    "Example: jobkit dead list",
+)
+
+
+@dead_app.command("list")
+def dead_list(as_json: JsonOption = False) -> None:
+    """Show every dead letter with its reason, deliveries and the broker's x-death history; they
+    stay in the queue.
+
+    Example: jobkit dead list --json
+    """
+    from publisher.cli.display import print_dead_letters
+    from publisher.queue.dead import list_dead_letters
+    from worker.broker import dead_queue_name
+
+    with load_settings() as settings:
+        letters = list_dead_letters(settings)
+    if as_json:
+        print_json([vars(letter) for letter in letters])
+    elif letters:
+        print_dead_letters(out, letters, history=True)
+    else:
+        out.print(f"No dead letters in {dead_queue_name(settings.queue)!r}.", markup=False)
+
+
+@dead_app.command("requeue")
+def dead_requeue(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Items to put back; default: all of them.")
+    ] = None,
+) -> None:
+    """Put dead letters back on the work queue, after fixing what made them fail.
+
+    Example: jobkit dead requeue temperature3.csv
+    """
+    from publisher.queue.dead import requeue_dead_letters
+    from worker.broker import dead_queue_name
+
+    with load_settings() as settings:
+        moved = requeue_dead_letters(settings, set(names) if names else None)
+    missing = sorted(set(names or []) - set(moved))
+    out.print(f"Requeued {len(moved)} items to {settings.queue!r}.", markup=False)
+    if missing:
+        dead_queue = dead_queue_name(settings.queue)
+        err.print(f"error: not in {dead_queue!r}: {', '.join(missing)}", markup=False)
+        raise typer.Exit(int(ExitCode.CONFIG))
+
+
+def purge(
+    dead: Annotated[
+        bool, typer.Option("--dead", help="Purge the dead-letter queue instead.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+) -> None:
+    """Delete every message waiting in the work queue (or, with --dead, the dead-letter queue).
+    Purging the work queue also starts a new batch: what was published is no longer expected.
+
+    Example: jobkit purge --yes
+    """
+    from publisher.queue.publish import purge_queue
+    from publisher.queue.reconcile import forget_published
+    from worker.broker import dead_queue_name
+
+    with load_settings() as settings:
+        queue = dead_queue_name(settings.queue) if dead else settings.queue
+        if not yes:
+            typer.confirm(f"Delete every message in {queue!r}?", abort=True)
+        purged = purge_queue(settings, queue)
+        if not dead:
+            forget_published(open_store(settings.output_url, settings, create=True), queue)
+    out.print(f"Purged {purged} messages from {queue!r}.", markup=False)

@@ -1,0 +1,231 @@
+"""The Kubernetes runner: apply the manifests with kubectl and follow the Job to its end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from publisher.kube.manifests import CONTAINER, JobOptions, Manifest, dump
+from publisher.run.outcome import JobReport
+from worker.broker import Session, dead_queue_name
+from worker.consumer import Outcome
+from worker.errors import ConfigError, ExitCode
+from worker.settings import Settings
+
+POLL_SECONDS = 2.0
+# A pod waiting for one of these will not start by itself: following the Job further is futile.
+STUCK_REASONS = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+}
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """The counts and the final condition of a Job, as `kubectl get job -o json` shows them."""
+
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    finished: str = ""  # "Complete" or "Failed" once the Job has ended
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class PodResult:
+    """One worker pod: its phase and, once it ended, the worker container's exit code."""
+
+    name: str
+    phase: str
+    exit_code: int | None = None
+    reason: str = ""  # why it ended (Completed, Error, OOMKilled) or waits (ImagePullBackOff)
+    message: str = ""
+
+    @property
+    def ended(self) -> bool:
+        return self.phase in ("Succeeded", "Failed")
+
+
+def job_status(job: dict[str, Any]) -> JobStatus:
+    """Read a Job document's status; `finished` stays empty until Complete or Failed is True."""
+    status = job.get("status") or {}
+    finished = reason = message = ""
+    for condition in status.get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
+            finished = condition["type"]
+            reason = condition.get("reason", "")
+            message = condition.get("message", "")
+    return JobStatus(
+        active=int(status.get("active", 0)),
+        succeeded=int(status.get("succeeded", 0)),
+        failed=int(status.get("failed", 0)),
+        finished=finished,
+        reason=reason,
+        message=message,
+    )
+
+
+def pod_results(pods: dict[str, Any]) -> list[PodResult]:
+    """Read a pod list document (`kubectl get pods -o json`): one result per pod, by name."""
+    results = []
+    for pod in pods.get("items") or []:
+        status = pod.get("status") or {}
+        state: dict[str, Any] = {}
+        for container in status.get("containerStatuses") or []:
+            if container.get("name") == CONTAINER:
+                state = container.get("state") or {}
+        terminated = state.get("terminated") or {}
+        waiting = state.get("waiting") or {}
+        detail = terminated or waiting
+        results.append(
+            PodResult(
+                name=pod["metadata"]["name"],
+                phase=status.get("phase", "Unknown"),
+                exit_code=terminated.get("exitCode"),
+                reason=detail.get("reason", status.get("reason", "")),
+                message=detail.get("message", status.get("message", "")),
+            )
+        )
+    return sorted(results, key=lambda result: result.name)
+
+
+def record_pod(report: JobReport, pod: PodResult, outcome: Outcome | None) -> None:
+    """Count an ended pod in the report, as the local runner counts a worker process."""
+    item = (outcome.item if outcome else None) or ""
+    reason = (outcome.reason if outcome else "") or _describe(pod)
+    report.count(pod.exit_code, item, reason)
+
+
+def describe_stop(status: JobStatus) -> tuple[ExitCode, str]:
+    """Why a Failed Job stopped, and the run's exit code: 2 for a configuration error."""
+    text = f"{status.reason}: {status.message}".strip(": ")
+    if status.reason == "PodFailurePolicy":
+        return ExitCode.CONFIG, f"configuration error: {text}"
+    if status.reason == "BackoffLimitExceeded":
+        return ExitCode.RETRY, f"backoff limit reached ({text})"
+    return ExitCode.RETRY, f"the Job failed ({text})"
+
+
+def _describe(pod: PodResult) -> str:
+    if pod.exit_code is None:
+        return f"pod {pod.name} {pod.phase.lower()} without an exit code ({pod.reason})"
+    return f"pod {pod.name}: worker exited with code {pod.exit_code} ({pod.reason})"
+
+
+class Kubectl:
+    """kubectl against the current context; every failure is a one-line ConfigError."""
+
+    def __init__(self, binary: str = "kubectl") -> None:
+        self.binary = binary
+
+    def run(self, *args: str, stdin: str | None = None) -> str:
+        """Run `kubectl ARGS` and return its stdout; raises ConfigError with its stderr."""
+        path = shutil.which(self.binary)
+        if path is None:
+            raise ConfigError(
+                f"{self.binary!r} is not on PATH; install kubectl and select a cluster "
+                "(kubectl config use-context NAME), or use --dry-run."
+            )
+        result = subprocess.run(
+            [path, *args], input=stdin, capture_output=True, text=True, timeout=120
+        )
+        if result.returncode != 0:
+            first = (result.stderr.strip().splitlines() or ["no message"])[0]
+            raise ConfigError(f"'kubectl {' '.join(args[:3])}' failed: {first}")
+        return result.stdout
+
+    def get(self, *args: str) -> dict[str, Any]:
+        """`kubectl get ARGS -o json`, parsed."""
+        parsed: dict[str, Any] = json.loads(self.run("get", *args, "-o", "json"))
+        return parsed
+
+
+class KubeRunner:
+    """Apply the manifests and follow the Job until Complete or Failed, reporting like `run`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: JobOptions,
+        manifests: list[Manifest],
+        kubectl: Kubectl | None = None,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.manifests = manifests
+        self.kubectl = kubectl or Kubectl()
+        self.poll_seconds = poll_seconds
+        self._seen: set[str] = set()
+
+    def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
+        """Apply, follow to the end, then read the queue; raises ConfigError, BrokerUnavailable."""
+        started = time.monotonic()
+        options = self.options
+        report = JobReport(options.completions, options.parallelism, options.backoff_limit)
+        dead_queue = dead_queue_name(self.settings.queue)
+        with Session(self.settings, "kube-runner") as session:
+            report.queued = session.declare(self.settings.queue)
+            report.dead_letters_before = session.depth(dead_queue)
+            self._replace_finished_job()
+            self.kubectl.run("apply", "-f", "-", stdin=dump(self.manifests))
+            while not self._poll(report, session):
+                on_progress(report)
+                session.serve(self.poll_seconds)
+            report.queued = session.depth(self.settings.queue)
+            report.running = 0
+            on_progress(report)
+            report.dead_letters_after = session.depth(dead_queue)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _replace_finished_job(self) -> None:
+        """A Job's pod template cannot change: delete a finished one of the same name first."""
+        name = self.options.name
+        found = self.kubectl.run("get", "job", name, "--ignore-not-found", "-o", "json")
+        if not found.strip():
+            return
+        if not job_status(json.loads(found)).finished:
+            raise ConfigError(
+                f"Job {name!r} is still running; wait for it, or delete it with "
+                f"'kubectl delete job {name}' (its items go back to the queue)."
+            )
+        self.kubectl.run("delete", "job", name, "--wait=true")
+
+    def _poll(self, report: JobReport, session: Session) -> bool:
+        """Update the report from the cluster and the queue; True once the Job has ended."""
+        status = job_status(self.kubectl.get("job", self.options.name))
+        pods = pod_results(self.kubectl.get("pods", "-l", f"job-name={self.options.name}"))
+        for pod in pods:
+            if pod.ended and pod.name not in self._seen:
+                self._seen.add(pod.name)
+                record_pod(report, pod, self._outcome(pod))
+            elif pod.reason in STUCK_REASONS:
+                report.stop(
+                    ExitCode.CONFIG,
+                    f"configuration error: pod {pod.name} cannot start ({pod.reason}: "
+                    f"{pod.message})",
+                )
+        report.running = status.active
+        report.queued = session.depth(self.settings.queue)
+        if status.finished == "Failed":
+            report.stop(*describe_stop(status))
+        return bool(status.finished) or report.stop_code is ExitCode.CONFIG
+
+    def _outcome(self, pod: PodResult) -> Outcome | None:
+        """The worker's outcome line from the pod's log, or None when it cannot be read."""
+        try:
+            logs = self.kubectl.run("logs", pod.name, "-c", CONTAINER, "--tail=50")
+        except ConfigError:
+            return None
+        outcomes = [Outcome.from_json(line) for line in logs.splitlines()]
+        return next((outcome for outcome in reversed(outcomes) if outcome), None)

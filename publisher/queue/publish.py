@@ -1,0 +1,178 @@
+"""Putting items on the work queue: persistent messages, confirmed by the broker in batches.
+
+This is the kit's one use of pika's asynchronous connection, which keeps thousands of messages
+in flight; everything else goes through worker.broker's blocking Session.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
+
+import pika
+import pika.channel
+import pika.exceptions
+import pika.frame
+import pika.spec
+
+from worker.broker import Session, connection_parameters, message_properties
+from worker.errors import BrokerUnavailable
+from worker.settings import Settings, mask_url
+
+# Messages published but not yet confirmed, at most. Waiting for each confirm caps a publisher
+# at about 1,000 a second; a window keeps the broker busy while confirms stream back.
+WINDOW = 2_000
+
+
+def read_items(lines: Iterable[str]) -> list[str]:
+    """The items in `lines`, one a line, surrounding white space and blank lines left out."""
+    return [item for line in lines if (item := line.strip())]
+
+
+def publish_items(settings: Settings, names: Sequence[str]) -> int:
+    """Publish one message per name and return how many the broker confirmed (all of them).
+
+    Raises BrokerUnavailable, saying exactly how many were confirmed, if the broker refuses one
+    (nack, or returned as unroutable) or the connection fails part-way.
+    """
+    with Session(settings, "publisher") as session:  # reports an unreachable broker in one line
+        session.declare(settings.queue)
+    if not names:
+        return 0
+    publisher = _WindowedPublisher(settings, names)
+    publisher.run()
+    missing = len(names) - publisher.confirmed
+    if missing:
+        raise BrokerUnavailable(
+            f"RabbitMQ confirmed {publisher.confirmed} of {len(names)} items to "
+            f"{settings.queue!r}; {missing} were not ({publisher.problem()}); "
+            "publish those again once it is fixed."
+        )
+    return publisher.confirmed
+
+
+class _WindowedPublisher:
+    """Publish over an asynchronous connection, at most WINDOW unconfirmed at a time.
+
+    Counts exactly the messages the broker confirmed: acks (single or `multiple`) of messages
+    that were not returned as unroutable.
+    """
+
+    def __init__(self, settings: Settings, names: Sequence[str]) -> None:
+        self.settings = settings
+        self.names = names
+        self.published = 0
+        self.confirmed = 0
+        self.refused: list[str] = []
+        self.closed_because = ""
+        self._unconfirmed: OrderedDict[int, str] = OrderedDict()  # delivery tag -> name
+        self._returned: Counter[str] = Counter()
+        self._channel: pika.channel.Channel | None = None
+        self._connection = pika.SelectConnection(
+            connection_parameters(settings, "publisher"),
+            on_open_callback=self._on_open,
+            on_open_error_callback=self._on_close,
+            on_close_callback=self._on_close,
+        )
+
+    def run(self) -> None:
+        """Publish everything, or until the connection fails; returns when it is closed."""
+        self._connection.ioloop.start()
+
+    def problem(self) -> str:
+        if self.closed_because:
+            return f"the connection to {mask_url(self.settings.broker_url)} closed: " + (
+                self.closed_because
+            )
+        shown = ", ".join(self.refused[:3]) + (", ..." if len(self.refused) > 3 else "")
+        return f"refused by the broker: {shown}"
+
+    def _on_open(self, connection: pika.SelectConnection) -> None:
+        connection.channel(on_open_callback=self._on_channel)
+
+    def _on_channel(self, channel: pika.channel.Channel) -> None:
+        self._channel = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._publish_more())
+
+    def _publish_more(self) -> None:
+        assert self._channel is not None
+        while self.published < len(self.names) and len(self._unconfirmed) < WINDOW:
+            name = self.names[self.published]
+            body = name.encode()
+            self._channel.basic_publish(
+                "", self.settings.queue, body, message_properties(body), mandatory=True
+            )
+            self.published += 1
+            self._unconfirmed[self.published] = name  # delivery tags count from 1
+        if not self._unconfirmed:
+            self._connection.close()
+
+    def _on_return(
+        self,
+        _channel: pika.channel.Channel,
+        _method: pika.spec.Basic.Return,
+        _properties: pika.spec.BasicProperties,
+        body: bytes,
+    ) -> None:
+        # The broker returns an unroutable message just before it acks it.
+        self._returned[body.decode()] += 1
+
+    def _on_confirm(self, frame: pika.frame.Method) -> None:
+        method = frame.method
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        if method.multiple:
+            while self._unconfirmed and next(iter(self._unconfirmed)) <= method.delivery_tag:
+                self._settle(self._unconfirmed.popitem(last=False)[1], acked)
+        elif method.delivery_tag in self._unconfirmed:
+            self._settle(self._unconfirmed.pop(method.delivery_tag), acked)
+        self._publish_more()
+
+    def _settle(self, name: str, acked: bool) -> None:
+        if acked and not self._returned[name]:
+            self.confirmed += 1
+            return
+        if self._returned[name]:
+            self._returned[name] -= 1
+        self.refused.append(name)
+
+    def _on_channel_closed(self, _channel: pika.channel.Channel, reason: BaseException) -> None:
+        if self._unfinished and not self.closed_because:
+            self.closed_because = str(reason) or type(reason).__name__
+        if self._connection.is_open:
+            self._connection.close()
+
+    @property
+    def _unfinished(self) -> bool:
+        return bool(self._unconfirmed) or self.published < len(self.names)
+
+    def _on_close(self, _connection: pika.SelectConnection, reason: BaseException | str) -> None:
+        if self._unfinished and not self.closed_because:
+            self.closed_because = str(reason) or type(reason).__name__
+        self._connection.ioloop.stop()
+
+
+def purge_queue(settings: Settings, queue: str) -> int:
+    """Delete every ready message in `queue` (the work or dead-letter queue); returns how many."""
+    with Session(settings, "purge") as session:
+        session.declare(settings.queue)
+        return session.purge(queue)
+
+
+def broker_version(settings: Settings) -> str:
+    """The product and version the broker announces when a connection opens."""
+    announced: dict[str, object] = {}
+
+    def on_open(connection: pika.SelectConnection) -> None:
+        announced.update(connection.server_properties or {})
+        connection.close()
+
+    connection = pika.SelectConnection(
+        connection_parameters(settings, "report"),
+        on_open_callback=on_open,
+        on_open_error_callback=lambda connection, error: connection.ioloop.stop(),
+        on_close_callback=lambda connection, reason: connection.ioloop.stop(),
+    )
+    connection.ioloop.start()
+    return f"{announced.get('product', 'unknown')} {announced.get('version', '')}".strip()

@@ -1,0 +1,214 @@
+"""The batch report's facts, gathered from the last run's record, the success records beside
+the outputs, the dead letters (left in place), the queue and the results themselves."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from publisher.queue.dead import DeadLetter
+from publisher.queue.publish import broker_version
+from publisher.queue.reconcile import Reconciliation, some_names
+from publisher.queue.status import read_status
+from publisher.report.curves import Curve, read_curve
+from publisher.run.outcome import Attempt
+from publisher.run.record import RunRecord, attempt_begins, load_run
+from worker.done_records import RECORD_SUFFIX, Record, read_record
+from worker.errors import InputError, JobkitError
+from worker.settings import Settings
+from worker.storage.base import Store, open_store
+
+MAX_CURVES = 48  # drawn in the report; a note names the rest
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Everything known about one queue's batch right now."""
+
+    queue: str
+    output_url: str
+    run: RunRecord | None
+    records: dict[str, Record]  # item -> its success record
+    outputs: list[str]
+    dead_letters: list[DeadLetter]
+    queued: int
+    reconciliation: Reconciliation
+    curves: list[Curve]
+    versions: dict[str, str]
+    settings: dict[str, str]  # secrets masked: the run's if recorded, else the current ones
+    notes: list[str] = field(default_factory=list)  # what is missing or unreadable
+    curves_left_out: list[str] = field(default_factory=list)
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        return self.run.attempts if self.run else []
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The batch in numbers; None where the run record would be needed and there is none."""
+
+    published: int
+    done: int
+    dead: int
+    retried: int
+    queued: int
+    wall_seconds: float | None
+    items_per_second: float | None
+    busy_workers: float | None  # average workers busy over the run: parallelism achieved
+    parallelism: int | None  # asked for
+    worker_seconds: dict[str, float]  # start-up, read, task, store, other: summed over attempts
+
+
+def count_published(batch: Batch, done: set[str], dead: set[str]) -> int:
+    """Items published to the batch: as 'jobkit publish' recorded them, else as far as the
+    records and the broker show them (items published by another tool)."""
+    if batch.reconciliation.published is not None:
+        return batch.reconciliation.published
+    return len(done | dead) + batch.queued
+
+
+def read_batch(settings: Settings, run_path: Path) -> Batch:
+    """Gather the batch's facts; what is missing or unreadable becomes a note, not an error.
+
+    Raises BrokerUnavailable when the broker cannot be reached.
+    """
+    notes: list[str] = []
+    run = _read_run(settings, run_path, notes)
+    status = read_status(settings)
+    store = open_store(settings.output_url, settings)
+    records = _read_records(store.list(RECORD_SUFFIX), store, notes)
+    _note_missing_records(records, status.outputs, run, notes)
+    if status.reconciliation.published is not None and not status.reconciliation.adds_up:
+        notes.append(status.reconciliation.summary())
+    curves = []
+    for name in status.outputs[:MAX_CURVES]:
+        try:
+            curves.append(read_curve(name, store.read(name)))
+        except JobkitError as exc:
+            notes.append(f"Result not drawn: {exc}")
+    return Batch(
+        queue=settings.queue,
+        output_url=settings.output_url,
+        run=run,
+        records=records,
+        outputs=status.outputs,
+        dead_letters=status.dead_letters,
+        queued=status.ready,
+        reconciliation=status.reconciliation,
+        curves=curves,
+        versions=_versions(settings),
+        settings=run.settings if run else settings.describe(),
+        notes=notes,
+        curves_left_out=status.outputs[MAX_CURVES:],
+    )
+
+
+def summarize(batch: Batch) -> Summary:
+    """The batch's counts, and the run's rates and time split when a run was recorded."""
+    ran: list[str] = list(batch.run.report.get("done", [])) if batch.run else []
+    done = set(batch.records) | set(ran)
+    dead = {letter.item for letter in batch.dead_letters}
+    attempts = batch.attempts
+    if batch.run:
+        retried = sum(attempt.outcome == "retry" for attempt in attempts)
+    else:
+        retried = sum(max(record.deliveries - 1, 0) for record in batch.records.values())
+    wall = float(batch.run.report.get("seconds", 0.0)) if batch.run else None
+    split = _worker_seconds(attempts)
+    return Summary(
+        published=count_published(batch, done, dead),
+        done=len(done),
+        dead=len(dead),
+        retried=retried,
+        queued=batch.queued,
+        wall_seconds=wall,
+        items_per_second=len(ran) / wall if wall else None,
+        busy_workers=sum(split.values()) / wall if wall and attempts else None,
+        parallelism=int(batch.run.report.get("parallelism", 0)) if batch.run else None,
+        worker_seconds=split,
+    )
+
+
+def _read_run(settings: Settings, path: Path, notes: list[str]) -> RunRecord | None:
+    try:
+        run = load_run(path)
+    except InputError as exc:
+        notes.append(str(exc))
+        return None
+    if run is None:
+        notes.append(
+            f"No run recorded at {path}: the timeline, wall time and retries come from the run "
+            "record that 'jobkit run' writes."
+        )
+    elif run.queue != settings.queue:
+        notes.append(
+            f"The run recorded at {path} was for queue {run.queue!r}, not {settings.queue!r}; "
+            "it is left out."
+        )
+        return None
+    return run
+
+
+def _read_records(names: list[str], store: Store, notes: list[str]) -> dict[str, Record]:
+    records = {}
+    for name in names:
+        item = name.removesuffix(RECORD_SUFFIX)
+        record = read_record(store, item)
+        if record is None:
+            notes.append(f"The success record {name} is unreadable; {item} is not counted done.")
+        else:
+            records[item] = record
+    return records
+
+
+def _note_missing_records(
+    records: dict[str, Record], outputs: list[str], run: RunRecord | None, notes: list[str]
+) -> None:
+    """Say which results and which items the run did lack a success record."""
+    recorded = {output for record in records.values() for output in record.outputs}
+    unrecorded = [name for name in outputs if name not in recorded]
+    if unrecorded:
+        notes.append(
+            f"{len(unrecorded)} results have no success record (written before records were "
+            f"kept, or the record was removed): {some_names(unrecorded)}."
+        )
+    ran = list(run.report.get("done", [])) if run else []
+    missing = sorted(set(ran) - set(records))
+    if missing:
+        notes.append(
+            f"{len(missing)} items the last run did have no success record in the outputs: "
+            f"{some_names(missing)}; they are counted done from the run record."
+        )
+
+
+def _worker_seconds(attempts: list[Attempt]) -> dict[str, float]:
+    """Seconds the workers spent starting, reading, in the task, storing, and on the rest
+    (acks, dead-lettering, a phase that failed, a worker that said nothing)."""
+    split = dict.fromkeys(("start-up", "read", "task", "store", "other"), 0.0)
+    for attempt, begin in zip(attempts, attempt_begins(attempts), strict=True):
+        start = begin if attempt.took is None else attempt.took
+        split["start-up"] += start - begin
+        for phase in ("read", "task", "store"):
+            split[phase] += attempt.phases.get(phase, 0.0)
+        split["other"] += attempt.finished - start - sum(attempt.phases.values())
+    return {name: max(seconds, 0.0) for name, seconds in split.items()}
+
+
+def _versions(settings: Settings) -> dict[str, str]:
+    """The kit's, Python's, matplotlib's and the broker's versions."""
+    return {
+        "amqp-jobkit": _distribution("amqp-jobkit"),
+        "Python": platform.python_version(),
+        "matplotlib": _distribution("matplotlib"),
+        "broker": broker_version(settings),
+    }
+
+
+def _distribution(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"

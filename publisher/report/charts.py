@@ -1,0 +1,177 @@
+"""The report's charts as PNG bytes: the run's timeline and the hourly curves.
+
+matplotlib is imported inside these functions only, so no other command pays for it. Figures
+have a white background and a colour-blind-safe palette, readable in light and dark viewers.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from publisher.report.curves import Curve
+from publisher.run.outcome import Attempt
+from publisher.run.record import attempt_begins
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+CURVES_PER_FIGURE = 12
+_COLUMNS = 3
+# Okabe and Ito's palette; grey for a worker that found the queue empty.
+OUTCOME_COLOURS = {
+    "done": "#009E73",
+    "retry": "#E69F00",
+    "dead": "#D55E00",
+    "config": "#CC79A7",
+    "empty": "#8C8C8C",
+}
+OUTCOME_NAMES = {
+    "done": "done",
+    "retry": "retried",
+    "dead": "dead-lettered",
+    "config": "configuration error",
+    "empty": "found the queue empty",
+}
+_STARTUP = "#D9D9D9"
+_MEAN, _BAND = "#0072B2", "#56B4E9"
+_DPI = 100
+
+
+def timeline_png(attempts: list[Attempt], started_at: float, parallelism: int) -> bytes:
+    """One bar per attempt on its worker's lane: start-up, then processing with storing apart,
+    coloured by outcome."""
+    lanes = max([parallelism, *(attempt.lane + 1 for attempt in attempts)])
+    figure = _figure(10, min(1.8 + 0.45 * lanes, 12))
+    axes = figure.add_subplot()
+    bars: dict[tuple[int, str, str], list[tuple[float, float]]] = defaultdict(list)
+    for attempt, begin in zip(attempts, attempt_begins(attempts), strict=True):
+        for style, start, end in _segments(attempt, begin):
+            bars[attempt.lane, style, attempt.outcome].append(
+                (start - started_at, max(end - start, 0.0))
+            )
+    for (lane, style, outcome), spans in bars.items():
+        colour = _STARTUP if style == "startup" else OUTCOME_COLOURS.get(outcome, "#000000")
+        axes.broken_barh(
+            spans,
+            (lane - 0.35, 0.7),
+            facecolors=colour,
+            edgecolors="#333333" if style == "store" else "white",
+            linewidth=0.5,
+            hatch="////" if style == "store" else None,
+        )
+    axes.set_yticks(range(lanes), [f"slot {lane + 1}" for lane in range(lanes)])
+    axes.set_ylim(lanes - 0.5, -0.5)
+    axes.set_xlabel("time since the run started (s)")
+    axes.set_ylabel("worker")
+    axes.set_xlim(left=0)
+    axes.grid(axis="x", color="#DDDDDD", linewidth=0.6)
+    axes.set_axisbelow(True)
+    axes.legend(
+        handles=_timeline_legend({attempt.outcome for attempt in attempts}),
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.22),
+        ncols=3,
+    )
+    return _png(figure)
+
+
+def _timeline_legend(outcomes: set[str]) -> list[Patch]:
+    """Start-up, the outcomes that occur, and storing."""
+    from matplotlib.patches import Patch
+
+    legend = [Patch(facecolor=_STARTUP, label="start-up (process start to message taken)")]
+    legend += [
+        Patch(facecolor=OUTCOME_COLOURS[outcome], label=OUTCOME_NAMES[outcome])
+        for outcome in OUTCOME_COLOURS
+        if outcome in outcomes
+    ]
+    legend.append(Patch(facecolor="white", edgecolor="#333333", hatch="////", label="storing"))
+    return legend
+
+
+def curves_pngs(curves: Sequence[Curve]) -> list[bytes]:
+    """Small multiples of the curves, CURVES_PER_FIGURE to a figure."""
+    return [
+        _curves_png(curves[start : start + CURVES_PER_FIGURE])
+        for start in range(0, len(curves), CURVES_PER_FIGURE)
+    ]
+
+
+def curve_png(curve: Curve) -> bytes:
+    """One result's hourly mean with its min-max band."""
+    figure = _figure(10, 4.2)
+    axes = figure.add_subplot()
+    _draw_curve(axes, curve, small=False)
+    axes.set_xlabel("time")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2)
+    return _png(figure)
+
+
+def _curves_png(curves: Sequence[Curve]) -> bytes:
+    rows = -(-len(curves) // _COLUMNS)
+    figure = _figure(10, 0.7 + 2.3 * rows)
+    grid = figure.subplots(rows, _COLUMNS, squeeze=False)
+    for axes, curve in zip(grid.flat, curves, strict=False):
+        _draw_curve(axes, curve, small=True)
+    for axes in grid.flat[len(curves) :]:
+        axes.set_axis_off()
+    handles, labels = grid.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=2)
+    return _png(figure)
+
+
+def _draw_curve(axes: Axes, curve: Curve, small: bool) -> None:
+    """The mean as a line and min-max as a band; an empty hour (NaN) leaves a gap in both."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    axes.fill_between(curve.hours, curve.low, curve.high, color=_BAND, alpha=0.45, linewidth=0,
+                      label="hourly min to max")  # fmt: skip
+    axes.plot(curve.hours, curve.mean, color=_MEAN, linewidth=0.9 if small else 1.2,
+              label="hourly mean")  # fmt: skip
+    if len(curve.hours) == 1:  # give one hour some width, or the date locator finds no ticks
+        hour = np.timedelta64(1, "h")
+        axes.set_xlim(curve.hours[0] - hour, curve.hours[0] + hour)
+    locator = AutoDateLocator(maxticks=6 if small else 10)  # type: ignore[no-untyped-call]
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+    axes.xaxis.get_offset_text().set_fontsize(7 if small else 9)
+    empty = f", {curve.empty_hours} without readings" if curve.empty_hours else ""
+    details = f"{len(curve.hours)} hours{empty}"
+    title = f"{curve.name}\n{details}" if small else f"{curve.name} ({details})"
+    axes.set_title(title, fontsize=8 if small else 11, loc="left")
+    axes.set_ylabel("temperature (°C)", fontsize=8 if small else 10)
+    axes.tick_params(labelsize=7 if small else 9)
+    axes.grid(color="#E5E5E5", linewidth=0.6)
+
+
+def _segments(attempt: Attempt, begin: float) -> list[tuple[str, float, float]]:
+    """(style, start, end) of the attempt's parts: startup, work, store."""
+    if attempt.took is None:  # no message taken, or no word from the worker: one plain bar
+        return [("work", begin, attempt.finished)]
+    segments = [("startup", begin, attempt.took), ("work", attempt.took, attempt.finished)]
+    if "store" in attempt.phases:
+        store_start = attempt.took + attempt.phases.get("read", 0) + attempt.phases.get("task", 0)
+        segments.append(("store", store_start, store_start + attempt.phases["store"]))
+    return segments
+
+
+def _figure(width: float, height: float) -> Figure:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), facecolor="white", layout="constrained")
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI, facecolor="white")
+    return buffer.getvalue()

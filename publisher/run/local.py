@@ -1,0 +1,214 @@
+"""The local runner: worker processes started the way a Kubernetes Job starts pods."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from publisher.run.outcome import Attempt, JobReport, Verdict, describe_worker_exit
+from publisher.run.spawn import WorkerProcess, WorkerSpawner
+from worker.broker import Session, dead_queue_name
+from worker.consumer import Outcome
+from worker.errors import BrokerLost, ExitCode
+from worker.settings import Settings, setting_names
+from worker.storage.base import open_store
+
+POLL_SECONDS = 0.02  # a finished worker is replaced within this; a poll costs ~1 ms
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+
+
+@dataclass
+class _Worker:
+    process: WorkerProcess  # its outcome lines: one JSON line per item, read as they grow
+    lane: int  # its worker slot: a free one of 0 .. parallelism - 1
+    spawned: float  # Unix time
+    read_to: int = 0
+    codes: list[int] = field(default_factory=list)  # the codes of the lines read so far
+
+
+class LocalRunner:
+    """Run `python -m worker` processes: at most `parallelism` at once, until the job is done.
+
+    Like a Job: the job needs `completions` successful items; failures (exit 1, crashes) count
+    against `backoff_limit` and are retried after a growing delay; exit 3 is ignored (a
+    podFailurePolicy Ignore rule); exit 2 fails the job. Unlike a Job, it also keeps going
+    until the queue is empty and no worker holds an item. With `drain`, each worker takes
+    items until the queue is empty instead of one.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        parallelism: int,
+        completions: int | None,
+        backoff_limit: int,
+        log_path: Path,
+        drain: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.drain = drain
+        self.parallelism = parallelism
+        self.requested_completions = completions
+        self.backoff_limit = backoff_limit
+        self.log_path = log_path
+        self._workers: list[_Worker] = []
+        self._spawner = WorkerSpawner()
+        self._not_before = 0.0
+
+    def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
+        """Run the job to its end and return the report.
+
+        Makes the output directory or container first; raises ConfigError or BrokerUnavailable
+        before any worker starts.
+        """
+        started, started_at = time.monotonic(), time.time()
+        open_store(self.settings.output_url, self.settings, create=True).check()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        watch = _QueueWatch(self.settings)
+        try:
+            depth = watch.declare()
+            completions = (
+                depth if self.requested_completions is None else self.requested_completions
+            )
+            report = JobReport(
+                completions, self.parallelism, self.backoff_limit, queued=depth,
+                started_at=started_at,
+            )  # fmt: skip
+            dead_queue = dead_queue_name(self.settings.queue)
+            report.dead_letters_before = watch.depth(dead_queue)
+            try:
+                self._loop(report, lambda: watch.depth(self.settings.queue), on_progress)
+            finally:
+                self._stop_workers()
+            report.queued = watch.depth(self.settings.queue)
+            report.running = 0
+            on_progress(report)
+            report.dead_letters_after = watch.depth(dead_queue)
+        finally:
+            watch.close()
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _loop(
+        self,
+        report: JobReport,
+        read_depth: Callable[[], int],
+        on_progress: Callable[[JobReport], None],
+    ) -> None:
+        while True:
+            self._reap(report)
+            if len(report.failures) > self.backoff_limit:
+                report.stop(
+                    ExitCode.RETRY, f"backoff limit reached ({len(report.failures)} failed workers)"
+                )
+            if report.stopped:
+                if not self._workers:
+                    return
+            else:
+                report.queued = read_depth()
+                wanted = max(report.completions - report.succeeded, report.queued)
+                if not self._workers and wanted <= 0:
+                    return
+                while (
+                    len(self._workers) < min(self.parallelism, wanted)
+                    and time.monotonic() >= self._not_before
+                ):
+                    self._start_worker()
+            report.running = len(self._workers)
+            on_progress(report)
+            time.sleep(POLL_SECONDS)
+
+    def _start_worker(self) -> None:
+        # Workers see exactly the runner's settings, whatever this process inherited.
+        names = set(setting_names())
+        inherited = {name: value for name, value in os.environ.items() if name not in names}
+        env = {**inherited, **self.settings.to_env()}
+        spawned = time.time()
+        process = self._spawner.start(env, ["--drain"] if self.drain else [], self.log_path)
+        lane = min(set(range(self.parallelism)) - {worker.lane for worker in self._workers})
+        self._workers.append(_Worker(process, lane, spawned))
+
+    def _reap(self, report: JobReport) -> None:
+        for worker in list(self._workers):
+            exited = worker.process.poll() is not None
+            for outcome in _new_outcomes(worker):  # after poll(): an exited worker's last lines
+                worker.codes.append(int(outcome.code))
+                self._count(report, int(outcome.code), outcome.item or "", outcome.reason)
+                report.attempts.append(
+                    Attempt.of(outcome, worker.lane, worker.spawned, time.time())
+                )
+            if exited:
+                self._workers.remove(worker)
+                worker.process.close()
+                self._count_silent_exit(report, worker)
+
+    def _count(self, report: JobReport, code: int | None, item: str, reason: str) -> None:
+        if report.count(code, item, reason) is Verdict.FAILED:
+            delay = BACKOFF_FIRST_SECONDS * 2 ** (len(report.failures) - 1)
+            self._not_before = time.monotonic() + min(delay, BACKOFF_MAX_SECONDS)
+
+    def _count_silent_exit(self, report: JobReport, worker: _Worker) -> None:
+        """A worker that died without saying why (killed, crashed) is a failure."""
+        code = worker.process.poll()
+        if code is None or code == ExitCode.DONE or code in worker.codes:
+            return
+        reason = describe_worker_exit(code)
+        outcome = "config" if code == ExitCode.CONFIG else "retry"
+        report.attempts.append(
+            Attempt(worker.lane, worker.spawned, time.time(), outcome, reason=reason)
+        )
+        self._count(report, code if code == ExitCode.CONFIG else None, "", reason)
+
+    def _stop_workers(self) -> None:
+        """Stop workers still running (on an interrupt): their items go back to the queue."""
+        for worker in self._workers:
+            worker.process.terminate()
+        for worker in self._workers:
+            worker.process.stop(grace_seconds=10)
+        self._workers.clear()
+
+
+def _new_outcomes(worker: _Worker) -> list[Outcome]:
+    """The outcome lines the worker printed since the last call."""
+    worker.process.output.seek(worker.read_to)
+    text = worker.process.output.read()
+    complete = text[: text.rfind(b"\n") + 1]
+    worker.read_to += len(complete)
+    lines = complete.decode(errors="replace").splitlines()
+    return [outcome for line in lines if (outcome := Outcome.from_json(line)) is not None]
+
+
+class _QueueWatch:
+    """Reads queue depths over one session, opening another when the broker restarts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._session: Session | None = None
+
+    def declare(self) -> int:
+        """Declare the job's queues; returns the work queue's depth."""
+        return self._with_session(lambda session: session.declare(self.settings.queue))
+
+    def depth(self, queue: str) -> int:
+        return self._with_session(lambda session: session.depth(queue))
+
+    def _with_session(self, read: Callable[[Session], int]) -> int:
+        try:
+            return read(self._open())
+        except BrokerLost:
+            self.close()  # the broker went away: connect again (which retries) and read again
+            return read(self._open())
+
+    def _open(self) -> Session:
+        if self._session is None:
+            self._session = Session(self.settings, "runner")
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        self._session = None

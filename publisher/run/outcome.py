@@ -1,0 +1,141 @@
+"""What a run did, whichever runner ran it: the job's report, each worker's attempt, and the
+one way a worker's exit counts (done, found the queue empty, dead-lettered, failed, or fatal)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from worker.errors import ExitCode, FailureAction, describe_exit_status, failure_action
+
+if TYPE_CHECKING:
+    from worker.consumer import Outcome
+
+
+class Verdict(StrEnum):
+    """How a runner counts one worker's outcome."""
+
+    DONE = "done"  # an item done
+    EMPTY = "empty"  # the queue was empty: a success without an item
+    DEAD = "dead"  # the item was dead-lettered: not the worker's failure
+    FAILED = "failed"  # counted against the backoff limit; the item goes back to the queue
+    FATAL = "fatal"  # a configuration error: the job stops
+
+
+def classify(code: int | None, item: str) -> Verdict:
+    """The verdict on a worker that ended with `code` (None: it ended without one)."""
+    if code == ExitCode.DONE:
+        return Verdict.DONE if item else Verdict.EMPTY
+    action = FailureAction.COUNT if code is None else failure_action(code)
+    return {
+        FailureAction.IGNORE: Verdict.DEAD,
+        FailureAction.FAIL_JOB: Verdict.FATAL,
+        FailureAction.COUNT: Verdict.FAILED,
+    }[action]
+
+
+def describe_worker_exit(code: int) -> str:
+    """Why a worker that printed no outcome ended: 'worker was killed by SIGKILL'."""
+    return f"worker {describe_exit_status(code)}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One worker's go at one item, or at an empty queue, on one lane (worker slot)."""
+
+    lane: int  # the worker slot, 0 to parallelism - 1
+    spawned: float  # when the worker process was started
+    finished: float  # when this attempt ended
+    outcome: str  # done, empty, retry, dead or config: the worker's outcome label
+    item: str = ""
+    reason: str = ""
+    took: float | None = None  # when the worker took the message; None when it took none
+    phases: dict[str, float] = field(default_factory=dict)  # seconds of read, task, store
+
+    @classmethod
+    def of(cls, outcome: Outcome, lane: int, spawned: float, now: float) -> Attempt:
+        """The attempt `outcome` describes: it ends `seconds` after the take."""
+        took = outcome.took_at
+        return cls(
+            lane=lane,
+            spawned=spawned,
+            finished=now if took is None else took + outcome.seconds,
+            outcome=outcome.label,
+            item=outcome.item or "",
+            reason=outcome.reason,
+            took=took,
+            phases=outcome.phases,
+        )
+
+
+@dataclass
+class JobReport:
+    """What a run did: the counts a Job's status would show, plus the items and reasons."""
+
+    completions: int
+    parallelism: int
+    backoff_limit: int
+    done: list[str] = field(default_factory=list)
+    empty: int = 0  # workers that found the queue empty: successes without an item
+    dead: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (item or "", reason)
+    running: int = 0
+    queued: int = 0
+    dead_letters_before: int = 0
+    dead_letters_after: int = 0
+    seconds: float = 0.0
+    stopped: str = ""  # why the run stopped early, empty when it ran to the end
+    stop_code: ExitCode = ExitCode.DONE  # the run's exit code when it stopped early
+    started_at: float = 0.0  # Unix time
+    attempts: list[Attempt] = field(default_factory=list)  # one per worker outcome, in order
+
+    @property
+    def succeeded(self) -> int:
+        return len(self.done) + self.empty
+
+    def count(self, code: int | None, item: str, reason: str) -> Verdict:
+        """Count one worker's outcome (`code` None: it ended without one); returns how."""
+        verdict = classify(code, item)
+        if verdict is Verdict.DONE:
+            self.done.append(item)
+        elif verdict is Verdict.EMPTY:
+            self.empty += 1
+        elif verdict is Verdict.DEAD:
+            self.dead.append((item, reason))
+        elif verdict is Verdict.FATAL:
+            self.stop(ExitCode.CONFIG, f"configuration error: {reason}")
+        else:
+            self.failures.append((item, reason))
+        return verdict
+
+    def stop(self, code: ExitCode, reason: str) -> None:
+        """Stop the run early with exit `code`; the first reason given is kept."""
+        if not self.stopped:
+            self.stopped, self.stop_code = reason, code
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The stop's code if stopped early, else DEAD for dead letters, else DONE."""
+        if self.stopped:
+            return self.stop_code
+        if self.dead or self.dead_letters_after > self.dead_letters_before:
+            return ExitCode.DEAD
+        return ExitCode.DONE
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "completions": self.completions,
+            "parallelism": self.parallelism,
+            "backoff_limit": self.backoff_limit,
+            "done": self.done,
+            "empty": self.empty,
+            "dead": [{"item": item, "reason": reason} for item, reason in self.dead],
+            "failures": [{"item": item, "reason": reason} for item, reason in self.failures],
+            "queued": self.queued,
+            "dead_letters": self.dead_letters_after,
+            "new_dead_letters": self.dead_letters_after - self.dead_letters_before,
+            "seconds": round(self.seconds, 3),
+            "stopped": self.stopped,
+            "exit_code": int(self.exit_code),
+        }

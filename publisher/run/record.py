@@ -1,0 +1,82 @@
+"""The record of the last local run, kept for `jobkit report`: the report and every attempt.
+
+`jobkit run` writes it as JSON beside its worker log (`.jobkit/last-run.json` by default),
+replacing the one before. Times are Unix seconds, so attempts of different workers line up.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from publisher.run.outcome import Attempt, JobReport
+from worker.errors import InputError
+from worker.settings import Settings
+
+DEFAULT_RUN_DIR = Path(".jobkit")  # the local runner's log, run record and report
+RUN_RECORD_NAME = "last-run.json"
+REPORT_NAME = "report.html"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One `jobkit run`: its queue, settings (secrets masked), report and attempts."""
+
+    queue: str
+    started_at: float
+    drain: bool
+    settings: dict[str, str]
+    report: dict[str, Any]  # JobReport.to_dict()
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def finished_at(self) -> float:
+        return self.started_at + float(self.report.get("seconds", 0.0))
+
+
+def attempt_begins(attempts: list[Attempt]) -> list[float]:
+    """When each attempt began: its process's spawn, or the end of the attempt before it in the
+    same process (a draining worker). Start-up is from there to the message's take."""
+    last_end: dict[tuple[int, float], float] = {}
+    begins = []
+    for attempt in attempts:
+        process = (attempt.lane, attempt.spawned)
+        begins.append(last_end.get(process, attempt.spawned))
+        last_end[process] = attempt.finished
+    return begins
+
+
+def record_run(report: JobReport, settings: Settings, drain: bool) -> RunRecord:
+    """The record of a finished run."""
+    return RunRecord(
+        queue=settings.queue,
+        started_at=report.started_at,
+        drain=drain,
+        settings=settings.describe(),
+        report=report.to_dict(),
+        attempts=list(report.attempts),
+    )
+
+
+def save_run(path: Path, record: RunRecord) -> None:
+    """Write `record` to `path` (made with its directory), replacing the one before whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(asdict(record), indent=1) + "\n")
+    temporary.replace(path)
+
+
+def load_run(path: Path) -> RunRecord | None:
+    """The run recorded at `path`, or None when there is none; InputError when unreadable."""
+    try:
+        fields = json.loads(path.read_text())
+        attempts = [Attempt(**attempt) for attempt in fields.pop("attempts")]
+        return RunRecord(**fields, attempts=attempts)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InputError(
+            f"The run record {path} is unreadable ({exc}); run the job again."
+        ) from exc

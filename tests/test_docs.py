@@ -1,0 +1,38 @@
+"""The documentation keeps up with the code: every setting is in the worker's help and in the
+README's configuration table."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.settings import setting_names
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _section(markdown: str, heading: str) -> str:
+    start = markdown.index(heading)
+    following = re.search(r"^#{1,3} ", markdown[start + len(heading) :], re.MULTILINE)
+    return markdown[start : start + len(heading) + (following.start() if following else 0)]
+
+
+WORKER_HELP = subprocess.run(
+    [sys.executable, "-m", "worker", "--help"], capture_output=True, text=True, check=True
+).stdout
+CONFIGURATION = _section((ROOT / "README.md").read_text(), "### Configuration")
+
+
+@pytest.mark.parametrize("name", setting_names())
+def test_every_setting_is_in_the_worker_help(name: str) -> None:
+    assert re.search(rf"^  {name}\b", WORKER_HELP, re.MULTILINE), WORKER_HELP
+
+
+@pytest.mark.parametrize("name", setting_names())
+def test_every_setting_is_in_the_readme_configuration_table(name: str) -> None:
+    rows = [line for line in CONFIGURATION.splitlines() if line.startswith("| ")]
+    assert any(f"`{name}`" in row.split("|")[1] for row in rows), CONFIGURATION

@@ -1,0 +1,78 @@
+"""Success records: beside an item's outputs, what was done, from which input, by whom.
+
+A record is written after the outputs and before the ack. A redelivered item whose record still
+matches its input and outputs is acked without doing the work again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from worker.errors import InputError
+from worker.storage.base import Store
+
+RECORD_SUFFIX = ".done.json"
+
+
+def record_name(item: str) -> str:
+    """`temperature1.csv` -> `temperature1.csv.done.json`, stored with the outputs."""
+    return item + RECORD_SUFFIX
+
+
+@dataclass(frozen=True)
+class Record:
+    """One item done: its input's size and MD5, each output's MD5, and who did it when."""
+
+    item: str
+    input_bytes: int
+    input_md5: str
+    outputs: dict[str, str]
+    deliveries: int  # how many times the broker delivered the item, this time included
+    worker: str
+    finished_at: str
+    seconds: float
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(asdict(self), indent=1, sort_keys=True).encode() + b"\n"
+
+
+def make_record(
+    item: str, data: bytes, outputs: dict[str, bytes], deliveries: int, seconds: float
+) -> Record:
+    """The record of `item` done from input `data` into `outputs`."""
+    return Record(
+        item=item,
+        input_bytes=len(data),
+        input_md5=hashlib.md5(data).hexdigest(),
+        outputs={name: hashlib.md5(content).hexdigest() for name, content in outputs.items()},
+        deliveries=deliveries,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        finished_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        seconds=round(seconds, 3),
+    )
+
+
+def read_record(store: Store, item: str) -> Record | None:
+    """The record of `item` in `store`, or None when there is none or it is unreadable."""
+    try:
+        fields = json.loads(store.read(record_name(item)))
+        return Record(**fields)
+    except (InputError, ValueError, TypeError):
+        return None
+
+
+def is_current(store: Store, record: Record | None, data: bytes) -> bool:
+    """True when `record` describes input `data` and every output it lists is still stored."""
+    if record is None or record.input_bytes != len(data):
+        return False
+    if record.input_md5 != hashlib.md5(data).hexdigest():
+        return False
+    return all(
+        (digest := store.digest(name)) is not None and digest.hex() == md5
+        for name, md5 in record.outputs.items()
+    )

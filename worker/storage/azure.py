@@ -1,0 +1,221 @@
+"""Azure Blob Storage as a store: `az://container/prefix`, with the real azure-storage-blob SDK."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+
+from worker.errors import ConfigError, InputError, StorageError
+from worker.storage.base import check_name
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
+# The SDK logs every request at INFO; the kit reports failures itself.
+logging.getLogger("azure").setLevel(logging.WARNING)
+
+# One Put Blob request up to this size: the blob appears whole or not at all.
+_SINGLE_PUT_BYTES = 256 * 1024 * 1024
+_CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
+
+
+def location_problems(name: str, url: str, settings: Settings) -> list[str]:
+    """What is wrong with `az://container/prefix` as a location, before any request."""
+    problems = []
+    if not _CONTAINER_NAME.fullmatch(urlsplit(url).netloc):
+        problems.append(
+            f"{name} {url!r} does not name a valid container (3-63 lowercase letters, "
+            "digits and single hyphens): use az://container/prefix"
+        )
+    credentials = (
+        settings.azure_connection_string,
+        settings.azure_credentials_path,
+        settings.azure_account,
+    )
+    if not any(credentials):
+        problems.append(
+            f"{name} is {url!r} but none of AZURE_STORAGE_CONNECTION_STRING, "
+            "AZURE_CREDENTIALS_PATH or AZURE_STORAGE_ACCOUNT is set"
+        )
+    return problems
+
+
+class BlobStore:
+    """Blobs under `prefix` in one container; each write is one upload that replaces the blob."""
+
+    def __init__(self, container: ContainerClient, prefix: str, create: bool = False) -> None:
+        self.container = container
+        self.prefix = prefix.strip("/")
+        self.create = create
+
+    def __str__(self) -> str:
+        path = f"{self.container.container_name}/{self.prefix}".rstrip("/")
+        return f"az://{path} (account {self.container.account_name})"
+
+    def _blob(self, name: str) -> str:
+        check_name(name)
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def check(self) -> None:
+        """Raise ConfigError naming the account and container unless the container is usable."""
+        with self._translated("check", config=True):
+            if self.create and not self.container.exists():
+                self.container.create_container()
+            self.container.get_container_properties()
+
+    def read(self, name: str) -> bytes:
+        """The blob's bytes; InputError when there is no such blob."""
+        with self._translated(name):
+            return bytes(self.container.download_blob(self._blob(name)).readall())
+
+    def size(self, name: str) -> int:
+        """The blob's size in bytes, unread; InputError when there is no such blob."""
+        with self._translated(name):
+            return int(self.container.get_blob_client(self._blob(name)).get_blob_properties().size)
+
+    def write(self, name: str, data: bytes) -> None:
+        """Upload `data` as one blob in a single request, replacing any earlier one."""
+        settings = ContentSettings(
+            content_type="text/csv", content_md5=bytearray(hashlib.md5(data).digest())
+        )
+        with self._translated(name):
+            self.container.upload_blob(
+                self._blob(name), data, overwrite=True, content_settings=settings
+            )
+
+    def list(self, suffix: str = "") -> list[str]:
+        """Blob names below the prefix ending with `suffix`, relative to the prefix, sorted."""
+        start = f"{self.prefix}/" if self.prefix else ""
+        with self._translated("list"):
+            names = [
+                blob for blob in self.container.list_blob_names(name_starts_with=start or None)
+            ]
+        return sorted(name[len(start) :] for name in names if name.endswith(suffix))
+
+    def digest(self, name: str) -> bytes | None:
+        """The Content-MD5 the blob was stored with, or None when there is no such blob."""
+        try:
+            with self._translated(name):
+                properties = self.container.get_blob_client(self._blob(name)).get_blob_properties()
+        except InputError:
+            return None
+        md5 = properties.content_settings.content_md5
+        return bytes(md5) if md5 else None
+
+    @contextmanager
+    def _translated(self, name: str, config: bool = False) -> Iterator[None]:
+        """Turn the SDK's errors into the kit's, naming account and container, never the key."""
+        container, account = self.container.container_name, self.container.account_name
+        where = f"container {container!r} of account {account!r}"
+        try:
+            yield
+        except ResourceNotFoundError as exc:
+            if config or getattr(exc, "error_code", None) == "ContainerNotFound":
+                raise ConfigError(f"There is no {where}; create it or fix the az:// URL.") from exc
+            raise InputError(f"{name}: no such blob in {self}.") from exc
+        except ClientAuthenticationError as exc:
+            raise ConfigError(f"Azure refused the credentials for {where}; check the key.") from exc
+        except HttpResponseError as exc:
+            if exc.status_code == 403:
+                code = getattr(exc, "error_code", "")
+                raise ConfigError(
+                    f"Azure refused access to {where} ({code}); check the key or the identity's "
+                    "role."
+                ) from exc
+            raise StorageError(f"{name}: Azure answered {exc.status_code} for {where}.") from exc
+        except ServiceRequestError as exc:
+            error = ConfigError if config else StorageError
+            raise error(f"Cannot reach the blob endpoint of {where} ({_first_line(exc)}).") from exc
+        except AzureError as exc:
+            raise StorageError(f"{name}: Azure failed for {where} ({_first_line(exc)}).") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def open_location(url: str, settings: Settings, create: bool) -> BlobStore:
+    """The store behind `az://container/prefix`, with the first credentials the settings give."""
+    parts = urlsplit(url)
+    service = _service_client(settings)
+    return BlobStore(service.get_container_client(parts.netloc), parts.path, create)
+
+
+def _service_client(settings: Settings) -> BlobServiceClient:
+    options: dict[str, Any] = {
+        "max_single_put_size": _SINGLE_PUT_BYTES,
+        "retry_total": 2,
+        "connection_timeout": 10,
+    }
+    if settings.azure_connection_string:
+        try:
+            return BlobServiceClient.from_connection_string(
+                settings.azure_connection_string, **options
+            )
+        except ValueError:  # its message may quote the string, key included
+            raise ConfigError(
+                "AZURE_STORAGE_CONNECTION_STRING is not a valid connection string."
+            ) from None
+    if settings.azure_credentials_path:
+        account, key = _read_credentials(settings.azure_credentials_path)
+        return BlobServiceClient(
+            _endpoint(settings, account),
+            credential={"account_name": account, "account_key": key},
+            **options,
+        )
+    if settings.azure_account:
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError:
+            raise ConfigError(
+                "AZURE_STORAGE_ACCOUNT without a key needs azure-identity: "
+                "pip install 'amqp-jobkit[azure-identity]'."
+            ) from None
+        return BlobServiceClient(
+            _endpoint(settings, settings.azure_account),
+            credential=DefaultAzureCredential(),
+            **options,
+        )
+    raise ConfigError(
+        "az:// needs AZURE_STORAGE_CONNECTION_STRING, AZURE_CREDENTIALS_PATH or "
+        "AZURE_STORAGE_ACCOUNT."
+    )
+
+
+def _endpoint(settings: Settings, account: str) -> str:
+    return settings.azure_blob_endpoint or f"https://{account}.blob.core.windows.net"
+
+
+def _read_credentials(path: str) -> tuple[str, str]:
+    """(account, key) from the azure_credentials.json of the AKS blog's workers."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            document = json.load(file)
+    except OSError as exc:
+        raise ConfigError(
+            f"AZURE_CREDENTIALS_PATH {path!r}: cannot read it ({exc.strerror})."
+        ) from exc
+    except ValueError:
+        raise ConfigError(f"AZURE_CREDENTIALS_PATH {path!r} is not valid JSON.") from None
+    account = document.get("storage_account") if isinstance(document, dict) else None
+    key = document.get("account_key") if isinstance(document, dict) else None
+    if not isinstance(account, str) or not isinstance(key, str) or not account or not key:
+        raise ConfigError(
+            f"AZURE_CREDENTIALS_PATH {path!r} needs the fields 'storage_account' and 'account_key'."
+        )
+    return account, key

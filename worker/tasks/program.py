@@ -1,0 +1,154 @@
+"""A program run per item as the task: its input in a temporary file, its outputs in a directory.
+
+The program is any command line (no shell), as amqp-consume would run it; the worker does the
+queue and storage work around it. Exit 0 stores what it wrote; exit 3 says the item can never
+succeed; any other exit, or running past the timeout, is a failure another try may not repeat.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from worker.errors import ConfigError, ExitCode, InputError, TaskError, describe_exit_status
+from worker.settings import Settings
+from worker.storage.base import check_name
+from worker.tasks.contract import Task
+
+log = logging.getLogger(__name__)
+
+REASON_LINES = 5  # the last lines of the program's standard error that make a failure's reason
+_PLACEHOLDER = re.compile(r"\{(?:input|output_dir|item)\}")
+_RELAY_WAIT_SECONDS = 5.0  # for a program's output after it ended (a child may hold it open)
+_PR_SET_PDEATHSIG = 1
+# Resolved now, not in the forked child, where only async-signal-safe work belongs.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def program_task(settings: Settings) -> Task:
+    """The program of TASK_COMMAND as a task; ConfigError when it is not found."""
+    words = shlex.split(settings.task_command)
+    if shutil.which(words[0]) is None:
+        raise ConfigError(
+            f"TASK_COMMAND {settings.task_command!r}: no program {words[0]!r} found (PATH, or "
+            "a path to an executable file)."
+        )
+    timeout = settings.task_timeout_seconds
+
+    def run(name: str, data: bytes) -> dict[str, bytes]:
+        return run_program(words, name, data, timeout)
+
+    return run
+
+
+def run_program(words: list[str], item: str, data: bytes, timeout: float) -> dict[str, bytes]:
+    """Run the command `words` on one item and return what it wrote to {output_dir}.
+
+    Raises InputError when it exits 3, TaskError on another non-zero exit or a timeout (then
+    its whole process group is killed), with its last standard error lines as the reason.
+    """
+    with tempfile.TemporaryDirectory(prefix="jobkit-") as scratch:
+        input_path = Path(scratch, "input", PurePosixPath(item).name)
+        output_dir = Path(scratch, "output")
+        output_dir.mkdir()
+        if "{input}" in " ".join(words):
+            input_path.parent.mkdir()
+            input_path.write_bytes(data)
+        places = {"{input}": str(input_path), "{output_dir}": str(output_dir), "{item}": item}
+        argv = [_fill(word, places) for word in words]
+        code, stderr = _run(argv, timeout)
+        program = "'" + " ".join(words) + "'"  # as configured, placeholders unfilled
+        last = " | ".join(line for line in stderr if line) or "no standard error output"
+        if code is None:
+            raise TaskError(
+                f"{item}: {program} ran longer than TASK_TIMEOUT_SECONDS ({timeout:g} s) and was "
+                f"killed; last standard error: {last}"
+            )
+        if code == ExitCode.DEAD:
+            raise InputError(f"{item}: {program} exited 3: {last}")
+        if code != 0:
+            raise TaskError(f"{item}: {program} {describe_exit_status(code)}: {last}")
+        return _outputs(output_dir, program)
+
+
+def _fill(word: str, places: dict[str, str]) -> str:
+    # In one pass, so an item's own braces are never filled in; and not str.format, so that a
+    # program's braces (awk '{print}') stay as written.
+    return _PLACEHOLDER.sub(lambda match: places[match.group(0)], word)
+
+
+def _run(argv: list[str], timeout: float) -> tuple[int | None, list[str]]:
+    """Run `argv` in its own process group; returns its exit code (None when it was killed for
+    running too long) and its last standard error lines. Both its outputs go to the log."""
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        process_group=0,  # so a timeout kills what the program started too
+        preexec_fn=_die_with_the_worker if _LIBC is not None else None,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    tail: deque[str] = deque(maxlen=REASON_LINES)
+    relays = [
+        threading.Thread(target=_relay, args=(stream, name, keep), daemon=True)
+        for stream, name, keep in (
+            (process.stdout, "stdout", None),
+            (process.stderr, "stderr", tail),
+        )
+    ]
+    for relay in relays:
+        relay.start()
+    try:
+        code: int | None = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        code = None
+    for relay in relays:
+        relay.join(timeout=_RELAY_WAIT_SECONDS)
+    return code, list(tail)
+
+
+def _die_with_the_worker() -> None:
+    """In the program's process before exec: Linux kills it if the worker dies first, so a
+    killed worker leaves no program running on (the item's next try runs it afresh)."""
+    assert _LIBC is not None
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _relay(stream: IO[bytes], name: str, keep: deque[str] | None) -> None:
+    """Log each line of the program's `stream`, keeping the last ones in `keep`."""
+    with stream:
+        for raw in stream:
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            log.info("program %s: %s", name, line)
+            if keep is not None:
+                keep.append(" ".join(line.split()))
+
+
+def _outputs(output_dir: Path, program: str) -> dict[str, bytes]:
+    """Every regular file under `output_dir`, by its path relative to it."""
+    results = {}
+    for path in sorted(output_dir.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        name = path.relative_to(output_dir).as_posix()
+        try:
+            check_name(name)
+        except InputError as exc:
+            raise InputError(f"{program} wrote an output whose name is unsafe: {exc}") from None
+        results[name] = path.read_bytes()
+    return results
