@@ -1,4 +1,4 @@
-"""The baseline: the AKS blog's worker (its pandas aggregation), pandas and all, as it ran one item per process.
+"""The baseline: the AKS blog's worker, pandas and all, as it ran one item per process.
 
 Its aggregation keeps the seed's semantics with today's pandas: `'H'` is now `'h'`, and the
 statistics are pandas' own reductions (numpy callables in `agg` would now run per group in

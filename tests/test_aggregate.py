@@ -95,6 +95,26 @@ def test_columns_may_come_in_any_order() -> None:
         ),
         (HEADER + "2017-12-01 00:00:00,1\n,2\n", "t.csv: line 3: the Datetime is empty"),
         (HEADER + "2017-12-01 00:00:00,1,9\n", "t.csv: not a readable CSV (CSV parse error"),
+        (
+            HEADER + "2017-02-28 23:59:00,1\n2017-02-29 00:00:00,1.0\n",
+            "t.csv: line 3: Datetime '2017-02-29 00:00:00' is not a date and time that exists",
+        ),
+        (
+            HEADER + "2017-04-31 00:00:00,1.0\n",
+            "t.csv: line 2: Datetime '2017-04-31 00:00:00' is not a date and time that exists",
+        ),
+        (
+            HEADER + "2017-02-30 12:00:00,1.0\n",
+            "t.csv: line 2: Datetime '2017-02-30 12:00:00' is not a date and time that exists",
+        ),
+        (
+            HEADER + "2017-12-31 23:59:00,1\n2017-12-31 23:59:60,2\n",
+            "t.csv: line 3: Datetime '2017-12-31 23:59:60' is not a date and time that exists",
+        ),
+        (
+            HEADER + "2017-12-31 23:59:61,2\n",
+            "t.csv: line 2: Datetime '2017-12-31 23:59:61' is not a date and time that exists",
+        ),
     ],
 )
 def test_malformed_input_raises_an_input_error_saying_what_and_where(
@@ -122,3 +142,26 @@ def test_datetimes_in_other_iso_forms_are_refused_like_any_other(stamp: str) -> 
     with pytest.raises(InputError) as raised:
         aggregate_csv(data.encode(), "t.csv")
     assert str(raised.value).startswith(f"t.csv: line 3: Datetime '{stamp}' is not in the form")
+
+
+def test_a_leap_day_in_a_leap_year_is_a_real_date() -> None:
+    data = HEADER + "2016-02-29 00:00:00,1.0\n2016-02-29 00:30:00,3.0\n"
+    assert aggregate_csv(data.encode()).decode().splitlines()[1] == (
+        "2016-02-29 00:00:00,2.0,1.4142135623730951,3.0,1.0"
+    )
+
+
+def test_a_span_of_more_hours_than_allowed_is_an_input_error_naming_the_limit() -> None:
+    data = HEADER + "2017-12-01 00:00:00,1.0\n1017-12-01 00:00:00,2.0\n"
+    with pytest.raises(InputError) as raised:
+        aggregate_csv(data.encode(), "t.csv", max_span_hours=87_600)
+    message = str(raised.value)
+    assert message.startswith("t.csv: the readings span 8,765,")  # hours from 1017 to 2017
+    assert "line 3" in message and "MAX_SPAN_HOURS (87,600)" in message
+
+
+def test_a_span_of_exactly_the_allowed_hours_is_aggregated() -> None:
+    data = HEADER + "2017-12-01 00:00:00,1.0\n2017-12-01 02:59:00,2.0\n"
+    assert len(aggregate_csv(data.encode(), max_span_hours=3).splitlines()) == 4
+    with pytest.raises(InputError, match="span 3 hours"):
+        aggregate_csv(data.encode(), max_span_hours=2)

@@ -1,4 +1,4 @@
-"""The Kubernetes docs' job-wq-1 amqp-consume path, for real: amqp-consume feeds `python -m worker --stdin`."""
+"""job-wq-1 of the Kubernetes docs, for real: amqp-consume feeds `python -m worker --stdin`."""
 
 from __future__ import annotations
 

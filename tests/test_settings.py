@@ -65,3 +65,11 @@ def test_a_task_chosen_on_the_command_line_replaces_the_one_in_the_environment()
     env = with_task({"TASK_COMMAND": "wc {input}"}, "thumbnail", None, no_input=False)
     settings = Settings.from_env(env)
     assert (settings.task, settings.task_command) == ("thumbnail", "")
+
+
+@pytest.mark.parametrize("name", ["QUEUE", "BROKER_URL", "OUTPUT_URL", "TASK", "MAX_INPUT_BYTES"])
+def test_a_variable_set_but_empty_is_a_configuration_error_naming_it(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name} is set but empty"):
+        Settings.from_env({name: ""})
+    with pytest.raises(ConfigError, match=f"{name} is set but empty"):
+        Settings.from_env({name: "  "})

@@ -17,7 +17,7 @@ from conftest import dead_letter_reasons, last_outcome, read_depths, worker
 
 from publisher.data.samples import sample_csv
 from publisher.queue.publish import publish_items
-from worker.broker import DELIVERY_LIMIT
+from worker.broker import DELIVERY_LIMIT, Session
 from worker.builtin.aggregate import aggregate_csv, aggregate_item
 from worker.consumer import take_one
 from worker.errors import ExitCode
@@ -317,3 +317,19 @@ def test_a_redelivered_item_whose_input_changed_is_done_again(
 
     output = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
     assert output == aggregate_csv(changed)
+
+
+def test_a_message_body_ending_in_a_newline_names_the_item_without_it(
+    env: dict[str, str], settings: Settings
+) -> None:
+    files = _write_inputs(settings, count=1)
+    with Session(settings, "test") as session:
+        session.declare(settings.queue)
+        session.publish(settings.queue, b"temperature1.csv\n")  # as 'echo NAME | amqp-publish'
+
+    result = worker(env)
+
+    assert result.returncode == 0, result.stderr
+    assert last_outcome(result)["item"] == "temperature1.csv"
+    written = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
+    assert written == aggregate_csv(files["temperature1.csv"])

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from worker.consumer import Outcome, do_named, drain_exit_code, take_items
+from worker.consumer import Outcome, do_named, drain_exit_code, item_body, take_items
 from worker.errors import EXIT_CODE_HELP, JobkitError
 from worker.settings import Settings, settings_help, with_task
 from worker.startup import prepare_process, stop_now
@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             store.check()
         task = load_task(settings)
         if args.stdin:
-            # amqp-consume pipes the message body as it is; `echo name |` adds a newline.
-            item = sys.stdin.buffer.read().removesuffix(b"\n")
+            item = item_body(sys.stdin.buffer.read())  # amqp-consume pipes the body as it is
             outcomes.append(do_named(item, settings, task, inputs, outputs))
             print(outcomes[-1].to_json(), flush=True)
         for outcome in (

@@ -106,6 +106,12 @@ def take_items(
             yield Outcome(ExitCode.RETRY, reason=str(exc))
 
 
+def item_body(body: bytes) -> bytes:
+    """The item a message body names: one trailing newline, which `echo NAME |` and
+    `amqp-publish -l` add, is not part of it."""
+    return body.removesuffix(b"\n")
+
+
 def drain_exit_code(outcomes: list[Outcome]) -> ExitCode:
     """RETRY if an item failed transiently, else DEAD if one was dead-lettered, else DONE."""
     codes = {outcome.code for outcome in outcomes}
@@ -124,14 +130,15 @@ def _take(
         return Outcome(ExitCode.DONE)
     took_at = round(time.time(), 3)
     started = time.monotonic()
-    item = delivery.body.decode("utf-8", errors="replace")
+    body = item_body(delivery.body)
+    item = body.decode("utf-8", errors="replace")
     number = delivery.number
     log.info("took %s (delivery tag %d, delivery %d)", item, delivery.tag, number)
 
     phases: dict[str, float] = {}
     error = _run_while_serving(
         session,
-        lambda: _process(item, delivery.body, task, inputs, outputs, settings, number, phases),
+        lambda: _process(item, body, task, inputs, outputs, settings, number, phases),
     )
     seconds = round(time.monotonic() - started, 3)
     if error is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from worker.builtin import DEFAULT_MAX_SPAN_HOURS
 from worker.errors import ConfigError
 from worker.storage.base import location_problems
 
@@ -67,10 +68,13 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
-def _bytes(value: str) -> int:
-    if not value.isdigit() or int(value) <= 0:
-        raise ValueError("is not a positive whole number of bytes")
-    return int(value)
+def _positive(unit: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        if not value.isdigit() or int(value) <= 0:
+            raise ValueError(f"is not a positive whole number of {unit}")
+        return int(value)
+
+    return parse
 
 
 def _flag(value: str) -> bool:
@@ -138,7 +142,14 @@ class Settings:
         256 * 1024 * 1024,
         "inputs larger are dead-lettered unread (a worker needs about 95 MB plus 3 times its "
         "input in memory)",
-        _bytes,
+        _positive("bytes"),
+    )
+    max_span_hours: int = _setting(
+        "MAX_SPAN_HOURS",
+        DEFAULT_MAX_SPAN_HOURS,
+        "the built-in aggregation dead-letters an input whose readings span more hours (ten "
+        "years by default: a mistyped year would make a result of millions of empty hours)",
+        _positive("hours"),
     )
     task: str = _setting(
         "TASK",
@@ -197,14 +208,20 @@ class Settings:
         values: dict[str, Any] = {}
         problems: list[str] = []
         for field, variable in _variables():
-            text = env.get(variable.name, "").strip()
-            if not text:
+            if variable.name not in env:
+                continue
+            text = env[variable.name].strip()
+            if not text:  # an unset shell variable, most likely: never quietly the default
+                problems.append(
+                    f"{variable.name} is set but empty (unset it for the default, "
+                    f"{variable.show(field.default) or 'none'})"
+                )
                 continue
             try:
                 values[field.name] = variable.parse(text)
             except ValueError as exc:
                 problems.append(f"{variable.name} {text!r} {exc}")
-        if env.get("TASK", "").strip() and env.get("TASK_COMMAND", "").strip():
+        if "task" in values and "task_command" in values:
             problems.append("TASK and TASK_COMMAND are both set (set one: a function or a program)")
         settings = cls(**values)
         _raise_if_any(problems + settings._problems())

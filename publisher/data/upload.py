@@ -1,4 +1,4 @@
-"""Copying input files into a store (as the AKS blog's upload loop did), skipping what is already there."""
+"""Copying input files into a store, as the AKS blog's upload loop did, skipping what is there."""
 
 from __future__ import annotations
 

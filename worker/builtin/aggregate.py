@@ -9,9 +9,11 @@ from __future__ import annotations
 import io
 import re
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from worker.builtin import DEFAULT_MAX_SPAN_HOURS
 from worker.builtin.arrow_numpy import first_missing, float_values, int_values
 from worker.builtin.hourly import Floats, Ints, hourly_statistics
 from worker.builtin.hourly_csv import hourly_csv
@@ -30,21 +32,49 @@ _CONVERT = pacsv.ConvertOptions(
 _CONVERT_FAST = pacsv.ConvertOptions(column_types=_TYPES, include_columns=list(_TYPES))
 _PLAIN_HEADERS = (b"Datetime,Temperature", b"Temperature,Datetime")
 _SNIFF_BYTES = 8192  # text never holds a NUL byte; binary files almost always do early on
+_DATETIME_TEXT = pacsv.ConvertOptions(
+    column_types={"Datetime": pa.string()}, include_columns=["Datetime"]
+)
+_FIELDS = r"-(?P<day>\d+)[ T]\d+:\d+:(?P<second>\d+)"
 _INVALID_VALUE = re.compile(r"column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'")
 
 
-def aggregate_item(name: str, data: bytes) -> dict[str, bytes]:
+def aggregate_item(
+    name: str, data: bytes, max_span_hours: int = DEFAULT_MAX_SPAN_HOURS
+) -> dict[str, bytes]:
     """The task the worker runs per item: input bytes in, {output name: bytes} out."""
-    return {output_name(name): aggregate_csv(data, name)}
+    return {output_name(name): aggregate_csv(data, name, max_span_hours)}
 
 
-def aggregate_csv(data: bytes, name: str = "<input>") -> bytes:
+def aggregate_csv(
+    data: bytes, name: str = "<input>", max_span_hours: int = DEFAULT_MAX_SPAN_HOURS
+) -> bytes:
     """Aggregate a `Datetime,Temperature` CSV to hourly statistics, as CSV bytes.
 
     One row per hour from the first reading's hour to the last one's; hours without readings
-    are present with empty values. Raises InputError naming `name` and what is wrong.
+    are present with empty values. Raises InputError naming `name` and what is wrong, also
+    when the readings span more than `max_span_hours` hours (a mistyped year, most likely).
     """
-    return hourly_csv(hourly_statistics(*_read_readings(data, name)))
+    seconds, values = _read_readings(data, name)
+    _check_span(seconds, name, max_span_hours)
+    return hourly_csv(hourly_statistics(seconds, values))
+
+
+def _check_span(seconds: Ints, name: str, limit: int) -> None:
+    """Refuse readings spanning more hours than `limit`, before any row is made."""
+    earliest, latest = int(seconds.argmin()), int(seconds.argmax())
+    span = int(seconds[latest]) // 3600 - int(seconds[earliest]) // 3600 + 1
+    if span > limit:
+        first, last = (_stamp(int(seconds[row])) for row in (earliest, latest))
+        raise InputError(
+            f"{name}: the readings span {span:,} hours, from {first} (line {earliest + 2}) to "
+            f"{last} (line {latest + 2}), more than MAX_SPAN_HOURS ({limit:,}); fix the "
+            "mistyped date, or raise the limit."
+        )
+
+
+def _stamp(seconds: int) -> str:
+    return str(np.datetime64(seconds, "s")).replace("T", " ")
 
 
 def _read_readings(data: bytes, name: str) -> tuple[Ints, Floats]:
@@ -93,7 +123,7 @@ def _is_plain(data: bytes, body: int, rows: int) -> bool:
 
 def _parse_strict(data: bytes, name: str) -> pa.Table:
     try:
-        return _read_csv(data, _CONVERT)
+        table = _read_csv(data, _CONVERT)
     except KeyError as exc:  # pyarrow's ArrowKeyError: a column is missing
         header = data.split(b"\n", 1)[0].decode(errors="replace").strip()
         raise InputError(
@@ -101,6 +131,31 @@ def _parse_strict(data: bytes, name: str) -> pa.Table:
         ) from exc
     except pa.ArrowInvalid as exc:
         raise InputError(f"{name}: {_describe_invalid(str(exc), data)}") from exc
+    _check_calendar(data, table, name)
+    return table
+
+
+def _check_calendar(data: bytes, table: pa.Table, name: str) -> None:
+    """Refuse dates and times that do not exist (2017-02-29, 2017-04-31, 23:59:60).
+
+    Arrow's strptime rolls them over to the next day or minute, where pandas refuses them; a
+    rolled-over reading shows a day or a second other than the one written.
+    """
+    import pyarrow.compute as pc  # only on this slow path: the fast one refuses them itself
+
+    text = _read_csv(data, _DATETIME_TEXT).column("Datetime")
+    written = pc.extract_regex(text, _FIELDS)
+    parsed = table.column("Datetime")
+    differs = pc.or_(
+        pc.not_equal(pc.cast(pc.struct_field(written, "day"), pa.int64()), pc.day(parsed)),
+        pc.not_equal(pc.cast(pc.struct_field(written, "second"), pa.int64()), pc.second(parsed)),
+    )
+    row = pc.index(differs, True).as_py()
+    if row >= 0:
+        raise InputError(
+            f"{name}: line {row + 2}: Datetime {text[row].as_py()!r} is not a date and time "
+            "that exists."
+        )
 
 
 def _read_csv(data: bytes, convert: pacsv.ConvertOptions) -> pa.Table:

@@ -31,15 +31,18 @@ def load_task(settings: Settings) -> Task:
 
         return _logged("ran the program on", program_task(settings))
     if settings.task == DEFAULT_TASK:
-        return _logged("aggregated", _builtin)
+        return _logged("aggregated", _builtin(settings.max_span_hours))
     target = settings.task if ":" in settings.task else _registered(settings.task)
     return _logged(f"ran {target} on", _checked(target, _import(settings.task, target)))
 
 
-def _builtin(name: str, data: bytes) -> dict[str, bytes]:
-    from worker.builtin.aggregate import aggregate_item  # with its pyarrow and numpy
+def _builtin(max_span_hours: int) -> Task:
+    def run(name: str, data: bytes) -> dict[str, bytes]:
+        from worker.builtin.aggregate import aggregate_item  # with its pyarrow and numpy
 
-    return aggregate_item(name, data)
+        return aggregate_item(name, data, max_span_hours)
+
+    return run
 
 
 def _logged(verb: str, task: Task) -> Task:
