@@ -25,6 +25,7 @@ from private_broker import PrivateBroker  # beside this file, on sys.path when r
 from publisher.data.samples import sample_csv
 from worker.builtin.aggregate import aggregate_csv
 from worker.builtin.outputs import output_name
+from worker.storage.local import TEMPORARY_DIR
 
 
 @dataclass
@@ -107,7 +108,8 @@ def _cause_faults(
 def _check_outputs(root: Path, names: list[str]) -> tuple[set[str], int]:
     """(items whose output is there, outputs that are not their input's aggregation).
 
-    A temporary file left behind counts as corrupt: something was half-written.
+    A temporary file left behind counts as corrupt: something was half-written, and neither a
+    later worker nor the runner's end removed it.
     """
     done, corrupt = set(), 0
     for name in names:
@@ -115,7 +117,9 @@ def _check_outputs(root: Path, names: list[str]) -> tuple[set[str], int]:
         if output.exists():
             done.add(name)
             corrupt += output.read_bytes() != aggregate_csv((root / "in" / name).read_bytes())
-    leftovers = [path for path in (root / "out").rglob(".*") if path.is_file()]
+    out = root / "out"
+    leftovers = [path for path in out.rglob(".*") if path.is_file()]
+    leftovers += [path for path in (out / TEMPORARY_DIR).glob("*")]
     return done, corrupt + len(leftovers)
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +14,7 @@ import pytest
 from worker.errors import InputError, StorageError
 from worker.settings import Settings
 from worker.storage.base import open_store
-from worker.storage.local import LocalStore
+from worker.storage.local import TEMPORARY_DIR, LocalStore
 
 SETTINGS = Settings()
 
@@ -63,3 +68,43 @@ def test_the_size_of_a_missing_file_is_an_input_error_naming_it(tmp_path: Path) 
     for name in ("nothere.csv", "adir.csv"):
         with pytest.raises(InputError, match=rf"{name}: no such file in"):
             LocalStore(tmp_path).size(name)
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_check_removes_what_a_killed_writer_left_and_keeps_what_a_live_one_writes(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path)
+    store.write("kept.csv", b"data")
+    temporaries = tmp_path / TEMPORARY_DIR
+    host = socket.gethostname()
+    dead = temporaries / f"{host}~{_dead_pid()}~half"
+    dead.write_bytes(b"half an output")
+    live = temporaries / f"{host}~{os.getpid()}~writing"
+    live.write_bytes(b"being written")
+
+    store.check()
+
+    assert not dead.exists()
+    assert live.exists()
+    assert store.list() == ["kept.csv"]
+    assert (tmp_path / "kept.csv").read_bytes() == b"data"
+
+
+def test_another_hosts_temporary_is_removed_once_it_is_an_hour_old(tmp_path: Path) -> None:
+    temporaries = tmp_path / TEMPORARY_DIR
+    temporaries.mkdir(parents=True)
+    old, new = temporaries / "pod-a~1~old", temporaries / "pod-b~1~new"
+    old.write_bytes(b"x")
+    new.write_bytes(b"x")
+    hours_ago = time.time() - 3700
+    os.utime(old, (hours_ago, hours_ago))
+
+    LocalStore(tmp_path).check()
+
+    assert not old.exists() and new.exists()

@@ -133,3 +133,19 @@ def test_items_that_are_not_files_are_published_from_standard_input_and_processe
         assert Path(settings.output_url, f"{item}.shout").read_bytes() == item.upper().encode()
         record = json.loads(Path(settings.output_url, f"{item}.done.json").read_text())
         assert record["input_md5"] == hashlib.md5(item.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--task", "nosuch:fn", "cannot import 'nosuch'"),
+        ("--command", "no-such-program {input}", "no program 'no-such-program' found"),
+    ],
+)
+def test_a_bad_task_stops_the_run_with_exit_2_even_when_the_queue_is_empty(
+    env: dict[str, str], option: str, value: str, message: str
+) -> None:
+    result = jobkit(env, "run", option, value)
+
+    assert result.returncode == ExitCode.CONFIG, result.stdout + result.stderr
+    assert message in result.stderr, result.stderr

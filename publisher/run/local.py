@@ -15,6 +15,7 @@ from worker.consumer import Outcome
 from worker.errors import BrokerLost, ExitCode
 from worker.settings import Settings, setting_names
 from worker.storage.base import open_store
+from worker.tasks import load_task
 
 POLL_SECONDS = 0.02  # a finished worker is replaced within this; a poll costs ~1 ms
 BACKOFF_FIRST_SECONDS = 0.5
@@ -62,11 +63,13 @@ class LocalRunner:
     def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
         """Run the job to its end and return the report.
 
-        Makes the output directory or container first; raises ConfigError or BrokerUnavailable
-        before any worker starts.
+        Checks the task and makes the output directory or container first; raises ConfigError
+        or BrokerUnavailable before any worker starts.
         """
         started, started_at = time.monotonic(), time.time()
-        open_store(self.settings.output_url, self.settings, create=True).check()
+        load_task(self.settings)  # a task that cannot load is exit 2, whatever the queue holds
+        outputs = open_store(self.settings.output_url, self.settings, create=True)
+        outputs.check()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         watch = _QueueWatch(self.settings)
         try:
@@ -84,6 +87,7 @@ class LocalRunner:
                 self._loop(report, lambda: watch.depth(self.settings.queue), on_progress)
             finally:
                 self._stop_workers()
+                outputs.check()  # removes what killed workers left half-written
             report.queued = watch.depth(self.settings.queue)
             report.running = 0
             on_progress(report)

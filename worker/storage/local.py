@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from worker.errors import ConfigError, InputError, StorageError
+from worker.scratch import owner_prefix, remove_stale
 from worker.storage.base import check_name
 
 if TYPE_CHECKING:
     from worker.settings import Settings
+
+TEMPORARY_DIR = ".jobkit/tmp"  # below the root: on its file system, so a rename moves a file in
 
 
 def location_problems(name: str, url: str, settings: Settings) -> list[str]:
@@ -38,8 +41,13 @@ class LocalStore:
     def __str__(self) -> str:
         return str(self.root)
 
+    @property
+    def temporaries(self) -> Path:
+        return self.root / TEMPORARY_DIR
+
     def check(self) -> None:
-        """Raise ConfigError unless the root is a directory (made first with `create`)."""
+        """Raise ConfigError unless the root is a directory (made first with `create`); remove
+        the temporary files of writes whose process was killed."""
         if self.create:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -49,6 +57,7 @@ class LocalStore:
                 ) from exc
         if not self.root.is_dir():
             raise ConfigError(f"{self.root} is not a directory; check INPUT_URL and OUTPUT_URL.")
+        remove_stale(self.temporaries)
 
     def path(self, name: str) -> Path:
         """The file behind `name`, after checking the name."""
@@ -78,11 +87,16 @@ class LocalStore:
         return info.st_size
 
     def write(self, name: str, data: bytes) -> None:
-        """Store `data` as `name` atomically: readers see the old file or the new, never half."""
+        """Store `data` as `name` atomically: readers see the old file or the new, never half.
+
+        The file is written under TEMPORARY_DIR, named after this process, and then moved into
+        place: a write cut short leaves it where `check` later removes it.
+        """
         path = self.path(name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            self.temporaries.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
             try:
                 with os.fdopen(fd, "wb") as file:
                     file.write(data)
@@ -109,10 +123,11 @@ class LocalStore:
         """Names of the files below the root that end with `suffix`, sorted; [] if no root."""
         if not self.root.is_dir():
             return []
+        names = (path.relative_to(self.root) for path in self.root.rglob(f"*{suffix}"))
         return sorted(
-            path.relative_to(self.root).as_posix()
-            for path in self.root.rglob(f"*{suffix}")
-            if path.is_file() and not path.name.startswith(".")
+            name.as_posix()
+            for name in names
+            if not any(part.startswith(".") for part in name.parts) and (self.root / name).is_file()
         )
 
 

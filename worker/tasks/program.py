@@ -23,11 +23,15 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from worker.errors import ConfigError, ExitCode, InputError, TaskError, describe_exit_status
+from worker.scratch import owner_prefix, remove_stale
 from worker.settings import Settings
 from worker.storage.base import check_name
 from worker.tasks.contract import Task
 
 log = logging.getLogger(__name__)
+
+# Each item's input copy and output directory, in a directory of the item's own below this.
+SCRATCH = Path(tempfile.gettempdir(), "jobkit-scratch")
 
 REASON_LINES = 5  # the last lines of the program's standard error that make a failure's reason
 _PLACEHOLDER = re.compile(r"\{(?:input|output_dir|item)\}")
@@ -46,6 +50,7 @@ def program_task(settings: Settings) -> Task:
             "a path to an executable file)."
         )
     timeout = settings.task_timeout_seconds
+    remove_stale(SCRATCH)  # what killed workers' programs left behind
 
     def run(name: str, data: bytes) -> dict[str, bytes]:
         return run_program(words, name, data, timeout)
@@ -59,7 +64,8 @@ def run_program(words: list[str], item: str, data: bytes, timeout: float) -> dic
     Raises InputError when it exits 3, TaskError on another non-zero exit or a timeout (then
     its whole process group is killed), with its last standard error lines as the reason.
     """
-    with tempfile.TemporaryDirectory(prefix="jobkit-") as scratch:
+    SCRATCH.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=SCRATCH, prefix=owner_prefix()) as scratch:
         input_path = Path(scratch, "input", PurePosixPath(item).name)
         output_dir = Path(scratch, "output")
         output_dir.mkdir()
