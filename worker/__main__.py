@@ -12,7 +12,8 @@ import os
 import sys
 
 from worker.consumer import Outcome, do_named, drain_exit_code, item_body, take_items
-from worker.errors import EXIT_CODE_HELP, JobkitError
+from worker.errors import EXIT_CODE_HELP, ExitCode, JobkitError
+from worker.interruption import Interrupted, worker_interruption
 from worker.settings import Settings, settings_help, with_task
 from worker.startup import prepare_process, stop_now
 from worker.storage.base import open_store
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     prepare_process()
+    with worker_interruption.installed():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     outcomes: list[Outcome] = []
     try:
         settings = Settings.from_env(with_task(os.environ, args.task, args.command, args.no_input))
@@ -90,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         _configure_logging("INFO")
         log.error("%s", exc)
         outcome = Outcome(exc.exit_code, reason=str(exc))
+        print(outcome.to_json(), flush=True)
+        return int(outcome.code)
+    except Interrupted as exc:  # holding no message: nothing to give back
+        outcome = Outcome(ExitCode.RETRY, reason=f"stopped by {exc.signal_name}; no item was held")
         print(outcome.to_json(), flush=True)
         return int(outcome.code)
     return int(drain_exit_code(outcomes))

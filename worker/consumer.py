@@ -15,7 +15,8 @@ from typing import Any
 
 from worker.broker import DELIVERY_LIMIT, Session, dead_queue_name
 from worker.done_records import is_current, make_record, read_record, record_name
-from worker.errors import BrokerLost, ExitCode, InputError, JobkitError
+from worker.errors import BrokerLost, ExitCode, InputError, JobkitError, TaskError
+from worker.interruption import worker_interruption
 from worker.settings import Settings
 from worker.storage.base import Store, check_name
 from worker.tasks.contract import Task
@@ -23,6 +24,7 @@ from worker.tasks.contract import Task
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
+_STOP_GRACE_SECONDS = 5.0  # for a stopped task to end, before its item is given back anyway
 _LABELS = {ExitCode.RETRY: "retry", ExitCode.CONFIG: "config", ExitCode.DEAD: "dead"}
 
 
@@ -93,12 +95,15 @@ def take_items(
         taken = 0
         try:
             while True:
-                outcome = _take(session, settings, task, inputs, outputs)
+                with worker_interruption.deferred():
+                    outcome = _take(session, settings, task, inputs, outputs)
                 if outcome.item is None and taken:
                     return
                 yield outcome
                 taken += 1
                 if not drain or outcome.item is None or outcome.code is ExitCode.RETRY:
+                    return
+                if worker_interruption.requested:
                     return
         except BrokerLost as exc:
             # The broker requeues an unacked message when the connection goes.
@@ -136,11 +141,19 @@ def _take(
     log.info("took %s (delivery tag %d, delivery %d)", item, delivery.tag, number)
 
     phases: dict[str, float] = {}
-    error = _run_while_serving(
-        session,
-        lambda: _process(item, body, task, inputs, outputs, settings, number, phases),
-    )
+    untouched = worker_interruption.requested  # asked to stop while taking it
+    error = None
+    if not untouched:
+        error = _run_while_serving(
+            session,
+            lambda: _process(item, body, task, inputs, outputs, settings, number, phases),
+        )
     seconds = round(time.monotonic() - started, 3)
+    if untouched or (worker_interruption.requested and error is not None):
+        session.give_back(settings.queue, delivery)
+        reason = f"stopped by {worker_interruption.signal_name}; the item went back to the queue"
+        log.warning("%s: %s", item, reason)
+        return Outcome(ExitCode.RETRY, item, reason, number, seconds, took_at, phases)
     if error is None:
         session.ack(delivery)
         log.info("acked %s (delivery tag %d)", item, delivery.tag)
@@ -253,9 +266,15 @@ def _run_while_serving(session: Session, work: Callable[[], None]) -> BaseExcept
 
     thread = threading.Thread(target=target, name="jobkit-task", daemon=True)
     thread.start()
-    while thread.is_alive():
+    while thread.is_alive() and not worker_interruption.requested:
         session.serve(0)
         thread.join(timeout=_POLL_SECONDS)
+    if thread.is_alive():
+        # Stopped: a program task was killed and ends at once, removing its scratch files;
+        # a function cannot be stopped and is left behind when the process ends.
+        thread.join(timeout=_STOP_GRACE_SECONDS)
+        if thread.is_alive():
+            return TaskError("the task was still running when the worker was asked to stop")
     if errors and not isinstance(errors[0], JobkitError):
         log.error("unexpected error in the task", exc_info=errors[0])
     return errors[0] if errors else None

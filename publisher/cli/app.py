@@ -34,6 +34,9 @@ def main() -> NoReturn:
     """The `jobkit` command: the app, then a quick end (see worker.startup.stop_now)."""
     try:
         app()
+    except KeyboardInterrupt:  # a command without a clean stop of its own: nothing to undo
+        print("Interrupted.", file=sys.stderr)
+        stop_now(130)
     except SystemExit as exc:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)

@@ -23,6 +23,7 @@ from publisher.cli.report import write_report
 from publisher.cli.terminal import err, load_settings, out, print_json
 from publisher.kube.manifests import JobOptions, Manifest
 from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, RUN_RECORD_NAME
+from worker.interruption import Interrupted
 from worker.settings import Settings
 from worker.storage.base import open_store
 
@@ -189,12 +190,29 @@ def run(
             )
             from publisher.cli.display import job_progress  # while the runner's workers warm up
 
-            with job_progress(out, enabled=not as_json) as on_progress:
-                report = runner.run(on_progress)
+            try:
+                with job_progress(out, enabled=not as_json) as on_progress:
+                    report = runner.run(on_progress)
+            except Interrupted as exc:
+                _say_interrupted(exc, runner.given_back)
+                raise typer.Exit(exc.exit_status) from None
             outputs, logs = settings.output_url, str(log_file)
         _finish(settings, report, as_json, outputs, logs)
         _keep_run(settings, report, job.drain, log_file, with_report, as_json)
     raise typer.Exit(int(report.exit_code))
+
+
+def _say_interrupted(interrupted: Interrupted, given_back: list[str]) -> None:
+    """One line: what the interrupt stopped, and that running again finishes the work."""
+    from publisher.queue.reconcile import some_names
+
+    held = f"{some_names(given_back)} went" if given_back else "no worker held an item, so nothing"
+    err.print(
+        f"Interrupted by {interrupted.signal_name}: the workers stopped; {held} back to the "
+        "queue, without spending a delivery. Run 'jobkit run' again to finish the work.",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _keep_run(

@@ -13,10 +13,12 @@ from publisher.run.spawn import WorkerProcess, WorkerSpawner
 from worker.broker import Session, dead_queue_name
 from worker.consumer import Outcome
 from worker.errors import BrokerLost, ExitCode
+from worker.interruption import Interruption
 from worker.settings import Settings, setting_names
 from worker.storage.base import open_store
 from worker.tasks import load_task
 
+STOP_GRACE_SECONDS = 10.0  # for stopped workers to give their items back, before SIGKILL
 POLL_SECONDS = 0.02  # a finished worker is replaced within this; a poll costs ~1 ms
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
@@ -59,13 +61,19 @@ class LocalRunner:
         self._workers: list[_Worker] = []
         self._spawner = WorkerSpawner()
         self._not_before = 0.0
+        self.given_back: list[str] = []  # items stopped workers gave back to the queue
 
     def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
         """Run the job to its end and return the report.
 
         Checks the task and makes the output directory or container first; raises ConfigError
-        or BrokerUnavailable before any worker starts.
+        or BrokerUnavailable before any worker starts. On SIGINT or SIGTERM, stops the workers,
+        which give their items back (`given_back` names them), and raises Interrupted.
         """
+        with Interruption().installed():  # Ctrl-C and SIGTERM raise Interrupted in here
+            return self._run(on_progress)
+
+    def _run(self, on_progress: Callable[[JobReport], None]) -> JobReport:
         started, started_at = time.monotonic(), time.time()
         load_task(self.settings)  # a task that cannot load is exit 2, whatever the queue holds
         outputs = open_store(self.settings.output_url, self.settings, create=True)
@@ -86,7 +94,7 @@ class LocalRunner:
             try:
                 self._loop(report, lambda: watch.depth(self.settings.queue), on_progress)
             finally:
-                self._stop_workers()
+                self._stop_workers(report)
                 outputs.check()  # removes what killed workers left half-written
             report.queued = watch.depth(self.settings.queue)
             report.running = 0
@@ -167,13 +175,23 @@ class LocalRunner:
         )
         self._count(report, code if code == ExitCode.CONFIG else None, "", reason)
 
-    def _stop_workers(self) -> None:
-        """Stop workers still running (on an interrupt): their items go back to the queue."""
+    def _stop_workers(self, report: JobReport) -> None:
+        """Stop the workers still running (on an interrupt): each gives its item back."""
+        attempts = len(report.attempts)
         for worker in self._workers:
             worker.process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for worker in self._workers:
-            worker.process.stop(grace_seconds=10)
-        self._workers.clear()
+            worker.process.join(max(deadline - time.monotonic(), 0.0))
+        for worker in self._workers:
+            worker.process.kill()  # past the grace; its item goes back when its connection does
+            worker.process.join(None)
+        self._reap(report)
+        self.given_back = [
+            attempt.item
+            for attempt in report.attempts[attempts:]
+            if attempt.item and attempt.outcome == "retry"
+        ]
 
 
 def _new_outcomes(worker: _Worker) -> list[Outcome]:

@@ -33,14 +33,23 @@ class WorkerProcess:
         return self._process.exitcode
 
     def terminate(self) -> None:
+        """Ask it to stop (SIGTERM): it gives back the item it holds, then ends."""
         self._process.terminate()
+
+    def kill(self) -> None:
+        """End it at once (SIGKILL), if it has not ended."""
+        if self._process.exitcode is None:
+            self._process.kill()
+
+    def join(self, timeout: float | None) -> None:
+        """Wait for it to end, at most `timeout` seconds (None: for ever)."""
+        self._process.join(timeout)
 
     def stop(self, grace_seconds: float) -> None:
         """Wait for it to end, killing it after `grace_seconds`; then drop its output file."""
-        self._process.join(grace_seconds)
-        if self._process.exitcode is None:
-            self._process.kill()
-            self._process.join()
+        self.join(grace_seconds)
+        self.kill()
+        self.join(None)
         self.close()
 
     def close(self) -> None:

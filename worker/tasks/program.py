@@ -7,6 +7,7 @@ succeed; any other exit, or running past the timeout, is a failure another try m
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -23,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from worker.errors import ConfigError, ExitCode, InputError, TaskError, describe_exit_status
+from worker.interruption import worker_interruption
 from worker.scratch import owner_prefix, remove_stale
 from worker.settings import Settings
 from worker.storage.base import check_name
@@ -30,6 +32,7 @@ from worker.tasks.contract import Task
 
 log = logging.getLogger(__name__)
 
+_RUNNING: set[int] = set()  # the process groups of the programs running now
 # Each item's input copy and output directory, in a directory of the item's own below this.
 SCRATCH = Path(tempfile.gettempdir(), "jobkit-scratch")
 
@@ -51,6 +54,7 @@ def program_task(settings: Settings) -> Task:
         )
     timeout = settings.task_timeout_seconds
     remove_stale(SCRATCH)  # what killed workers' programs left behind
+    worker_interruption.on_request(stop_programs)
 
     def run(name: str, data: bytes) -> dict[str, bytes]:
         return run_program(words, name, data, timeout)
@@ -107,6 +111,15 @@ def _run(argv: list[str], timeout: float) -> tuple[int | None, list[str]]:
         preexec_fn=_die_with_the_worker if _LIBC is not None else None,
     )
     assert process.stdout is not None and process.stderr is not None
+    _RUNNING.add(process.pid)
+    try:
+        return _wait(process, timeout)
+    finally:
+        _RUNNING.discard(process.pid)
+
+
+def _wait(process: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, list[str]]:
+    assert process.stdout is not None and process.stderr is not None
     tail: deque[str] = deque(maxlen=REASON_LINES)
     relays = [
         threading.Thread(target=_relay, args=(stream, name, keep), daemon=True)
@@ -126,6 +139,14 @@ def _run(argv: list[str], timeout: float) -> tuple[int | None, list[str]]:
     for relay in relays:
         relay.join(timeout=_RELAY_WAIT_SECONDS)
     return code, list(tail)
+
+
+def stop_programs() -> None:
+    """Kill every running program with all it started (its process group): the worker was
+    asked to stop, and gives the items back."""
+    for group in list(_RUNNING):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
 
 
 def _die_with_the_worker() -> None:

@@ -1,0 +1,120 @@
+"""Ctrl-C and SIGTERM during `jobkit run`: the workers stop, give their items back without
+spending a delivery, leave nothing running and nothing behind, and one line says so."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import jobkit, read_depths
+
+from worker.broker import DELIVERY_LIMIT
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+
+# Copies its input once a file "go" exists beside it; until then it waits, with a child of its
+# own in the background, as long-running programs do.
+PROGRAM = """\
+here=$(dirname "$0")
+if [ ! -e "$here/go" ]; then
+    sleep 60 &
+    sleep 60
+fi
+cp "$1" "$2/"
+"""
+ITEMS = ["a.txt", "b.txt", "c.txt"]
+
+
+@pytest.fixture
+def job(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """Three items published, and a task that holds each until told to go."""
+    program = tmp_path / "program.sh"
+    program.write_text(PROGRAM)
+    for name in ITEMS:
+        Path(env["INPUT_URL"], name).write_text(name)
+    assert jobkit(env, "publish", *ITEMS).returncode == 0
+    return {**env, "TASK_COMMAND": shlex.join(["sh", str(program), "{input}", "{output_dir}"])}
+
+
+def _start_run(job: dict[str, str]) -> subprocess.Popen[str]:
+    """`jobkit run` in a session of its own, as a shell runs a job in a terminal."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "jobkit"), "run", "--parallelism", "2"],
+        env=job,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_until_two_items_are_held(log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not log.exists() or log.read_text().count(" took ") < 2:
+        assert time.monotonic() < deadline, "the workers never took their items"
+        time.sleep(0.05)
+    time.sleep(0.5)  # the programs have started
+
+
+def _session_processes(session: int) -> list[str]:
+    """The processes of the run's session still running (ended ones await only their reaping)."""
+    listed = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(session)], capture_output=True)
+    return [line for line in listed.stdout.decode().splitlines() if "<defunct>" not in line]
+
+
+def _scratch() -> set[str]:
+    scratch = Path(tempfile.gettempdir(), "jobkit-scratch")
+    return {path.name for path in scratch.iterdir()} if scratch.is_dir() else set()
+
+
+def test_ctrl_c_stops_everything_and_gives_the_items_back_without_spending_deliveries(
+    job: dict[str, str], tmp_path: Path
+) -> None:
+    scratch_before = _scratch()
+    log = tmp_path / ".jobkit" / "run.log"
+    for _ in range(DELIVERY_LIMIT + 1):  # more interrupts than an item has deliveries
+        log.unlink(missing_ok=True)
+        run = _start_run(job)
+        _wait_until_two_items_are_held(log)
+
+        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        stdout, stderr = run.communicate(timeout=60)
+
+        assert run.returncode == 130, stdout + stderr
+        (line,) = [line for line in stderr.splitlines() if "Interrupted" in line]
+        assert line.startswith("Interrupted by SIGINT: the workers stopped; "), stderr
+        assert "went back to the queue" in line and "jobkit run' again" in line, line
+        time.sleep(0.5)
+        assert _session_processes(run.pid) == [], "a worker, program or child outlived the run"
+        assert _scratch() <= scratch_before, "an interrupted item's scratch copy was left"
+        assert read_depths(job["BROKER_URL"], job["QUEUE"]) == (3, 0)
+
+    (tmp_path / "go").touch()
+    finished = jobkit(job, "run", "--parallelism", "2", "--json")
+
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert sorted(Path(job["OUTPUT_URL"], name).read_text() for name in ITEMS) == ITEMS
+    assert read_depths(job["BROKER_URL"], job["QUEUE"]) == (0, 0), "nothing was dead-lettered"
+
+
+def test_sigterm_to_the_runner_alone_does_the_same_and_leaves_no_process_behind(
+    job: dict[str, str], tmp_path: Path
+) -> None:
+    run = _start_run(job)
+    _wait_until_two_items_are_held(tmp_path / ".jobkit" / "run.log")
+
+    run.terminate()  # what a CI runner or systemd sends, to the runner's process only
+    stdout, stderr = run.communicate(timeout=60)
+
+    assert run.returncode == 128 + signal.SIGTERM, stdout + stderr
+    assert "Interrupted by SIGTERM: the workers stopped; " in stderr, stderr
+    time.sleep(0.5)
+    assert _session_processes(run.pid) == [], "the fork server or a worker kept running"
+    assert read_depths(job["BROKER_URL"], job["QUEUE"]) == (3, 0)
