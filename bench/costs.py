@@ -71,7 +71,7 @@ def small_item(small: Path, out: Path, rounds: int) -> dict[str, float]:
         results = aggregate_item(small.name, data)
         for name, content in results.items():
             outputs.write(name, content)
-        record = make_record(small.name, data, results, deliveries=1, seconds=0.0)
+        record = make_record(small.name, "bench", data, results, deliveries=1, seconds=0.0)
         outputs.write(record_name(small.name), record.to_bytes())
 
     return {"small_item_work_s": median_seconds(work, rounds)}

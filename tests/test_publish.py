@@ -18,7 +18,7 @@ def test_more_items_than_one_confirm_window_are_all_confirmed_and_queued(
 
     confirmed = publish_items(settings, names)
 
-    assert confirmed == len(names)
+    assert confirmed == names
     assert read_depths(settings.broker_url, settings.queue) == (len(names), 0)
 
 

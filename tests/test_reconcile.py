@@ -100,3 +100,85 @@ def test_without_a_record_of_publishing_it_says_so() -> None:
     result = reconcile(None, done={"a"}, dead=set(), queued=0, in_flight=None)
 
     assert result.summary().startswith("No record of what was published")
+
+
+def test_while_workers_may_hold_items_the_unaccounted_are_named_and_no_publish_is_advised() -> None:
+    result = reconcile(["a", "b", "c"], done={"c"}, dead=set(), queued=0, in_flight=None)
+
+    summary = result.summary()
+    assert "2 are neither done, dead-lettered nor queued (a, b): held by a worker" in summary
+    assert "jobkit publish" not in summary, summary
+
+
+def test_with_some_queued_it_says_how_many_of_which_are_unaccounted_and_advises_no_publish() -> (
+    None
+):
+    result = reconcile(["a", "b", "c"], done=set(), dead=set(), queued=2, in_flight=0)
+
+    summary = result.summary()
+    assert "1 of these 3 (a, b, c) is neither queued, done nor dead-lettered" in summary
+    assert "RabbitMQ does not say which" in summary and "jobkit publish" not in summary
+
+
+def test_at_the_end_of_a_run_with_nothing_queued_the_lost_are_named_with_the_command() -> None:
+    result = reconcile(["a", "b"], done={"b"}, dead=set(), queued=0, in_flight=0)
+
+    assert "1 is neither done, dead-lettered nor queued (a): lost; publish it again with " in (
+        result.summary()
+    )
+    assert "'jobkit publish --force a'" in result.summary()
+
+
+@pytest.mark.rabbitmq
+def test_a_publish_the_broker_refuses_records_nothing_as_published(env: dict[str, str]) -> None:
+    Path(env["INPUT_URL"], "a.csv").write_text(GOOD)
+    unreachable = {**env, "BROKER_URL": "amqp://guest:guest@127.0.0.1:9/%2F"}
+    unreachable["BROKER_RETRY_SECONDS"] = "0"
+    assert jobkit(unreachable, "publish", "a.csv").returncode == ExitCode.CONFIG
+    connection = pika.BlockingConnection(pika.URLParameters(env["BROKER_URL"]))
+    connection.channel().queue_declare(env["QUEUE"], durable=True)  # a classic queue: refused
+    connection.close()
+
+    refused = jobkit(env, "publish", "a.csv")
+
+    assert refused.returncode == ExitCode.CONFIG, refused.stderr
+    record = Path(env["OUTPUT_URL"], ".jobkit", f"{env['QUEUE']}.published.json")
+    assert not record.exists() or json.loads(record.read_text()) == []
+
+
+@pytest.mark.rabbitmq
+def test_publishing_names_already_published_skips_them_and_says_so_unless_forced(
+    env: dict[str, str],
+) -> None:
+    _publish(env, {"a.csv": GOOD})
+
+    again = jobkit(env, "publish", "a.csv", "b.csv")
+
+    assert again.returncode == 0, again.stderr
+    assert "Skipped 1 item already published to" in again.stdout, again.stdout
+    assert "(a.csv)" in again.stdout and "--force" in again.stdout
+    assert _depth(env) == 2
+    forced = jobkit(env, "publish", "--force", "a.csv")
+    assert forced.returncode == 0 and "Published 1 item" in forced.stdout, forced.stdout
+    assert _depth(env) == 3
+
+
+def _depth(env: dict[str, str]) -> int:
+    return int(jobkit(env, "depth").stdout)
+
+
+@pytest.mark.rabbitmq
+def test_status_counts_any_tasks_outputs_from_the_success_records_of_this_queue_only(
+    env: dict[str, str],
+) -> None:
+    Path(env["INPUT_URL"], "words.txt").write_text("one two")
+    assert jobkit(env, "publish", "words.txt").returncode == 0
+    program = "cp {input} {output_dir}/copy-of-words.txt"
+    assert jobkit(env, "run", "--command", program).returncode == 0
+
+    status = json.loads(jobkit(env, "status", "--json").stdout)
+    other = json.loads(jobkit({**env, "QUEUE": env["QUEUE"] + "-other"}, "status", "--json").stdout)
+
+    assert status["outputs"] == ["copy-of-words.txt"]
+    assert status["reconciliation"]["done"] == 1
+    assert (other["outputs"], other["reconciliation"]["done"]) == ([], 0)

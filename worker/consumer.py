@@ -219,7 +219,8 @@ def _process(
     for name, content in results.items():
         outputs.write(name, content)
         log.info("stored %s in %s (%d bytes)", name, outputs, len(content))
-    record = make_record(item, data, results, delivery, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    record = make_record(item, settings.queue, data, results, delivery, seconds)
     outputs.write(record_name(item), record.to_bytes())
     _lap(phases, "store", lap)
 

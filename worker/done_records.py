@@ -29,6 +29,7 @@ class Record:
     """One item done: its input's size and MD5, each output's MD5, and who did it when."""
 
     item: str
+    queue: str  # the work queue the item came from
     input_bytes: int
     input_md5: str
     outputs: dict[str, str]
@@ -42,11 +43,12 @@ class Record:
 
 
 def make_record(
-    item: str, data: bytes, outputs: dict[str, bytes], deliveries: int, seconds: float
+    item: str, queue: str, data: bytes, outputs: dict[str, bytes], deliveries: int, seconds: float
 ) -> Record:
-    """The record of `item` done from input `data` into `outputs`."""
+    """The record of `item`, taken from `queue`, done from input `data` into `outputs`."""
     return Record(
         item=item,
+        queue=queue,
         input_bytes=len(data),
         input_md5=hashlib.md5(data).hexdigest(),
         outputs={name: hashlib.md5(content).hexdigest() for name, content in outputs.items()},

@@ -25,17 +25,24 @@ def publish(
             "blank lines are skipped. Items need not be files (see NO_INPUT).",
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Publish also the items already published to the queue (done again)."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Publish one persistent message per item and wait until the broker confirms each. Items
     are file names under INPUT_URL, or anything at all for a task run with NO_INPUT (parameters,
-    key ranges, frame numbers); they are published as given, without looking them up. The items
-    are also kept with the outputs, so 'jobkit status' can account for every one.
+    key ranges, frame numbers); they are published as given, without looking them up. What the
+    broker confirmed is kept with the outputs, so 'jobkit status' can account for every item;
+    items already published to the queue are skipped unless --force is given.
 
     Example: jobkit publish temperature1.csv temperature2.csv
     """
-    from publisher.queue.publish import publish_items, read_items
-    from publisher.queue.reconcile import record_published
+    from publisher.queue.publish import PublishIncomplete, publish_items, read_items
+    from publisher.queue.reconcile import done_items, read_published, record_published, some_names
     from publisher.queue.status import read_depth, read_inputs
 
     with load_settings() as settings:
@@ -44,7 +51,7 @@ def publish(
             raise ConfigError(
                 "Nothing to publish: with NO_INPUT, give the items as arguments or with --from."
             )
-        items = items or read_inputs(settings)
+        items = list(dict.fromkeys(items or read_inputs(settings)))  # each item once
         if not items:
             raise ConfigError(
                 f"No *.csv files under INPUT_URL {settings.input_url!r}; make samples with "
@@ -55,19 +62,44 @@ def publish(
                 check_name(name)
             except InputError as exc:
                 raise ConfigError(f"Not published: {exc}") from None
-        record_published(
-            open_store(settings.output_url, settings, create=True), settings.queue, items
-        )
-        confirmed = publish_items(settings, items)
+        store = open_store(settings.output_url, settings, create=True)
+        already = set() if force else set(read_published(store, settings.queue) or [])
+        skipped = [name for name in items if name in already]
+        try:
+            confirmed = publish_items(settings, [name for name in items if name not in already])
+        except PublishIncomplete as exc:
+            record_published(store, settings.queue, exc.confirmed)
+            raise
+        record_published(store, settings.queue, confirmed)
         depth = read_depth(settings)
+        done = done_items(store, settings.queue, skipped) if skipped else set()
     if as_json:
-        print_json({"queue": settings.queue, "confirmed": confirmed, "depth": depth})
-    else:
+        print_json(
+            {
+                "queue": settings.queue,
+                "confirmed": len(confirmed),
+                "skipped": skipped,
+                "depth": depth,
+            }
+        )
+        return
+    out.print(
+        f"Published {_items(len(confirmed))} to {settings.queue!r}, each confirmed by the "
+        f"broker; {depth} ready in the queue.",
+        markup=False,
+    )
+    if skipped:
         out.print(
-            f"Published {confirmed} items to {settings.queue!r}, each confirmed by the broker; "
-            f"{depth} ready in the queue.",
+            f"Skipped {_items(len(skipped))} already published to {settings.queue!r} "
+            f"({some_names(skipped)}): {len(done & set(skipped))} done, the others queued, "
+            "held by a worker or dead-lettered ('jobkit status' says which). --force publishes "
+            "them again.",
             markup=False,
         )
+
+
+def _items(count: int) -> str:
+    return f"{count} item{'' if count == 1 else 's'}"
 
 
 def depth() -> None:

@@ -29,26 +29,36 @@ def read_items(lines: Iterable[str]) -> list[str]:
     return [item for line in lines if (item := line.strip())]
 
 
-def publish_items(settings: Settings, names: Sequence[str]) -> int:
-    """Publish one message per name and return how many the broker confirmed (all of them).
+class PublishIncomplete(BrokerUnavailable):
+    """The broker confirmed only some of the items; `confirmed` names them."""
 
-    Raises BrokerUnavailable, saying exactly how many were confirmed, if the broker refuses one
-    (nack, or returned as unroutable) or the connection fails part-way.
+    def __init__(self, message: str, confirmed: list[str]) -> None:
+        super().__init__(message)
+        self.confirmed = confirmed
+
+
+def publish_items(settings: Settings, names: Sequence[str]) -> list[str]:
+    """Publish one message per name; returns the names the broker confirmed (all of them).
+
+    Raises PublishIncomplete, naming what was confirmed, if the broker refuses one (nack, or
+    returned as unroutable) or the connection fails part-way; BrokerUnavailable or ConfigError
+    before any is published.
     """
     with Session(settings, "publisher") as session:  # reports an unreachable broker in one line
         session.declare(settings.queue)
     if not names:
-        return 0
+        return []
     publisher = _WindowedPublisher(settings, names)
     publisher.run()
     missing = len(names) - publisher.confirmed
     if missing:
-        raise BrokerUnavailable(
+        raise PublishIncomplete(
             f"RabbitMQ confirmed {publisher.confirmed} of {len(names)} items to "
             f"{settings.queue!r}; {missing} were not ({publisher.problem()}); "
-            "publish those again once it is fixed."
+            "publish those again once it is fixed.",
+            publisher.confirmed_names,
         )
-    return publisher.confirmed
+    return publisher.confirmed_names
 
 
 class _WindowedPublisher:
@@ -62,7 +72,7 @@ class _WindowedPublisher:
         self.settings = settings
         self.names = names
         self.published = 0
-        self.confirmed = 0
+        self.confirmed_names: list[str] = []
         self.refused: list[str] = []
         self.closed_because = ""
         self._unconfirmed: OrderedDict[int, str] = OrderedDict()  # delivery tag -> name
@@ -78,6 +88,10 @@ class _WindowedPublisher:
     def run(self) -> None:
         """Publish everything, or until the connection fails; returns when it is closed."""
         self._connection.ioloop.start()
+
+    @property
+    def confirmed(self) -> int:
+        return len(self.confirmed_names)
 
     def problem(self) -> str:
         if self.closed_because:
@@ -131,7 +145,7 @@ class _WindowedPublisher:
 
     def _settle(self, name: str, acked: bool) -> None:
         if acked and not self._returned[name]:
-            self.confirmed += 1
+            self.confirmed_names.append(name)
             return
         if self._returned[name]:
             self._returned[name] -= 1

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from worker.done_records import RECORD_SUFFIX
+from worker.done_records import RECORD_SUFFIX, Record, read_record
 from worker.errors import InputError
-from worker.storage import Store
+from worker.storage.base import Store
 
 SHOWN = 10  # names listed in a message, at most
 
@@ -22,8 +22,9 @@ def published_name(queue: str) -> str:
 
 
 def record_published(store: Store, queue: str, items: list[str]) -> None:
-    """Add `items` to the names published to `queue`; called before they are published, so an
-    item whose publish fails part-way is counted as missing, never forgotten."""
+    """Add `items`, which the broker confirmed, to the names published to `queue`."""
+    if not items:
+        return
     names = set(read_published(store, queue) or []) | set(items)
     store.write(published_name(queue), json.dumps(sorted(names), indent=0).encode())
 
@@ -94,11 +95,7 @@ class Reconciliation:
             f"All accounted for: {counts}." if self.adds_up else f"Not all accounted for: {counts}."
         ]
         if self.unaccounted > 0:
-            where = "held by a worker right now, or lost" if self.in_flight is None else "lost"
-            notes.append(
-                f"{_are(self.unaccounted)} neither done, dead-lettered nor queued "
-                f"({some_names(self.outstanding)}): {where}; publish again what is lost."
-            )
+            notes.append(self._unaccounted())
         elif self.unaccounted < 0:
             notes.append(
                 f"{_are(-self.unaccounted)} queued beyond those outstanding: published twice, or "
@@ -110,6 +107,31 @@ class Reconciliation:
                 f"({some_names(self.done_and_dead)}); 'jobkit dead list' says why."
             )
         return " ".join(notes)
+
+    def _unaccounted(self) -> str:
+        """Which items are neither done, dead-lettered nor queued, as exactly as can be known.
+
+        RabbitMQ says how many messages are queued, not which, and nothing of those a worker
+        holds: the names are exact only when nothing is queued, and an item is called lost only
+        when no worker can hold it (at the end of a run).
+        """
+        count, names = self.unaccounted, some_names(self.outstanding)
+        if self.queued:
+            return (
+                f"{count} of these {len(self.outstanding)} ({names}) {_is(count)} neither "
+                "queued, done nor dead-lettered; RabbitMQ does not say which. 'jobkit run' "
+                "does the queued ones, then names the rest."
+            )
+        if self.in_flight is None:
+            return (
+                f"{_are(count)} neither done, dead-lettered nor queued ({names}): held by a "
+                "worker right now, or lost; 'jobkit run', once no job runs, says which."
+            )
+        return (
+            f"{_are(count)} neither done, dead-lettered nor queued ({names}): lost; publish "
+            f"{'it' if count == 1 else 'them'} again with 'jobkit publish --force "
+            f"{' '.join(self.outstanding)}'."
+        )
 
 
 def reconcile(
@@ -132,9 +154,23 @@ def reconcile(
     )
 
 
-def done_items(store: Store) -> set[str]:
-    """The items with a success record in the output store."""
-    return {name.removesuffix(RECORD_SUFFIX) for name in store.list(RECORD_SUFFIX)}
+def done_records(store: Store, queue: str, published: list[str] | None) -> dict[str, Record]:
+    """The success records of `queue`'s items by item: of those published to it when that is
+    known, else of those the records say came from it."""
+    names = [name.removesuffix(RECORD_SUFFIX) for name in store.list(RECORD_SUFFIX)]
+    if published is not None:
+        names = sorted(set(names) & set(published))
+    records = {}
+    for item in names:
+        record = read_record(store, item)
+        if record is not None and (published is not None or record.queue == queue):
+            records[item] = record
+    return records
+
+
+def done_items(store: Store, queue: str, published: list[str] | None) -> set[str]:
+    """The items of `queue` with a success record (see done_records)."""
+    return set(done_records(store, queue, published))
 
 
 def some_names(names: list[str]) -> str:
@@ -143,5 +179,9 @@ def some_names(names: list[str]) -> str:
     return ", ".join(names[:SHOWN]) + more
 
 
+def _is(count: int) -> str:
+    return "is" if count == 1 else "are"
+
+
 def _are(count: int) -> str:
-    return f"{count} {'is' if count == 1 else 'are'}"
+    return f"{count} {_is(count)}"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from publisher.queue.dead import DeadLetter, peek_dead_letters
-from publisher.queue.reconcile import Reconciliation, done_items, read_published, reconcile
+from publisher.queue.reconcile import Reconciliation, done_records, read_published, reconcile
 from worker.broker import Session, dead_queue_name
 from worker.builtin.outputs import is_output
+from worker.done_records import Record
 from worker.settings import Settings
 from worker.storage.base import open_store
 
@@ -21,7 +22,8 @@ class QueueStatus:
     ready: int
     reconciliation: Reconciliation
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # of the items done, whatever the task
+    records: dict[str, Record] = field(default_factory=dict)  # item -> its success record
 
 
 def read_status(settings: Settings, in_flight: int | None = None) -> QueueStatus:
@@ -31,16 +33,20 @@ def read_status(settings: Settings, in_flight: int | None = None) -> QueueStatus
         ready = session.declare(settings.queue)
         dead = peek_dead_letters(session, settings.queue)
     store = open_store(settings.output_url, settings)
+    published = read_published(store, settings.queue)
+    records = done_records(store, settings.queue, published)
     reconciliation = reconcile(
-        read_published(store, settings.queue),
-        done_items(store),
-        {letter.item for letter in dead},
-        ready,
-        in_flight,
+        published, set(records), {letter.item for letter in dead}, ready, in_flight
     )
-    outputs = [name for name in store.list(".csv") if is_output(name)]
+    outputs = sorted({output for record in records.values() for output in record.outputs})
     return QueueStatus(
-        settings.queue, dead_queue_name(settings.queue), ready, reconciliation, dead, outputs
+        settings.queue,
+        dead_queue_name(settings.queue),
+        ready,
+        reconciliation,
+        dead,
+        outputs,
+        records,
     )
 
 

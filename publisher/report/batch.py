@@ -15,10 +15,11 @@ from publisher.queue.status import read_status
 from publisher.report.curves import Curve, read_curve
 from publisher.run.outcome import Attempt
 from publisher.run.record import RunRecord, attempt_begins, load_run
-from worker.done_records import RECORD_SUFFIX, Record, read_record
+from worker.builtin.outputs import OUTPUT_SUFFIX
+from worker.done_records import Record
 from worker.errors import InputError, JobkitError
 from worker.settings import Settings
-from worker.storage.base import Store, open_store
+from worker.storage.base import open_store
 
 MAX_CURVES = 48  # drawn in the report; a note names the rest
 
@@ -79,12 +80,12 @@ def read_batch(settings: Settings, run_path: Path) -> Batch:
     run = _read_run(settings, run_path, notes)
     status = read_status(settings)
     store = open_store(settings.output_url, settings)
-    records = _read_records(store.list(RECORD_SUFFIX), store, notes)
-    _note_missing_records(records, status.outputs, run, notes)
+    results = store.list(OUTPUT_SUFFIX)  # the built-in task's, which the report draws
+    _note_missing_records(status.records, results, run, notes)
     if status.reconciliation.published is not None and not status.reconciliation.adds_up:
         notes.append(status.reconciliation.summary())
     curves = []
-    for name in status.outputs[:MAX_CURVES]:
+    for name in results[:MAX_CURVES]:
         try:
             curves.append(read_curve(name, store.read(name)))
         except JobkitError as exc:
@@ -93,8 +94,8 @@ def read_batch(settings: Settings, run_path: Path) -> Batch:
         queue=settings.queue,
         output_url=settings.output_url,
         run=run,
-        records=records,
-        outputs=status.outputs,
+        records=status.records,
+        outputs=results,
         dead_letters=status.dead_letters,
         queued=status.ready,
         reconciliation=status.reconciliation,
@@ -102,7 +103,7 @@ def read_batch(settings: Settings, run_path: Path) -> Batch:
         versions=_versions(settings),
         settings=run.settings if run else settings.describe(),
         notes=notes,
-        curves_left_out=status.outputs[MAX_CURVES:],
+        curves_left_out=results[MAX_CURVES:],
     )
 
 
@@ -150,18 +151,6 @@ def _read_run(settings: Settings, path: Path, notes: list[str]) -> RunRecord | N
         )
         return None
     return run
-
-
-def _read_records(names: list[str], store: Store, notes: list[str]) -> dict[str, Record]:
-    records = {}
-    for name in names:
-        item = name.removesuffix(RECORD_SUFFIX)
-        record = read_record(store, item)
-        if record is None:
-            notes.append(f"The success record {name} is unreadable; {item} is not counted done.")
-        else:
-            records[item] = record
-    return records
 
 
 def _note_missing_records(
