@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pika
@@ -182,3 +186,38 @@ def test_status_counts_any_tasks_outputs_from_the_success_records_of_this_queue_
     assert status["outputs"] == ["copy-of-words.txt"]
     assert status["reconciliation"]["done"] == 1
     assert (other["outputs"], other["reconciliation"]["done"]) == ([], 0)
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_ctrl_c_during_publish_records_what_was_confirmed_and_publishing_again_adds_the_rest(
+    env: dict[str, str],
+) -> None:
+    names = [f"item{index:06d}" for index in range(100_000)]
+    publish = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jobkit"), "publish", "--from", "-"],
+        env={**env, "NO_INPUT": "true"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert publish.stdin is not None
+    publish.stdin.write("\n".join(names))
+    publish.stdin.close()
+    record = Path(env["OUTPUT_URL"], ".jobkit", f"{env['QUEUE']}.published.json")
+    time.sleep(1.0)  # part-way through
+
+    publish.send_signal(signal.SIGINT)
+    publish.wait(timeout=60)
+    assert publish.stderr is not None
+    stderr = publish.stderr.read()
+
+    assert publish.returncode == 130, stderr
+    recorded = json.loads(record.read_text()) if record.exists() else []
+    assert f"Interrupted: {len(recorded)} of 100000 items were published and confirmed" in stderr
+    assert 0 < len(recorded) < len(names), "interrupted part-way"
+    again = jobkit({**env, "NO_INPUT": "true"}, "publish", "--from", "-", stdin="\n".join(names))
+    assert again.returncode == 0, again.stderr
+    assert f"Skipped {len(recorded)} items already published" in again.stdout
+    assert sorted(json.loads(record.read_text())) == names

@@ -73,3 +73,8 @@ def test_a_variable_set_but_empty_is_a_configuration_error_naming_it(name: str) 
         Settings.from_env({name: ""})
     with pytest.raises(ConfigError, match=f"{name} is set but empty"):
         Settings.from_env({name: "  "})
+
+
+def test_a_work_queue_named_like_a_dead_letter_queue_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"QUEUE 'jobs\.dead' ends with '\.dead'"):
+        Settings.from_env({"QUEUE": "jobs.dead"})

@@ -25,7 +25,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingConnection
 
 from worker.errors import BrokerLost, BrokerUnavailable, ConfigError
-from worker.settings import Settings, mask_url
+from worker.settings import DEAD_QUEUE_SUFFIX, Settings, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ WORKER_HEADER = "jobkit-worker"
 
 def dead_queue_name(queue: str) -> str:
     """The queue that keeps the items of `queue` which can never succeed."""
-    return f"{queue}.dead"
+    return queue + DEAD_QUEUE_SUFFIX
 
 
 def queue_arguments(queue: str) -> dict[str, Any]:

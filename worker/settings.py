@@ -23,7 +23,8 @@ from worker.storage.base import location_problems
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/%2F"
 DEFAULT_TASK = "aggregate"
-MAX_QUEUE_NAME = 250  # AMQP allows 255 bytes; the dead-letter queue appends ".dead"
+DEAD_QUEUE_SUFFIX = ".dead"  # QUEUE's dead letters go to QUEUE + this
+MAX_QUEUE_NAME = 255 - len(DEAD_QUEUE_SUFFIX)  # AMQP allows 255 bytes
 _TASK_NAME = re.compile(r"[A-Za-z_][\w.-]*")  # a name registered under jobkit.tasks
 _TASK_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")  # package.module:function
 _FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -239,6 +240,12 @@ class Settings:
             problems.append(f"BROKER_CA_FILE {self.broker_ca_file!r} is not a file")
         if len(self.queue.encode()) > MAX_QUEUE_NAME:
             problems.append(f"QUEUE is longer than {MAX_QUEUE_NAME} bytes")
+        if self.queue.endswith(DEAD_QUEUE_SUFFIX):
+            problems.append(
+                f"QUEUE {self.queue!r} ends with {DEAD_QUEUE_SUFFIX!r}, the mark of a dead-letter "
+                "queue (its dead letters would go to a queue named like another's); name the "
+                "work queue itself"
+            )
         for name, url in (("INPUT_URL", self.input_url), ("OUTPUT_URL", self.output_url)):
             problems.extend(location_problems(name, url, self))
         return problems + self._task_problems()

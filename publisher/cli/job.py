@@ -249,8 +249,17 @@ def _run_kube(
         out.print(_joined(mask_secrets(files)), markup=False, end="")
         raise typer.Exit(0)
     runner = KubeRunner(settings, options, [doc for docs in files.values() for doc in docs])
-    with job_progress(out, enabled=not as_json) as on_progress:
-        return runner.run(on_progress)
+    try:
+        with job_progress(out, enabled=not as_json) as on_progress:
+            return runner.run(on_progress)
+    except KeyboardInterrupt:
+        err.print(
+            f"Interrupted: Job {options.name!r} goes on in the cluster; 'kubectl get job "
+            f"{options.name}' follows it, 'kubectl delete job {options.name}' stops it (its "
+            "items go back to the queue).",
+            markup=False,
+        )
+        raise typer.Exit(130) from None
 
 
 def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, logs: str) -> None:

@@ -41,7 +41,12 @@ def publish(
 
     Example: jobkit publish temperature1.csv temperature2.csv
     """
-    from publisher.queue.publish import PublishIncomplete, publish_items, read_items
+    from publisher.queue.publish import (
+        PublishIncomplete,
+        PublishInterrupted,
+        publish_items,
+        read_items,
+    )
     from publisher.queue.reconcile import done_items, read_published, record_published, some_names
     from publisher.queue.status import read_depth, read_inputs
 
@@ -65,11 +70,20 @@ def publish(
         store = open_store(settings.output_url, settings, create=True)
         already = set() if force else set(read_published(store, settings.queue) or [])
         skipped = [name for name in items if name in already]
+        fresh = [name for name in items if name not in already]
         try:
-            confirmed = publish_items(settings, [name for name in items if name not in already])
+            confirmed = publish_items(settings, fresh)
         except PublishIncomplete as exc:
             record_published(store, settings.queue, exc.confirmed)
             raise
+        except PublishInterrupted as exc:
+            record_published(store, settings.queue, exc.confirmed)
+            err.print(
+                f"Interrupted: {len(exc.confirmed)} of {_items(len(fresh))} were published and "
+                "confirmed; 'jobkit publish' again publishes the rest.",
+                markup=False,
+            )
+            raise typer.Exit(130) from None
         record_published(store, settings.queue, confirmed)
         depth = read_depth(settings)
         done = done_items(store, settings.queue, skipped) if skipped else set()

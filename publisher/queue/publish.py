@@ -37,19 +37,30 @@ class PublishIncomplete(BrokerUnavailable):
         self.confirmed = confirmed
 
 
+class PublishInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the publishing; `confirmed` names what the broker had confirmed."""
+
+    def __init__(self, confirmed: list[str]) -> None:
+        super().__init__()
+        self.confirmed = confirmed
+
+
 def publish_items(settings: Settings, names: Sequence[str]) -> list[str]:
     """Publish one message per name; returns the names the broker confirmed (all of them).
 
     Raises PublishIncomplete, naming what was confirmed, if the broker refuses one (nack, or
-    returned as unroutable) or the connection fails part-way; BrokerUnavailable or ConfigError
-    before any is published.
+    returned as unroutable) or the connection fails part-way, and PublishInterrupted on Ctrl-C;
+    BrokerUnavailable or ConfigError before any is published.
     """
     with Session(settings, "publisher") as session:  # reports an unreachable broker in one line
         session.declare(settings.queue)
     if not names:
         return []
     publisher = _WindowedPublisher(settings, names)
-    publisher.run()
+    try:
+        publisher.run()
+    except KeyboardInterrupt:
+        raise PublishInterrupted(publisher.confirmed_names) from None
     missing = len(names) - publisher.confirmed
     if missing:
         raise PublishIncomplete(

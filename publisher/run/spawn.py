@@ -15,9 +15,12 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from worker.scratch import owner_prefix, remove_stale
+
 # What every worker imports before its first item: the fork server imports these once.
 PRELOAD = ["worker.__main__", "worker.consumer", "worker.tasks", "worker.builtin.aggregate"]
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+OUTCOMES = Path(tempfile.gettempdir(), "jobkit-outcomes")  # a file per worker, while it runs
 
 
 class WorkerProcess:
@@ -67,12 +70,14 @@ class WorkerSpawner:
         self._context.set_forkserver_preload(PRELOAD)
         # Started now, it does its imports while the runner connects and sets up its display.
         multiprocessing.forkserver.ensure_running()
+        remove_stale(OUTCOMES)  # what a killed runner left
 
     def start(self, env: dict[str, str], argv: list[str], log_path: Path) -> WorkerProcess:
         """Start one worker with environment `env` and arguments `argv`; its logs go to
         `log_path`, its outcome lines to a file of its own."""
         # A file, not a pipe: a draining worker prints a line per item, more than a pipe holds.
-        descriptor, output = tempfile.mkstemp(prefix="jobkit-worker-", suffix=".jsonl")
+        OUTCOMES.mkdir(exist_ok=True)
+        descriptor, output = tempfile.mkstemp(dir=OUTCOMES, prefix=owner_prefix())
         os.close(descriptor)
         process = self._context.Process(
             target=_run_worker, args=(env, argv, output, str(log_path)), name="jobkit-worker"
