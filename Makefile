@@ -49,7 +49,7 @@ FILES       ?= 6
 ROWS        ?= 525600
 RUN_FLAGS   ?=
 
-.PHONY: help setup broker azurite amqp-tools data publish run status purge demo test lint \
+.PHONY: help setup broker azurite amqp-tools chromium data publish run status purge demo test lint \
         clean bench chaos check manifests image kind-up kind-load deploy-broker
 
 help: ## list the targets
@@ -72,6 +72,10 @@ broker: ## make sure RabbitMQ answers (starts a local node if none does) and giv
 amqp-tools: ## install Debian's amqp-tools (amqp-consume) if absent; the tests of that path need it
 	@command -v amqp-consume >/dev/null || { echo "Installing Debian's amqp-tools ..."; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q amqp-tools >/dev/null; }
+
+chromium: ## install Debian's chromium if absent; the batch report's browser test needs it
+	@command -v chromium >/dev/null || { echo "Installing Debian's chromium (a few minutes) ..."; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
 
 
 azurite: ## make sure Azurite's blob service answers at 127.0.0.1:10000 (installs and starts it)
@@ -114,7 +118,7 @@ else
 endif
 	@echo "The batch report: $(CURDIR)/.jobkit/report.html (open it in a browser)"
 
-test: setup broker azurite amqp-tools ## run the whole test suite, then the linters
+test: setup broker azurite amqp-tools chromium ## run the whole test suite, then the linters
 	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/pytest -q
 	@$(MAKE) --no-print-directory lint
 
