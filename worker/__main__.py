@@ -22,18 +22,19 @@ from worker.tasks import load_task
 log = logging.getLogger("worker")
 
 DESCRIPTION = """\
-Take exactly one item from the work queue, read the input file it names (with --no-input,
-the item is the message body itself), run the task on it, store the task's outputs and a
-success record <item>.done.json, ack the message only once they are stored, and exit. An
-empty queue is a clean exit 0. The outcome is printed as one JSON line on stdout; logs go to
-stderr.
+Take exactly one item from the work queue, read the input file it names (with
+--no-input, the item is the message body itself), run the task on it, store the
+task's outputs and a success record <item>.done.json, ack the message only once
+they are stored, and exit. An empty queue is a clean exit 0. The outcome is
+printed as one JSON line on stdout; logs go to stderr.
 
-The task is the built-in hourly aggregation of a temperature CSV (<name>_aggregated.csv)
-unless TASK names another (a Python function) or TASK_COMMAND gives a program to run.
+The task is the built-in hourly aggregation of a temperature CSV
+(<name>_aggregated.csv) unless TASK names another (a Python function) or
+TASK_COMMAND gives a program to run.
 
-With --drain, take items one at a time the same way until the queue is empty, printing one
-line per item; exit 0 if all were done, 3 if any was dead-lettered, 1 after a transient
-failure (that item went back to the queue)."""
+With --drain, take items one at a time the same way until the queue is empty,
+printing one line per item; exit 0 if all were done, 3 if any was dead-
+lettered, 1 after a transient failure (that item went back to the queue)."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ MAX_QUEUE_NAME = 255 - len(DEAD_QUEUE_SUFFIX)  # AMQP allows 255 bytes
 _TASK_NAME = re.compile(r"[A-Za-z_][\w.-]*")  # a name registered under jobkit.tasks
 _TASK_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")  # package.module:function
 _FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-_HELP_WIDTH = 79
+_HELP_WIDTH = 77  # and 2 more where jobkit indents it
 _NAME_WIDTH = 22
 
 

@@ -22,7 +22,8 @@ app = typer.Typer(
         "run one worker per item, ack only after the result is stored. "
         "Settings come from the environment; the worker's exit codes are the job's contract."
     ),
-    epilog=settings_help() + "\n\n" + EXIT_CODE_HELP,
+    # "\b" keeps click from rewrapping the paragraph after it: these are tables.
+    epilog=f"\b\n{settings_help()}\n\n\b\n{EXIT_CODE_HELP}",
 )
 
 for command in (publish, depth, status, purge, data, upload, manifests, run, report, plot):

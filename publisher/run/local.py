@@ -52,6 +52,7 @@ class LocalRunner:
         log_path: Path,
         drain: bool = False,
     ) -> None:
+        load_task(settings)  # a task that cannot load is exit 2, whatever the queue holds
         self.settings = settings
         self.drain = drain
         self.parallelism = parallelism
@@ -66,8 +67,8 @@ class LocalRunner:
     def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
         """Run the job to its end and return the report.
 
-        Checks the task and makes the output directory or container first; raises ConfigError
-        or BrokerUnavailable before any worker starts. On SIGINT or SIGTERM, stops the workers,
+        Makes the output directory or container first; raises ConfigError or
+        BrokerUnavailable before any worker starts. On SIGINT or SIGTERM, stops the workers,
         which give their items back (`given_back` names them), and raises Interrupted.
         """
         with Interruption().installed():  # Ctrl-C and SIGTERM raise Interrupted in here
@@ -75,7 +76,6 @@ class LocalRunner:
 
     def _run(self, on_progress: Callable[[JobReport], None]) -> JobReport:
         started, started_at = time.monotonic(), time.time()
-        load_task(self.settings)  # a task that cannot load is exit 2, whatever the queue holds
         outputs = open_store(self.settings.output_url, self.settings, create=True)
         outputs.check()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
