@@ -110,7 +110,9 @@ def test_a_dry_run_prints_the_manifests_without_kubectl_and_masks_secrets(
 
     assert result.returncode == 0, result.stderr
     kinds = [doc["kind"] for doc in yaml.safe_load_all(result.stdout)]
-    assert kinds == ["Service", "StatefulSet", "Secret", "Job"]
+    assert kinds == [
+        "ConfigMap", "Service", "Service", "StatefulSet", "Secret", "PersistentVolumeClaim", "Job",
+    ]  # fmt: skip
     assert "s3cret" not in result.stdout
     assert "amqp://jobkit:***@rabbitmq:5672/%2F" in result.stdout
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 import yaml
 from conftest import ROOT, jobkit
+from pod_security import BASELINE, pod_specs, violations
 from typer.testing import CliRunner
 
 from publisher.cli.app import app
@@ -19,10 +24,11 @@ from publisher.kube.manifests import (
     AZURE_DIR,
     AZURE_KEY,
     JobOptions,
-    Manifest,
     render_files,
     render_scaled_job,
 )
+from publisher.kube.objects import Manifest, dump
+from publisher.kube.runner import without_secrets
 from publisher.queue.publish import publish_items
 from worker.errors import ExitCode
 from worker.settings import Settings
@@ -49,9 +55,11 @@ def _all(options: JobOptions, **kwargs: Any) -> list[Manifest]:
     return [manifest for manifests in files.values() for manifest in manifests]
 
 
-OPTIONS = JobOptions(queue="temperature_job", completions=6, data_host_path="/data")
+OPTIONS = JobOptions(queue="temperature_job", completions=6)
 VARIANTS = {
     "job": _all(OPTIONS),
+    "job-on-kind": _all(replace(OPTIONS, data_host_path="/data")),
+    "job-with-a-broker-cluster": _all(replace(OPTIONS, broker_replicas=3)),
     "job-with-azure-and-claim": _all(
         JobOptions(
             queue="temperature_job",
@@ -142,18 +150,33 @@ def test_the_workers_read_the_broker_url_from_the_secret_the_broker_user_comes_f
     assert secret["stringData"]["RABBITMQ_DEFAULT_PASS"] == "s3cret"
 
 
+def _named(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    (found,) = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name]
+    return found
+
+
 def test_rabbitmq_keeps_its_queue_on_a_persistent_volume_behind_a_service_on_5672() -> None:
     manifests = VARIANTS["job"]
     stateful_set = _by_kind(manifests, "StatefulSet")
-    service = _by_kind(manifests, "Service")
+    service = _named(manifests, "Service", "rabbitmq")
     (claim,) = stateful_set["spec"]["volumeClaimTemplates"]
     (container,) = stateful_set["spec"]["template"]["spec"]["containers"]
     assert {"name": claim["metadata"]["name"], "mountPath": "/var/lib/rabbitmq"} in container[
         "volumeMounts"
     ]
-    assert "volumes" not in stateful_set["spec"]["template"]["spec"], "no emptyDir"
+    volumes = stateful_set["spec"]["template"]["spec"]["volumes"]
+    assert claim["metadata"]["name"] not in {volume["name"] for volume in volumes}, "no emptyDir"
     assert [port["port"] for port in service["spec"]["ports"]] == [5672]
     assert service["spec"]["selector"] == stateful_set["spec"]["selector"]["matchLabels"]
+
+
+def test_the_statefulset_names_a_headless_service_of_its_pods() -> None:
+    manifests = VARIANTS["job"]
+    stateful_set = _by_kind(manifests, "StatefulSet")
+    nodes = _named(manifests, "Service", stateful_set["spec"]["serviceName"])
+    assert nodes["spec"]["clusterIP"] == "None"
+    assert nodes["spec"]["publishNotReadyAddresses"] is True
+    assert nodes["spec"]["selector"] == stateful_set["spec"]["selector"]["matchLabels"]
 
 
 def test_azure_credentials_are_in_the_secret_and_mounted_read_only_where_the_variable_points() -> (
@@ -191,7 +214,7 @@ def test_the_keda_scaled_job_starts_one_single_item_job_per_message_of_the_queue
 def test_the_example_manifests_are_what_the_generator_renders(tmp_path: Path) -> None:
     env = {**os.environ, "QUEUE": "temperature_job", "LOG_LEVEL": "INFO"}
     runner = CliRunner()
-    base = ["manifests", "--data-host-path", "/data", "--out", str(tmp_path)]
+    base = ["manifests", "--example", "--out", str(tmp_path)]
     for extra in (["--completions", "6"], ["--keda"]):
         result = runner.invoke(app, [*base, *extra], env=env)
         assert result.exit_code == 0, result.output
@@ -202,16 +225,16 @@ def test_the_example_manifests_are_what_the_generator_renders(tmp_path: Path) ->
 
 def test_the_manifests_are_yaml_documents_with_a_header(tmp_path: Path) -> None:
     text = (ROOT / "manifests" / "job.yaml").read_text()
-    assert text.startswith("# Rendered by 'jobkit manifests'")
+    assert text.startswith("# An example: its Secret holds placeholders")
     assert [doc["kind"] for doc in yaml.safe_load_all(text)] == ["Job"]
 
 
-def test_a_cluster_broker_url_without_a_password_is_refused(env: dict[str, str]) -> None:
+def test_a_cluster_broker_url_without_a_user_is_refused(env: dict[str, str]) -> None:
     result = jobkit(
         env, "manifests", "--completions", "1", "--cluster-broker-url", "amqp://rabbitmq:5672/"
     )
     assert result.returncode == ExitCode.CONFIG, result.stdout
-    assert "needs the form amqp://USER:PASSWORD@HOST:5672/%2F" in result.stderr
+    assert "needs the form amqp://USER[:PASSWORD]@HOST:5672/%2F" in result.stderr
 
 
 @pytest.mark.rabbitmq
@@ -253,3 +276,139 @@ def test_the_job_gives_its_workers_the_task_chosen(env: dict[str, str]) -> None:
     assert variables["NO_INPUT"] == "true"
     assert variables["TASK_TIMEOUT_SECONDS"] == "1500"
     assert "TASK" not in variables
+
+
+def _secret_values(env: dict[str, str], *options: str) -> dict[str, str]:
+    result = jobkit(env, "manifests", "--completions", "1", *options)
+    assert result.returncode == 0, result.stderr
+    return dict(_by_kind(list(yaml.safe_load_all(result.stdout)), "Secret")["stringData"])
+
+
+def test_each_rendering_makes_a_fresh_random_password_and_cookie_that_the_url_carries(
+    env: dict[str, str],
+) -> None:
+    first, second = _secret_values(env), _secret_values(env)
+
+    for values in (first, second):
+        password = values["RABBITMQ_DEFAULT_PASS"]
+        assert len(password) >= 24 and password != "jobkit"
+        assert values["BROKER_URL"] == f"amqp://jobkit:{password}@rabbitmq:5672/%2F"
+        assert len(values["ERLANG_COOKIE"]) >= 32
+    assert first["RABBITMQ_DEFAULT_PASS"] != second["RABBITMQ_DEFAULT_PASS"]
+    assert first["ERLANG_COOKIE"] != second["ERLANG_COOKIE"]
+
+
+def test_a_password_given_in_the_url_is_kept(env: dict[str, str]) -> None:
+    values = _secret_values(env, "--cluster-broker-url", CLUSTER_URL)
+    assert values["RABBITMQ_DEFAULT_PASS"] == "s3cret"
+
+
+def test_with_an_existing_secret_none_is_rendered_and_every_pod_reads_that_one(
+    env: dict[str, str],
+) -> None:
+    result = jobkit(env, "manifests", "--completions", "1", "--existing-secret", "ours")
+    assert result.returncode == 0, result.stderr
+    manifests = list(yaml.safe_load_all(result.stdout))
+
+    assert "Secret" not in {manifest["kind"] for manifest in manifests}
+    references = {
+        source["secretKeyRef"]["name"]
+        for manifest in manifests
+        for pod in pod_specs(manifest)
+        for container in pod["containers"]
+        for variable in container.get("env", [])
+        if (source := variable.get("valueFrom", {})).get("secretKeyRef")
+    }
+    assert references == {"ours"}
+
+
+def test_the_committed_example_secret_holds_placeholders_kubernetes_refuses() -> None:
+    (secret,) = yaml.safe_load_all((ROOT / "manifests" / "secret.yaml").read_text())
+    assert "stringData" not in secret
+    assert set(secret["data"]) >= {"BROKER_URL", "RABBITMQ_DEFAULT_PASS", "ERLANG_COOKIE"}
+    for value in secret["data"].values():
+        with pytest.raises(binascii.Error):
+            base64.b64decode(value, validate=True)  # what the API server does with data
+
+
+def test_the_yaml_is_plain_every_mapping_its_own_without_anchors_or_aliases() -> None:
+    text = dump(VARIANTS["job-with-a-broker-cluster"])
+    assert not re.search(r"[&*]id\d+", text), text
+    stateful_set = _by_kind(list(yaml.safe_load_all(text)), "StatefulSet")
+    stateful_set["metadata"]["labels"]["edited"] = "yes"
+    assert "edited" not in stateful_set["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize(
+    "variant", ["job", "job-with-azure-and-claim", "job-with-a-broker-cluster"]
+)
+def test_every_pod_meets_pod_security_restricted(variant: str) -> None:
+    pods = [pod for manifest in VARIANTS[variant] for pod in pod_specs(manifest)]
+    pods += pod_specs(render_scaled_job(OPTIONS)[1])
+    assert len(pods) >= 3
+    for pod in pods:
+        assert violations(pod) == []
+        assert pod["automountServiceAccountToken"] is False
+
+
+def test_the_host_directory_kind_asks_for_is_what_pod_security_refuses() -> None:
+    pod = _by_kind(VARIANTS["job-on-kind"], "Job")["spec"]["template"]["spec"]
+    assert violations(pod, BASELINE) == ["volume data is a hostPath"]
+
+
+def test_the_workers_mount_a_shared_claim_by_default_which_is_rendered() -> None:
+    manifests = VARIANTS["job"]
+    pod = _by_kind(manifests, "Job")["spec"]["template"]["spec"]
+    (data,) = [volume for volume in pod["volumes"] if volume["name"] == "data"]
+    claim = _by_kind(manifests, "PersistentVolumeClaim")
+    assert data["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_three_broker_replicas_form_a_cluster_spread_out_that_a_drain_keeps_a_majority_of() -> None:
+    manifests = VARIANTS["job-with-a-broker-cluster"]
+    stateful_set = _by_kind(manifests, "StatefulSet")
+    pod = stateful_set["spec"]["template"]["spec"]
+    config = _by_kind(manifests, "ConfigMap")["data"]
+    budget = _by_kind(manifests, "PodDisruptionBudget")
+
+    assert stateful_set["spec"]["replicas"] == 3
+    assert "rabbitmq_peer_discovery_k8s" in config["enabled_plugins"]
+    assert "cluster_formation.peer_discovery_backend = k8s" in config["rabbitmq.conf"]
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"] == stateful_set["spec"]["selector"]
+    env = {variable["name"]: variable for variable in pod["containers"][0]["env"]}
+    assert env["RABBITMQ_NODENAME"]["value"].endswith(".rabbitmq-nodes.$(POD_NAMESPACE)")
+    assert "PodDisruptionBudget" not in {m["kind"] for m in VARIANTS["job"]}
+
+
+def test_an_existing_secret_in_the_cluster_is_not_applied_again() -> None:
+    manifests = VARIANTS["job"]
+    kept = without_secrets(manifests, {"jobkit"})
+    assert "Secret" not in {manifest["kind"] for manifest in kept}
+    assert len(kept) == len(manifests) - 1
+    assert without_secrets(manifests, {"another"}) == manifests
+
+
+KEDA = Path(os.environ.get("KEDA_CRDS", ROOT.parent / "shared" / "reference" / "keda"))
+
+
+def _crd_schema(name: str, kind: str) -> dict[str, Any]:
+    path = KEDA / name
+    if not path.exists():
+        pytest.skip(f"KEDA's CRDs are not at {KEDA} (set KEDA_CRDS to their directory)")
+    (crd,) = yaml.safe_load_all(path.read_text())
+    (served,) = [version for version in crd["spec"]["versions"] if version["served"]]
+    assert crd["spec"]["names"]["kind"] == kind
+    return dict(served["schema"]["openAPIV3Schema"])
+
+
+def test_the_scaled_job_and_its_trigger_authentication_validate_against_kedas_crds() -> None:
+    auth, scaled_job = render_scaled_job(OPTIONS)
+    jsonschema.validate(scaled_job, _crd_schema("keda.sh_scaledjobs.yaml", "ScaledJob"))
+    jsonschema.validate(
+        auth, _crd_schema("keda.sh_triggerauthentications.yaml", "TriggerAuthentication")
+    )
+    assert scaled_job["spec"]["scalingStrategy"] == {"strategy": "accurate"}

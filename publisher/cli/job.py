@@ -21,7 +21,8 @@ from publisher.cli.options import (
 )
 from publisher.cli.report import write_report
 from publisher.cli.terminal import err, load_settings, out, print_json
-from publisher.kube.manifests import JobOptions, Manifest
+from publisher.kube.manifests import JobOptions
+from publisher.kube.objects import Manifest
 from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, RUN_RECORD_NAME
 from worker.interruption import Interrupted
 from worker.settings import Settings
@@ -106,30 +107,41 @@ def manifests(
             "mounted read-only, and named by AZURE_CREDENTIALS_PATH.",
         ),
     ] = None,
+    example: Annotated[
+        bool,
+        typer.Option(
+            help="Placeholders instead of secrets, which Kubernetes refuses: for documentation."
+        ),
+    ] = False,
     task: TaskOption = None,
     command: CommandOption = None,
     no_input: NoInputOption = False,
     *,
     job: JobFlags,
 ) -> None:
-    """Render the Kubernetes manifests: RabbitMQ (StatefulSet with a volume claim, Service),
-    the Secret, and the Job with completions = the queue depth now and a podFailurePolicy
-    from the worker's exit codes.
+    """Render the Kubernetes manifests: RabbitMQ (one node, or a cluster with
+    --broker-replicas 3), the Secret with a fresh random password, the data claim, and the
+    Job with completions = the queue depth now and a podFailurePolicy from the worker's exit
+    codes. Every pod meets Pod Security "restricted" (unless --data-host-path).
 
-    Example: jobkit manifests --data-host-path /data --out k8s
+    Example: jobkit manifests --broker-replicas 3 --out k8s
     """
-    from publisher.kube.manifests import render_files, write_manifests
+    from publisher.kube.manifests import EXAMPLE_HEADER, render_files
+    from publisher.kube.objects import HEADER, write_manifests
 
     fixed = 1 if keda else parallelism if job.drain else None
     with load_settings(task, command, no_input) as settings:
         count = completions_or_depth(settings, job.completions, fixed)
         options = job_options(settings, job, parallelism, count)
         credentials = azure_credentials.read_bytes() if azure_credentials else None
-        files = render_files(options, job.cluster_broker_url, credentials, keda)
+        files = render_files(
+            options, job.cluster_broker_url, credentials, keda, example, bool(job.existing_secret)
+        )
+        header = EXAMPLE_HEADER if example else HEADER
         if out_dir is None:
-            out.print(_joined(files), markup=False, end="")
+            out.print(_joined(files, header), markup=False, end="")
             return
-        for path in write_manifests(out_dir, files):
+        for path in write_manifests(out_dir, files, header):
             out.print(f"Wrote {path}", markup=False, highlight=False)
 
 
@@ -179,9 +191,10 @@ def run(
             fixed = parallelism if job.drain else None
             count = completions_or_depth(settings, job.completions, fixed)
             options = job_options(settings, job, parallelism, count)
-            report = _run_kube(
-                settings, options, render_files(options, job.cluster_broker_url), as_json, dry_run
+            files = render_files(
+                options, job.cluster_broker_url, existing_secret=bool(job.existing_secret)
             )
+            report = _run_kube(settings, options, files, as_json, dry_run)
             outputs = f"{options.output_url} (in the pods)"
             logs = f"kubectl logs -l job-name={options.name}"
         else:
@@ -279,7 +292,7 @@ def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, 
         out.print(reconciliation.summary(), style=style, markup=False, highlight=False)
 
 
-def _joined(files: dict[str, list[Manifest]]) -> str:
-    from publisher.kube.manifests import dump
+def _joined(files: dict[str, list[Manifest]], header: str | None = None) -> str:
+    from publisher.kube.objects import HEADER, dump
 
-    return dump([doc for docs in files.values() for doc in docs])
+    return dump([doc for docs in files.values() for doc in docs], header or HEADER)

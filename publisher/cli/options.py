@@ -11,7 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
-from publisher.kube.manifests import DEFAULT_CLUSTER_BROKER_URL, DEFAULT_IMAGE, JobOptions
+from publisher.kube.manifests import (
+    DATA_CLAIM,
+    DEFAULT_CLUSTER_BROKER_URL,
+    DEFAULT_IMAGE,
+    DEFAULT_SECRET,
+    JobOptions,
+)
 from worker.errors import ConfigError
 from worker.settings import Settings
 
@@ -45,11 +51,31 @@ RequestsOption = Annotated[str, typer.Option(help="Each pod's CPU,memory request
 LimitsOption = Annotated[str, typer.Option(help="Each pod's CPU,memory limits.")]
 HostPathOption = Annotated[
     str | None,
-    typer.Option(help="Node directory mounted at /data (kind: /data)."),
+    typer.Option(
+        help="A node's directory mounted at /data instead of the claim (kind: /data); fails Pod "
+        "Security baseline, so only for clusters like kind."
+    ),
 ]
 ClaimOption = Annotated[
     str | None,
-    typer.Option(help="PersistentVolumeClaim mounted at /data instead."),
+    typer.Option(
+        help=f"Your PersistentVolumeClaim mounted at /data; default: {DATA_CLAIM}, rendered in "
+        "data.yaml (ReadWriteMany, 10Gi)."
+    ),
+]
+ReplicasOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="RabbitMQ nodes: 3 (recommended in production) survive losing one; 1 for kind.",
+    ),
+]
+ExistingSecretOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Use this existing Secret (BROKER_URL, RABBITMQ_DEFAULT_USER, RABBITMQ_DEFAULT_PASS, "
+        "ERLANG_COOKIE) instead of rendering one with a fresh password."
+    ),
 ]
 TaskOption = Annotated[
     str | None,
@@ -77,7 +103,8 @@ ClusterBrokerOption = Annotated[
     str,
     typer.Option(
         envvar="CLUSTER_BROKER_URL",
-        help="BROKER_URL as pods see it; its user and password become RabbitMQ's.",
+        help="BROKER_URL as pods see it; its user and password become RabbitMQ's (without a "
+        "password, a random one is made at each rendering).",
     ),
 ]
 
@@ -100,6 +127,8 @@ class JobFlags:
     data_host_path: HostPathOption = None
     data_claim: ClaimOption = None
     cluster_broker_url: ClusterBrokerOption = DEFAULT_CLUSTER_BROKER_URL
+    broker_replicas: ReplicasOption = 1
+    existing_secret: ExistingSecretOption = None
 
 
 def with_job_flags(command: Callable[..., None]) -> Callable[..., None]:
@@ -155,7 +184,9 @@ def job_options(
         cpu_limit=cpu_limit,
         memory_limit=memory_limit,
         data_host_path=job.data_host_path,
-        data_claim=job.data_claim,
+        data_claim=job.data_claim or DATA_CLAIM,
+        secret=job.existing_secret or DEFAULT_SECRET,
+        broker_replicas=job.broker_replicas,
         log_level=settings.log_level,
         drain=job.drain,
         task_env=tuple(settings.task_env().items()),

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from publisher.kube.manifests import CONTAINER, JobOptions, Manifest, dump
+from publisher.kube.manifests import CONTAINER, JobOptions
+from publisher.kube.objects import Manifest, dump
 from publisher.run.outcome import JobReport
 from worker.broker import Session, dead_queue_name
 from worker.consumer import Outcome
@@ -105,6 +106,14 @@ def record_pod(report: JobReport, pod: PodResult, outcome: Outcome | None) -> No
     report.count(pod.exit_code, item, reason)
 
 
+def without_secrets(manifests: list[Manifest], names: set[str]) -> list[Manifest]:
+    """`manifests` without the Secrets named: an existing Secret is kept, since RabbitMQ set its
+    user's password from it when it first started, and a new one would lock the workers out."""
+    return [
+        doc for doc in manifests if doc["kind"] != "Secret" or doc["metadata"]["name"] not in names
+    ]
+
+
 def describe_stop(status: JobStatus) -> tuple[ExitCode, str]:
     """Why a Failed Job stopped, and the run's exit code: 2 for a configuration error."""
     text = f"{status.reason}: {status.message}".strip(": ")
@@ -177,7 +186,8 @@ class KubeRunner:
             report.queued = session.declare(self.settings.queue)
             report.dead_letters_before = session.depth(dead_queue)
             self._replace_finished_job()
-            self.kubectl.run("apply", "-f", "-", stdin=dump(self.manifests))
+            kept = self._existing_secrets()
+            self.kubectl.run("apply", "-f", "-", stdin=dump(without_secrets(self.manifests, kept)))
             while not self._poll(report, session):
                 on_progress(report)
                 session.serve(self.poll_seconds)
@@ -187,6 +197,15 @@ class KubeRunner:
             report.dead_letters_after = session.depth(dead_queue)
         report.seconds = time.monotonic() - started
         return report
+
+    def _existing_secrets(self) -> set[str]:
+        """The Secrets to be applied that the cluster has already."""
+        names = {doc["metadata"]["name"] for doc in self.manifests if doc["kind"] == "Secret"}
+        return {
+            name
+            for name in names
+            if self.kubectl.run("get", "secret", name, "--ignore-not-found", "-o", "name").strip()
+        }
 
     def _replace_finished_job(self) -> None:
         """A Job's pod template cannot change: delete a finished one of the same name first."""
