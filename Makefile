@@ -128,8 +128,9 @@ test: setup broker azurite amqp-tools chromium ## run the whole test suite, then
 	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/pytest -q
 	@$(MAKE) --no-print-directory lint
 
-chaos: setup ## a bounded random fault session (worker kills, broker restarts) on a private broker
+chaos: setup ## bounded fault sessions on private brokers: worker kills and broker restarts, then a cluster losing its queue's leader
 	$(BIN)/python tests/chaos.py --items 40 --kills 15 --restarts 2
+	CLUSTER_ITEMS=200 $(BIN)/pytest -q -s tests/test_cluster.py
 
 bench: setup broker ## measure speed against the AKS blog's pandas worker side by side (a few minutes)
 	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/python -m bench

@@ -5,6 +5,7 @@ The shared broker at BROKER_URL is never touched by these tests.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -68,6 +69,12 @@ class PrivateBroker:
                 raise RuntimeError(f"private broker on {self.port} does not answer")
             time.sleep(0.2)
 
+    def join(self, seed: PrivateBroker) -> None:
+        """Make this running node a member of `seed`'s cluster (it forgets its own data)."""
+        self._ctl("stop_app")
+        self._ctl("join_cluster", seed.node)
+        self._ctl("start_app")
+
     def stop(self) -> None:
         """Stop the node cleanly."""
         self._ctl("stop", str(self.directory / "pid"))
@@ -95,11 +102,42 @@ class PrivateBroker:
                 self.kill()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _ctl(self, *args: str) -> None:
-        subprocess.run(
+    def _ctl(self, *args: str) -> str:
+        return subprocess.run(
             ["rabbitmqctl", "-n", self.node, "-q", *args],
             env=self.env,
             check=True,
             timeout=START_SECONDS + 30,
             capture_output=True,
-        )
+            text=True,
+        ).stdout
+
+
+class PrivateCluster:
+    """Private nodes joined into one cluster (the first is the seed), for tests that lose one."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.nodes = [PrivateBroker() for _ in range(size)]
+
+    @property
+    def url(self) -> str:
+        """BROKER_URL naming every node, the first first."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        seed = self.nodes[0]
+        for node in self.nodes[1:]:
+            node.join(seed)
+
+    def leader(self, queue: str) -> PrivateBroker:
+        """The node that leads quorum queue `queue`, as a surviving node sees it."""
+        asker = next(node for node in self.nodes if node.answers())
+        listing = json.loads(asker._ctl("list_queues", "name", "leader", "--formatter", "json"))
+        leader = next(row["leader"] for row in listing if row["name"] == queue)
+        return next(node for node in self.nodes if node.node == leader)
+
+    def remove(self) -> None:
+        for node in reversed(self.nodes):
+            node.remove()

@@ -23,7 +23,11 @@ def test_more_items_than_one_confirm_window_are_all_confirmed_and_queued(
 
 
 def test_messages_the_broker_returns_as_unroutable_are_not_counted(settings: Settings) -> None:
-    nowhere = Settings(broker_url=settings.broker_url, queue=settings.queue + "-undeclared")
+    nowhere = Settings(
+        broker_url=settings.broker_url,
+        queue=settings.queue + "-undeclared",
+        broker_retry_seconds=1,  # how long refusals are retried
+    )
     publisher = _WindowedPublisher(nowhere, ["a.csv", "b.csv", "c.csv"])
 
     publisher.run()

@@ -60,6 +60,16 @@ def queue_arguments(queue: str) -> dict[str, Any]:
     }
 
 
+# The dead-letter queue is replicated like the work queue, so that it outlives any one node.
+# Its delivery limit is RabbitMQ 4's default of 20 lifted: every look at a dead letter ('jobkit
+# dead list', 'jobkit status') returns it unacked, which counts as a delivery.
+DEAD_QUEUE_ARGUMENTS = {"x-queue-type": "quorum", "x-delivery-limit": 1_000_000}
+
+
+class _OtherArguments(ConfigError):
+    """The queue exists with other arguments than the kit declares."""
+
+
 def message_properties(body: bytes, headers: dict[str, Any] | None = None) -> pika.BasicProperties:
     """A message's properties: persistent text with a stable id, the same for the same item."""
     return pika.BasicProperties(
@@ -125,13 +135,19 @@ class Session:
         Raises ConfigError when the user may not use the queue or it exists with other
         arguments.
         """
+        ready = self._declare(queue, queue_arguments(queue))
+        dead_queue = dead_queue_name(queue)
         try:
-            self._channel.queue_declare(
-                dead_queue_name(queue), durable=True, arguments={"x-queue-type": "classic"}
-            )
-            result = self._channel.queue_declare(
-                queue, durable=True, arguments=queue_arguments(queue)
-            )
+            self._declare(dead_queue, DEAD_QUEUE_ARGUMENTS)
+        except _OtherArguments:
+            # A classic dead-letter queue, as earlier versions of the kit made: it still works,
+            # but lives on one node. Deleting it once empty lets the next declaration replace it.
+            log.warning("%s is not replicated (made by an earlier version of the kit)", dead_queue)
+        return ready
+
+    def _declare(self, queue: str, arguments: dict[str, Any]) -> int:
+        try:
+            result = self._channel.queue_declare(queue, durable=True, arguments=arguments)
         except pika.exceptions.ChannelClosedByBroker as exc:
             self._reopen_channel()
             if exc.reply_code == _ACCESS_REFUSED:
@@ -140,7 +156,7 @@ class Session:
                     "set QUEUE to a queue it may use, or grant it this one ('make broker' does)."
                 ) from exc
             if exc.reply_code == _PRECONDITION_FAILED:
-                raise ConfigError(
+                raise _OtherArguments(
                     f"Queue {queue!r} exists with other arguments than this kit declares "
                     f"({exc.reply_text}); delete it or set QUEUE to another name."
                 ) from exc
@@ -269,7 +285,8 @@ def _lost(exc: BaseException) -> BrokerLost:
 
 
 def _connect(settings: Settings, purpose: str) -> BlockingConnection:
-    """Open a blocking connection, retrying an unreachable broker for BROKER_RETRY_SECONDS.
+    """Open a blocking connection to the first node that answers, retrying for
+    BROKER_RETRY_SECONDS while none does.
 
     Raises BrokerUnavailable with a one-line, masked message: at once for refused credentials,
     after the retries for an unreachable broker.
@@ -303,9 +320,14 @@ def _connect(settings: Settings, purpose: str) -> BlockingConnection:
             delay = min(delay * 2, _MAX_RETRY_SECONDS)
 
 
-def connection_parameters(settings: Settings, purpose: str) -> pika.URLParameters:
-    """Parameters from BROKER_URL, with a connection name that says who and why."""
-    params = pika.URLParameters(settings.broker_url)
+def connection_parameters(settings: Settings, purpose: str) -> list[pika.URLParameters]:
+    """Parameters for each node BROKER_URL names, with a connection name that says who and
+    why; a connection tries them in turn."""
+    return [_parameters(url, settings, purpose) for url in settings.broker_urls]
+
+
+def _parameters(url: str, settings: Settings, purpose: str) -> pika.URLParameters:
+    params = pika.URLParameters(url)
     params.client_properties = {
         "connection_name": f"jobkit-{purpose}@{socket.gethostname()}:{os.getpid()}"
     }

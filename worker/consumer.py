@@ -85,30 +85,36 @@ def take_items(
     settings: Settings, task: Task, inputs: Store, outputs: Store, drain: bool
 ) -> Iterator[Outcome]:
     """Yield the outcome of each item taken, one at a time: one item, or with `drain` every
-    item until the queue is empty or an item fails transiently (it goes back to the queue).
+    item until the queue is empty or an item fails transiently (it goes back to the queue);
+    a lost connection does not end a drain, which goes on through another node.
 
     Yields one "empty" outcome when no item was there at all; raises BrokerUnavailable or
     ConfigError before any message is taken.
     """
-    with Session(settings, "worker") as session:
-        session.declare(settings.queue)
-        taken = 0
+    taken = 0
+    while True:
         try:
-            while True:
-                with worker_interruption.deferred():
-                    outcome = _take(session, settings, task, inputs, outputs)
-                if outcome.item is None and taken:
-                    return
-                yield outcome
-                taken += 1
-                if not drain or outcome.item is None or outcome.code is ExitCode.RETRY:
-                    return
-                if worker_interruption.requested:
-                    return
+            with Session(settings, "worker") as session:
+                session.declare(settings.queue)
+                while True:
+                    with worker_interruption.deferred():
+                        outcome = _take(session, settings, task, inputs, outputs)
+                    if outcome.item is None and taken:
+                        return
+                    yield outcome
+                    taken += 1
+                    if not drain or outcome.item is None or outcome.code is ExitCode.RETRY:
+                        return
+                    if worker_interruption.requested:
+                        return
         except BrokerLost as exc:
-            # The broker requeues an unacked message when the connection goes.
+            # The broker returns the unacked message when the connection goes; a draining
+            # worker goes on through the next node that answers.
             log.error("%s The item goes back to the queue.", exc)
             yield Outcome(ExitCode.RETRY, reason=str(exc))
+            taken += 1
+            if not drain or worker_interruption.requested:
+                return
 
 
 def item_body(body: bytes) -> bytes:

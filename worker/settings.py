@@ -33,8 +33,13 @@ _NAME_WIDTH = 22
 
 
 def mask_url(url: str) -> str:
-    """Return `url` with any password replaced by `***`, for logs and messages."""
-    parts = urlsplit(url)
+    """Return `url` (or a comma-separated list of URLs) with any password replaced by `***`,
+    for logs and messages."""
+    return ",".join(_mask_one(one) for one in url.split(","))
+
+
+def _mask_one(url: str) -> str:
+    parts = urlsplit(url.strip())
     if parts.password is None:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
@@ -114,7 +119,7 @@ class Settings:
     broker_url: str = _setting(
         "BROKER_URL",
         DEFAULT_BROKER_URL,
-        "RabbitMQ, amqp:// or amqps://",
+        "RabbitMQ, amqp:// or amqps://; several nodes of a cluster comma-separated, tried in turn",
         show=mask_url,
         secret=True,
     )
@@ -203,6 +208,11 @@ class Settings:
         "the endpoint, if not https://ACCOUNT.blob.core.windows.net",
     )
 
+    @property
+    def broker_urls(self) -> list[str]:
+        """The nodes BROKER_URL names, in the order to try them."""
+        return [url.strip() for url in self.broker_url.split(",")]
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from `env`; raises ConfigError naming every bad variable at once."""
@@ -230,12 +240,12 @@ class Settings:
 
     def _problems(self) -> list[str]:
         problems = []
-        broker = urlsplit(self.broker_url)
-        if broker.scheme not in ("amqp", "amqps") or not broker.hostname:
-            problems.append(
-                f"BROKER_URL {mask_url(self.broker_url)!r} is not an amqp:// or amqps:// URL "
-                "with a host"
-            )
+        for url in self.broker_urls:
+            broker = urlsplit(url)
+            if broker.scheme not in ("amqp", "amqps") or not broker.hostname:
+                problems.append(
+                    f"BROKER_URL {mask_url(url)!r} is not an amqp:// or amqps:// URL with a host"
+                )
         if self.broker_ca_file and not os.path.isfile(self.broker_ca_file):
             problems.append(f"BROKER_CA_FILE {self.broker_ca_file!r} is not a file")
         if len(self.queue.encode()) > MAX_QUEUE_NAME:
