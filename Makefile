@@ -67,6 +67,10 @@ $(BIN)/jobkit: pyproject.toml
 	$(BIN)/pip install -e '.[dev]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@touch $@
 
+$(BIN)/celery: $(BIN)/jobkit
+	$(BIN)/pip install -e '.[dev,bench]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@touch $@
+
 setup: $(BIN)/jobkit ## create the virtualenv and install the kit with its dev tools
 
 broker: ## make sure RabbitMQ answers (starts a local node if none does) and give the kit its own user
@@ -132,7 +136,7 @@ chaos: setup ## bounded fault sessions on private brokers: worker kills and brok
 	$(BIN)/python tests/chaos.py --items 40 --kills 15 --restarts 2
 	CLUSTER_ITEMS=200 $(BIN)/pytest -q -s tests/test_cluster.py
 
-bench: setup broker ## measure speed against the AKS blog's pandas worker side by side (a few minutes)
+bench: $(BIN)/celery broker ## measure speed against the AKS blog's pandas worker and a warm Celery worker, side by side (a few minutes)
 	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/python -m bench
 
 lint: setup ## ruff, mypy, and actionlint (with Debian's shellcheck) on the workflows

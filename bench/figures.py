@@ -25,21 +25,30 @@ JOBKIT = str(Path(sys.executable).parent / "jobkit")
 
 @dataclass(frozen=True)
 class Figure:
-    """One row of the table: ours, the seed's, and what the target asks."""
+    """One row of the table: ours, the peer's (the seed's unless named), what the target asks."""
 
     name: str
     ours: float
-    seed: float
+    seed: float  # the peer's figure
     unit: str
     higher_is_better: bool
     target: str
     met: bool
     note: str = ""
+    peer: str = "seed"
 
     @property
     def ratio(self) -> float:
-        """How many times better ours is than the seed's."""
+        """How many times better ours is than the peer's."""
         return self.ours / self.seed if self.higher_is_better else self.seed / self.ours
+
+    @property
+    def ratio_text(self) -> str:
+        """The ratio as the table shows it: against the seed, times better; against another
+        peer, ours as a multiple of its time (its targets are written that way)."""
+        if self.peer == "seed":
+            return f"{self.ratio:.1f}x"
+        return f"{self.ours / self.seed:.2f}x {self.peer}"
 
 
 def aggregation(year: Path, out: Path, rounds: int) -> tuple[Figure, dict[str, float]]:

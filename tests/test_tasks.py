@@ -132,7 +132,7 @@ def test_items_that_are_not_files_are_published_from_standard_input_and_processe
     for item in ("frame 1", "frame 2"):
         assert Path(settings.output_url, f"{item}.shout").read_bytes() == item.upper().encode()
         record = json.loads(Path(settings.output_url, f"{item}.done.json").read_text())
-        assert record["input_md5"] == hashlib.md5(item.encode()).hexdigest()
+        assert record["input_sha256"] == hashlib.sha256(item.encode()).hexdigest()
 
 
 @pytest.mark.parametrize(

@@ -279,7 +279,7 @@ def test_a_success_record_is_stored_beside_the_output(
     record = json.loads(Path(settings.output_url, "temperature1.csv.done.json").read_text())
     assert record["item"] == "temperature1.csv"
     assert record["input_bytes"] == len(files["temperature1.csv"])
-    assert record["input_md5"] == hashlib.md5(files["temperature1.csv"]).hexdigest()
+    assert record["input_sha256"] == hashlib.sha256(files["temperature1.csv"]).hexdigest()
     output = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
     assert record["outputs"] == {"temperature1_aggregated.csv": hashlib.md5(output).hexdigest()}
     assert record["deliveries"] == 1

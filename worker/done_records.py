@@ -26,12 +26,16 @@ def record_name(item: str) -> str:
 
 @dataclass(frozen=True)
 class Record:
-    """One item done: its input's size and MD5, each output's MD5, and who did it when."""
+    """One item done: its input's size and SHA-256, each output's MD5, and who did it when.
+
+    Outputs carry MD5, the digest Azure Blob Storage keeps for every blob; the input, read in
+    full anyway, gets SHA-256, which this machine's CPUs compute over twice as fast.
+    """
 
     item: str
     queue: str  # the work queue the item came from
     input_bytes: int
-    input_md5: str
+    input_sha256: str
     outputs: dict[str, str]
     deliveries: int  # how many times the broker delivered the item, this time included
     worker: str
@@ -50,7 +54,7 @@ def make_record(
         item=item,
         queue=queue,
         input_bytes=len(data),
-        input_md5=hashlib.md5(data).hexdigest(),
+        input_sha256=hashlib.sha256(data).hexdigest(),
         outputs={name: hashlib.md5(content).hexdigest() for name, content in outputs.items()},
         deliveries=deliveries,
         worker=f"{socket.gethostname()}:{os.getpid()}",
@@ -72,7 +76,7 @@ def is_current(store: Store, record: Record | None, data: bytes) -> bool:
     """True when `record` describes input `data` and every output it lists is still stored."""
     if record is None or record.input_bytes != len(data):
         return False
-    if record.input_md5 != hashlib.md5(data).hexdigest():
+    if record.input_sha256 != hashlib.sha256(data).hexdigest():
         return False
     return all(
         (digest := store.digest(name)) is not None and digest.hex() == md5

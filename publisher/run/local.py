@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from publisher.run.outcome import Attempt, JobReport, Verdict, describe_worker_exit
@@ -19,7 +20,8 @@ from worker.storage.base import open_store
 from worker.tasks import load_task
 
 STOP_GRACE_SECONDS = 10.0  # for stopped workers to give their items back, before SIGKILL
-POLL_SECONDS = 0.02  # a finished worker is replaced within this; a poll costs ~1 ms
+# A worker that ends is replaced at once; a draining worker's progress is read this often.
+PROGRESS_SECONDS = 0.1
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 
@@ -132,7 +134,18 @@ class LocalRunner:
                     self._start_worker()
             report.running = len(self._workers)
             on_progress(report)
-            time.sleep(POLL_SECONDS)
+            self._wait_for_news()
+
+    def _wait_for_news(self) -> None:
+        """Until a worker ends, the backoff delay passes or it is time to show progress."""
+        timeout = PROGRESS_SECONDS
+        if self._not_before > time.monotonic():
+            timeout = min(timeout, self._not_before - time.monotonic())
+        sentinels = [worker.process.sentinel for worker in self._workers]
+        if sentinels:
+            wait(sentinels, timeout)
+        else:
+            time.sleep(timeout)
 
     def _start_worker(self) -> None:
         # Workers see exactly the runner's settings, whatever this process inherited.
