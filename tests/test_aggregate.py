@@ -81,6 +81,7 @@ def test_columns_may_come_in_any_order() -> None:
     ("content", "message"),
     [
         ("", "t.csv: the file is empty"),
+        (" \r\n\t\n", "t.csv: the file is empty"),
         (HEADER, "t.csv: there are no readings below the header"),
         (HEADER + "\n\n", "t.csv: there are no readings below the header"),
         ("\x1f\x08\x00\x00\x00", "t.csv: binary data, not a CSV (it begins b'\\x1f\\x08"),

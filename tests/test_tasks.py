@@ -16,6 +16,8 @@ from worker.settings import Settings
 pytestmark = pytest.mark.rabbitmq
 
 TASKS = """\
+import sys
+
 from worker.errors import InputError
 
 
@@ -25,6 +27,11 @@ def shout(name, data):
 
 def refuse(name, data):
     raise InputError(f"{name}: refused")
+
+
+def command_line_modules(name, data):
+    loaded = sorted(set(sys.modules) & {"typer", "rich", "click"})
+    return {name + ".modules": " ".join(loaded).encode()}
 """
 
 
@@ -149,3 +156,16 @@ def test_a_bad_task_stops_the_run_with_exit_2_even_when_the_queue_is_empty(
 
     assert result.returncode == ExitCode.CONFIG, result.stdout + result.stderr
     assert message in result.stderr, result.stderr
+
+
+def test_a_runs_workers_do_not_load_the_command_lines_libraries(
+    task_env: dict[str, str], settings: Settings
+) -> None:
+    # Each worker of 'jobkit run' is a fork of a template process; re-importing typer and rich
+    # in each, as multiprocessing does for the script that started it, cost ~50 ms an item.
+    _publish_file(settings, "a.txt", b"x")
+
+    result = jobkit({**task_env, "TASK": "jobkit_test_tasks:command_line_modules"}, "run")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert Path(settings.output_url, "a.txt.modules").read_text() == ""

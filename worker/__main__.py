@@ -36,13 +36,16 @@ With --drain, take items one at a time the same way until the queue is empty,
 printing one line per item; exit 0 if all were done, 3 if any was dead-
 lettered, 1 after a transient failure (that item went back to the queue)."""
 
+# Built on import: a worker forked from an importing template process does not build it again.
+EPILOG = f"{settings_help()}\n\n{EXIT_CODE_HELP}"
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run one worker; returns the exit code of the contract."""
     parser = argparse.ArgumentParser(
         prog="python -m worker",
         description=DESCRIPTION,
-        epilog=f"{settings_help()}\n\n{EXIT_CODE_HELP}",
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

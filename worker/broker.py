@@ -97,19 +97,19 @@ class Delivery:
 
 
 class Session:
-    """One connection to RabbitMQ and a channel with publisher confirms.
+    """One connection to RabbitMQ and a channel, with publisher confirms from the first publish.
 
     Opening retries an unreachable broker for BROKER_RETRY_SECONDS, then raises
     BrokerUnavailable; an operation whose connection fails raises BrokerLost, and every message
     taken and not acked goes back to its queue.
     """
 
+    _confirming: bool  # the channel is in confirm mode, switched on by the first publish
+
     def __init__(self, settings: Settings, purpose: str) -> None:
         self.settings = settings
         self._connection = _connect(settings, purpose)
-        with self._translated():
-            self._channel = self._connection.channel()
-            self._channel.confirm_delivery()
+        self._open_channel()
 
     def __enter__(self) -> Session:
         return self
@@ -149,7 +149,7 @@ class Session:
         try:
             result = self._channel.queue_declare(queue, durable=True, arguments=arguments)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            self._reopen_channel()
+            self._open_channel()
             if exc.reply_code == _ACCESS_REFUSED:
                 raise ConfigError(
                     f"RabbitMQ does not let this user use queue {queue!r} ({exc.reply_text}); "
@@ -172,7 +172,7 @@ class Session:
         try:
             result = self._channel.queue_declare(queue, passive=True)
         except pika.exceptions.ChannelClosedByBroker as exc:
-            self._reopen_channel()
+            self._open_channel()
             raise ConfigError(f"Queue {queue!r} does not exist; publish to it first.") from exc
         except pika.exceptions.AMQPError as exc:
             raise _lost(exc) from exc
@@ -210,6 +210,9 @@ class Session:
         """
         properties = message_properties(body, headers)
         try:
+            if not self._confirming:  # a round trip that most workers, which never publish, skip
+                self._channel.confirm_delivery()
+                self._confirming = True
             self._channel.basic_publish("", queue, body, properties, mandatory=True)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
             raise BrokerLost(f"RabbitMQ did not take {body!r} into {queue!r} ({exc!r}).") from exc
@@ -266,11 +269,11 @@ class Session:
             else:
                 self._connection.process_data_events(time_limit=0)
 
-    def _reopen_channel(self) -> None:
-        """The broker closed the channel over an error; later operations need a new one."""
+    def _open_channel(self) -> None:
+        """Open the channel, also after the broker closed it over an error."""
         with self._translated():
             self._channel = self._connection.channel()
-            self._channel.confirm_delivery()
+        self._confirming = False
 
     @contextmanager
     def _translated(self) -> Iterator[None]:

@@ -79,7 +79,7 @@ def _stamp(seconds: int) -> str:
 
 def _read_readings(data: bytes, name: str) -> tuple[Ints, Floats]:
     """(epoch seconds, values with NaN for missing ones), in file order."""
-    if not data.strip():
+    if not data or data.isspace():  # not strip(): that would copy the whole file
         raise InputError(f"{name}: the file is empty (expected a 'Datetime,Temperature' header).")
     if b"\0" in data[:_SNIFF_BYTES]:
         raise InputError(
