@@ -34,7 +34,7 @@ def _make_user(node: PrivateBroker, env_file: Path, queue: str) -> str:
         timeout=180,
     )
     assert made.returncode == 0, made.stdout + made.stderr
-    assert f"may use only queue '{queue}'" in made.stdout, made.stdout
+    assert f"may use queue '{queue}'" in made.stdout, made.stdout
     assert env_file.stat().st_mode & 0o077 == 0, "the password is readable by others"
     (url,) = [line for line in env_file.read_text().splitlines() if line.startswith("BROKER_URL=")]
     return url.removeprefix("BROKER_URL=")
@@ -84,3 +84,19 @@ def test_running_it_again_keeps_the_users_password(
     env_file = tmp_path / "broker.env"
 
     assert _make_user(node, env_file, env["QUEUE"]) == _make_user(node, env_file, env["QUEUE"])
+
+
+def test_granting_another_queue_keeps_the_queues_granted_before(
+    node: PrivateBroker, env: dict[str, str], tmp_path: Path
+) -> None:
+    first, second = env["QUEUE"], env["QUEUE"] + "-second"
+    env_file = tmp_path / "broker.env"
+    _make_user(node, env_file, first)
+    url = _make_user(node, env_file, second)
+    _make_user(node, env_file, first)  # granted already: changes nothing
+
+    for queue in (first, second):
+        depth = jobkit({**env, "BROKER_URL": url, "QUEUE": queue}, "depth")
+        assert "does not let this user" not in depth.stderr, depth.stderr
+    other = jobkit({**env, "BROKER_URL": url, "QUEUE": "someone-elses"}, "depth")
+    assert "does not let this user use queue 'someone-elses'" in other.stderr, other.stderr
