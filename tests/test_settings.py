@@ -32,6 +32,14 @@ def test_every_bad_variable_is_reported_in_one_message() -> None:
     assert "hunter2" not in message
 
 
+@pytest.mark.parametrize("port", ["abc", "99999"])
+def test_a_broker_port_that_is_not_a_port_is_a_configuration_error(port: str) -> None:
+    with pytest.raises(
+        ConfigError, match=f"BROKER_URL 'amqp://u:\\*\\*\\*@h:{port}/' has no valid"
+    ):
+        Settings.from_env({"BROKER_URL": f"amqp://u:secret@h:{port}/"})
+
+
 def test_passwords_are_masked_in_urls() -> None:
     assert mask_url("amqps://jobs:s3cret@mq.example:5671/prod") == (
         "amqps://jobs:***@mq.example:5671/prod"

@@ -158,6 +158,18 @@ def test_a_bad_task_stops_the_run_with_exit_2_even_when_the_queue_is_empty(
     assert message in result.stderr, result.stderr
 
 
+def test_lines_starting_with_a_hash_in_a_list_of_items_are_comments(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    no_files = {**env, "INPUT_URL": str(tmp_path / "nowhere"), "NO_INPUT": "true"}
+
+    published = jobkit(no_files, "publish", "--from", "-", stdin="# frames\nframe 1\n  # 2\n")
+
+    assert published.returncode == 0, published.stderr
+    assert "Published 1 item to" in published.stdout
+    assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == 1
+
+
 def test_a_runs_workers_do_not_load_the_command_lines_libraries(
     task_env: dict[str, str], settings: Settings
 ) -> None:

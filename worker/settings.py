@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from worker.builtin import DEFAULT_MAX_SPAN_HOURS
 from worker.errors import ConfigError
@@ -246,6 +246,9 @@ class Settings:
                 problems.append(
                     f"BROKER_URL {mask_url(url)!r} is not an amqp:// or amqps:// URL with a host"
                 )
+                continue
+            if not _has_valid_port(broker):
+                problems.append(f"BROKER_URL {mask_url(url)!r} has no valid port (up to 65535)")
         if self.broker_ca_file and not os.path.isfile(self.broker_ca_file):
             problems.append(f"BROKER_CA_FILE {self.broker_ca_file!r} is not a file")
         if len(self.queue.encode()) > MAX_QUEUE_NAME:
@@ -308,6 +311,14 @@ class Settings:
             variable.name: variable.show(getattr(self, field.name))
             for field, variable in _variables()
         }
+
+
+def _has_valid_port(url: SplitResult) -> bool:
+    """True unless the URL gives a port that is not a number up to 65535."""
+    try:
+        return url.port is None or url.port >= 0
+    except ValueError:
+        return False
 
 
 def _variables() -> list[tuple[dataclasses.Field[Any], _Variable]]:

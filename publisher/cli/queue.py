@@ -22,7 +22,8 @@ def publish(
         typer.Option(
             "--from",
             help="Also publish the items in this file, one per line ('-': standard input); "
-            "blank lines are skipped. Items need not be files (see NO_INPUT).",
+            "blank lines and lines starting with '#' are skipped. Items need not be files "
+            "(see NO_INPUT).",
         ),
     ] = None,
     force: Annotated[

@@ -31,8 +31,9 @@ WINDOW = 2_000
 
 
 def read_items(lines: Iterable[str]) -> list[str]:
-    """The items in `lines`, one a line, surrounding white space and blank lines left out."""
-    return [item for line in lines if (item := line.strip())]
+    """The items in `lines`, one a line; surrounding white space, blank lines and comments
+    (lines starting with '#') left out."""
+    return [item for line in lines if (item := line.strip()) and not item.startswith("#")]
 
 
 class PublishIncomplete(BrokerUnavailable):
