@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import (
+    AccountSasPermissions,
+    BlobServiceClient,
+    ContainerClient,
+    ResourceTypes,
+    generate_account_sas,
+)
 from conftest import (
     AZURITE_ACCOUNT,
     AZURITE_ENDPOINT,
@@ -204,3 +211,29 @@ def test_an_unknown_account_exits_2_naming_it(
     assert result.returncode == ExitCode.CONFIG, result.stderr
     assert "of account 'nosuchaccount'" in result.stderr
     assert read_depths(credentials_env["BROKER_URL"], credentials_env["QUEUE"]) == (1, 0)
+
+
+def test_a_container_the_credentials_may_only_read_exits_2_before_any_message_is_taken(
+    azure_env: dict[str, str], container: ContainerClient
+) -> None:
+    read_only = generate_account_sas(
+        AZURITE_ACCOUNT,
+        AZURITE_KEY,
+        ResourceTypes(container=True, object=True),
+        AccountSasPermissions(read=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    env = {
+        **azure_env,
+        "AZURE_STORAGE_CONNECTION_STRING": (
+            f"BlobEndpoint={AZURITE_ENDPOINT};SharedAccessSignature={read_only}"
+        ),
+    }
+    container.upload_blob("in/t.csv", b"Datetime,Temperature\n2017-12-01 00:00:00,1\n")
+    jobkit(azure_env, "publish", "t.csv")
+
+    result = worker(env)
+
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert f"Azure refused access to container '{container.container_name}'" in result.stderr
+    assert read_depths(azure_env["BROKER_URL"], azure_env["QUEUE"]) == (1, 0)

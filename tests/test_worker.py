@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -131,6 +132,28 @@ def test_a_missing_input_directory_takes_no_message(
     result = worker({**env, "INPUT_URL": str(tmp_path / "typo")})
     assert result.returncode == ExitCode.CONFIG
     assert f"{tmp_path / 'typo'} is not a directory" in result.stderr
+    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+
+
+def _unwritable_directory(tmp_path: Path) -> Path:
+    """A directory this process cannot write in: root writes anywhere but in sysfs."""
+    if os.geteuid() == 0:
+        return Path("/sys/kernel")
+    directory = tmp_path / "read-only"
+    directory.mkdir(mode=0o555)
+    return directory
+
+
+def test_an_unwritable_output_directory_takes_no_message(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    publish_items(settings, ["temperature1.csv"])
+    unwritable = _unwritable_directory(tmp_path)
+
+    result = worker({**env, "OUTPUT_URL": str(unwritable)})
+
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert f"Cannot write to {unwritable}" in result.stderr
     assert read_depths(settings.broker_url, settings.queue) == (1, 0)
 
 

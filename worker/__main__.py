@@ -84,8 +84,9 @@ def _run(args: argparse.Namespace) -> int:
         inputs = open_store(settings.input_url, settings)
         outputs = open_store(settings.output_url, settings)
         # A bad location, credentials or task: exit 2 before any message is taken.
-        for store in (outputs,) if settings.no_input else (inputs, outputs):
-            store.check()
+        if not settings.no_input:
+            inputs.check()
+        outputs.check(writable=True)
         task = load_task(settings)
         if args.stdin:
             item = item_body(sys.stdin.buffer.read())  # amqp-consume pipes the body as it is

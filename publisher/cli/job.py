@@ -76,7 +76,7 @@ def upload(
         origin.check()
         names = origin.list(suffix)
         target = open_store(destination, settings, create=True)
-        target.check()
+        target.check(writable=True)
         with Progress(console=out, transient=True) as progress:
             bar = progress.add_task("upload", total=len(names))
             uploaded, skipped = upload_files(

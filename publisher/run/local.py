@@ -79,7 +79,7 @@ class LocalRunner:
     def _run(self, on_progress: Callable[[JobReport], None]) -> JobReport:
         started, started_at = time.monotonic(), time.time()
         outputs = open_store(self.settings.output_url, self.settings, create=True)
-        outputs.check()
+        outputs.check(writable=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         watch = _QueueWatch(self.settings)
         try:

@@ -31,6 +31,7 @@ logging.getLogger("azure").setLevel(logging.WARNING)
 
 # One Put Blob request up to this size: the blob appears whole or not at all.
 _SINGLE_PUT_BYTES = 256 * 1024 * 1024
+WRITE_PROBE = ".jobkit/writable"  # hidden, as a local store's temporaries are: never listed
 _CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
@@ -71,12 +72,15 @@ class BlobStore:
         check_name(name)
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def check(self) -> None:
-        """Raise ConfigError naming the account and container unless the container is usable."""
+    def check(self, writable: bool = False) -> None:
+        """Raise ConfigError naming the account and container unless the container is usable
+        and, with `writable`, takes a blob (an empty WRITE_PROBE, written again each time)."""
         with self._translated("check", config=True):
             if self.create and not self.container.exists():
                 self.container.create_container()
             self.container.get_container_properties()
+            if writable:
+                self.container.upload_blob(self._blob(WRITE_PROBE), b"", overwrite=True)
 
     def read(self, name: str) -> bytes:
         """The blob's bytes; InputError when there is no such blob."""
@@ -105,7 +109,10 @@ class BlobStore:
             names = [
                 blob for blob in self.container.list_blob_names(name_starts_with=start or None)
             ]
-        return sorted(name[len(start) :] for name in names if name.endswith(suffix))
+        relative = (name[len(start) :] for name in names if name.endswith(suffix))
+        return sorted(
+            name for name in relative if not any(part.startswith(".") for part in name.split("/"))
+        )
 
     def digest(self, name: str) -> bytes | None:
         """The Content-MD5 the blob was stored with, or None when there is no such blob."""

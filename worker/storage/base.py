@@ -28,8 +28,10 @@ BACKENDS = {
 class Store(Protocol):
     """A place holding items' files by name. Writes are atomic: the old content or the new."""
 
-    def check(self) -> None:
-        """Raise ConfigError unless the store can be used (reachable, allowed, existing).
+    def check(self, writable: bool = False) -> None:
+        """Raise ConfigError unless the store can be used (reachable, allowed, existing) and,
+        with `writable`, written to: a store that refuses writes is found before any message is
+        taken, not by every item failing.
 
         A store opened with `create` first makes its directory or container when missing.
         """

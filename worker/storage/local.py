@@ -45,9 +45,10 @@ class LocalStore:
     def temporaries(self) -> Path:
         return self.root / TEMPORARY_DIR
 
-    def check(self) -> None:
-        """Raise ConfigError unless the root is a directory (made first with `create`); remove
-        the temporary files of writes whose process was killed."""
+    def check(self, writable: bool = False) -> None:
+        """Raise ConfigError unless the root is a directory (made first with `create`) and, with
+        `writable`, a file can be made in it; remove the temporary files of writes whose process
+        was killed."""
         if self.create:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,13 @@ class LocalStore:
         if not self.root.is_dir():
             raise ConfigError(f"{self.root} is not a directory; check INPUT_URL and OUTPUT_URL.")
         remove_stale(self.temporaries)
+        if writable:
+            try:
+                self.temporaries.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=self.temporaries):
+                    pass
+            except OSError as exc:
+                raise ConfigError(f"Cannot write to {self.root} ({exc.strerror}).") from exc
 
     def path(self, name: str) -> Path:
         """The file behind `name`, after checking the name."""
