@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import jobkit, read_depths
 
+from publisher.run.outcome import JobReport
 from worker.builtin.aggregate import aggregate_csv
 from worker.errors import ExitCode
 
@@ -131,3 +132,12 @@ def test_drain_mode_does_every_item_and_reports_each_one(env: dict[str, str]) ->
     assert sorted(report["done"]) == [f"temperature{i}.csv" for i in range(1, 7)]  # type: ignore[arg-type]
     assert report["failures"] == [] and report["empty"] == 0
     assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 0)
+
+
+def test_remaining_items_count_each_item_once_while_workers_start() -> None:
+    # 48 items: 40 done, 7 queued, and two workers running, one of them just started and not
+    # yet holding its item, which is still among the queued.
+    report = JobReport(completions=48, parallelism=2, backoff_limit=6, queued=7, running=2)
+    report.done = [f"item{number}" for number in range(40)]
+
+    assert report.remaining == 8

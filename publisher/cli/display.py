@@ -29,7 +29,8 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         elapsed = task.elapsed or 0.0
-        return Text(f"{task.completed / elapsed:.1f} items/s" if elapsed > 0 else "- items/s")
+        rate = f"{task.completed / elapsed:.1f}/s" if elapsed > 0 else "-/s"
+        return Text(rate, no_wrap=True)  # on one line at 80 columns: the bar gives way
 
 
 @contextmanager
@@ -54,7 +55,7 @@ def job_progress(console: Console, enabled: bool) -> Iterator[Any]:
         task = progress.add_task("job", total=0, done=0, failed=0, dead=0, remaining=0)
 
         def update(report: JobReport) -> None:
-            remaining = report.queued + report.running
+            remaining = report.remaining
             finished = len(report.done) + len(report.dead)
             progress.update(
                 task,

@@ -132,7 +132,8 @@ class LocalRunner:
                     and time.monotonic() >= self._not_before
                 ):
                     self._start_worker()
-            report.running = len(self._workers)
+            # A worker that reported its item holds none while it exits; a draining one may.
+            report.running = sum(1 for w in self._workers if self.drain or not w.codes)
             on_progress(report)
             self._wait_for_news()
 

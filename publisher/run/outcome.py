@@ -94,6 +94,14 @@ class JobReport:
     def succeeded(self) -> int:
         return len(self.done) + self.empty
 
+    @property
+    def remaining(self) -> int:
+        """Items not finished: queued, or held by a running worker. A worker just started may
+        not have taken its item from the queue yet, so no more than the job has left."""
+        finished = len(self.done) + len(self.dead)
+        left = max(self.completions, finished + self.queued) - finished
+        return min(self.queued + self.running, left)
+
     def count(self, code: int | None, item: str, reason: str) -> Verdict:
         """Count one worker's outcome (`code` None: it ended without one); returns how."""
         verdict = classify(code, item)
