@@ -76,3 +76,17 @@ def test_requeue_of_an_item_not_in_the_dead_letter_queue_says_so(env: dict[str, 
     result = jobkit(env, "dead", "requeue", "nothere.csv")
     assert result.returncode == ExitCode.CONFIG
     assert f"not in '{env['QUEUE']}.dead': nothere.csv" in result.stderr
+
+
+def test_dead_list_at_80_columns_shows_long_item_names_whole(env: dict[str, str]) -> None:
+    name = "a_broken_reading_file_whose_long_name_the_operator_needs_whole_2017_12.csv"
+    Path(env["INPUT_URL"], name).write_text(BAD)
+    jobkit(env, "publish", name)
+    jobkit(env, "run", "--parallelism", "1")
+
+    listed = jobkit({**env, "COLUMNS": "80"}, "dead", "list")
+
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split("│") for line in listed.stdout.splitlines() if line.startswith("│")]
+    assert max(map(len, listed.stdout.splitlines())) <= 80
+    assert "".join(row[1].strip() for row in rows) == name  # folded, never cut short

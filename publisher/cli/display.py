@@ -16,7 +16,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from publisher.queue.dead import DeadLetter
@@ -124,7 +124,9 @@ def print_status(console: Console, status: QueueStatus, outputs: str) -> None:
 
 def print_dead_letters(console: Console, letters: list[DeadLetter], history: bool = False) -> None:
     """A table of dead letters: item, deliveries, reason (and the broker's x-death history)."""
-    columns = ["item", "deliveries", "failed at", "reason"] + (["x-death"] if history else [])
+    names = ["item", "deliveries", "failed at", "reason"] + (["x-death"] if history else [])
+    # Folded, never cut short: the item names are what 'jobkit dead requeue' needs.
+    columns = [Column(name, overflow="fold") for name in names]
     table = Table(*columns, title="Dead letters", title_justify="left")
     for letter in letters:
         row = [
