@@ -17,7 +17,7 @@ import pytest
 from conftest import jobkit
 from private_broker import PrivateCluster
 
-from publisher.run.record import RUN_RECORD_NAME, load_run
+from publisher.run.record import load_run, run_record_name
 from worker.broker import Session
 from worker.settings import Settings
 
@@ -47,10 +47,10 @@ def _ready(url: str, queue: str) -> int:
         return session.depth(queue)
 
 
-def _unavailable(tmp_path: Path, fault: float) -> tuple[float, int]:
+def _unavailable(tmp_path: Path, queue: str, fault: float) -> tuple[float, int]:
     """From the run's record: seconds from the fault to the first message a worker took after
     it (how long the workers saw no queue), and the attempts it cost."""
-    record = load_run(tmp_path / ".jobkit" / RUN_RECORD_NAME)
+    record = load_run(tmp_path / ".jobkit" / run_record_name(queue))
     assert record is not None
     taken = [attempt.took for attempt in record.attempts if attempt.took and attempt.took > fault]
     retries = sum(attempt.outcome == "retry" for attempt in record.attempts)
@@ -96,7 +96,7 @@ def test_a_run_goes_on_through_the_other_nodes_when_the_queue_leader_goes(
     assert status["reconciliation"]["done"] == len(names)
     assert status["dead_letters"] == []
     assert _ready(cluster.url, job["QUEUE"]) == 0
-    unavailable, retries = _unavailable(tmp_path, fault_at)
+    unavailable, retries = _unavailable(tmp_path, job["QUEUE"], fault_at)
     print(
         f"\n{fault} of the queue's leader {leader.node} after {done_before} of {ITEMS} items: "
         f"{unavailable:.1f} s until a worker took the next item, {retries} items retried, lost 0"

@@ -41,6 +41,25 @@ def test_plot_writes_a_png_of_one_result(tmp_path: Path) -> None:
     )
 
 
+def test_plot_writes_beside_the_result_unless_told_where(tmp_path: Path) -> None:
+    results = tmp_path / "out"
+    results.mkdir()
+    result = results / "temperature1_aggregated.csv"
+    result.write_bytes(aggregate_csv(sample_csv(3000, 0, 1)))
+
+    plotted = subprocess.run(
+        [str(Path(sys.executable).parent / "jobkit"), "plot", str(result)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert plotted.returncode == 0, plotted.stderr
+    assert (results / "temperature1_aggregated.png").is_file()
+    assert not (tmp_path / "temperature1_aggregated.png").exists()
+
+
 def test_plot_of_a_file_that_is_not_a_result_exits_2_with_one_line(tmp_path: Path) -> None:
     readings = tmp_path / "temperature1.csv"
     readings.write_text(READINGS)

@@ -20,7 +20,10 @@ import pytest
 from conftest import failing_once, jobkit, worker
 from matplotlib.image import imread
 
+from publisher.report.batch import read_batch
+from worker.builtin.aggregate import aggregate_csv
 from worker.errors import ExitCode
+from worker.settings import Settings
 
 MALFORMED = "Datetime,Temperature\n2017-12-01,1\n"
 pytestmark = pytest.mark.rabbitmq
@@ -97,6 +100,59 @@ def test_the_report_counts_published_done_dead_retried_and_queued(
     assert "workers busy on average, of 2 asked for" in _row(html, "parallelism achieved")
 
 
+def test_the_report_says_first_whether_every_item_is_accounted_for(batch: Batch) -> None:
+    html = _html(batch[0])
+    body = html[html.index("<body>") :]
+    verdict = re.search(r'<p id="verdict"><strong>([^<]*)</strong></p>', body)
+
+    assert verdict, body[:400]
+    assert body.index("</h1>") < verdict.start() < body.index("<section")
+    assert verdict.group(1).startswith(
+        "All accounted for: 5 published, 4 done, 1 dead-lettered, 0 queued"
+    )
+
+
+def test_the_report_shows_the_runs_own_options_with_its_settings(batch: Batch) -> None:
+    html = _html(batch[0])
+    assert _row(html, "jobkit run --parallelism") == "2"
+    assert _row(html, "jobkit run --drain") == "no"
+    assert _row(html, "TASK") == "fail_once:aggregate_failing_once"
+
+
+def test_a_run_of_another_queue_keeps_this_queues_run_record(env: dict[str, str]) -> None:
+    Path(env["INPUT_URL"], "a.csv").write_text(LATE)
+    jobkit(env, "publish", "a.csv")
+    assert jobkit(env, "run").returncode == 0
+    other = f"{env['QUEUE']}-other"
+    try:
+        assert jobkit({**env, "QUEUE": other}, "run").returncode == 0
+    finally:
+        connection = pika.BlockingConnection(pika.URLParameters(env["BROKER_URL"]))
+        for name in (other, f"{other}.dead"):
+            connection.channel().queue_delete(name)
+        connection.close()
+
+    assert jobkit(env, "report").returncode == 0
+    html = Path(".jobkit/report.html").read_text()
+    assert "No attempts recorded" not in html and "No run recorded" not in html
+    assert _row(html, "done") == "1"
+
+
+def test_results_are_drawn_in_natural_order(env: dict[str, str]) -> None:
+    for number in (10, 2, 1):
+        Path(env["OUTPUT_URL"], f"t{number}_aggregated.csv").write_bytes(
+            aggregate_csv(LATE.encode())
+        )
+
+    batch = read_batch(Settings.from_env(env), Path(".jobkit/none.json"))
+
+    assert [curve.name for curve in batch.curves] == [
+        "t1_aggregated.csv",
+        "t2_aggregated.csv",
+        "t10_aggregated.csv",
+    ]
+
+
 def test_the_report_gives_the_dead_letter_and_its_reason(
     batch: Batch,
 ) -> None:
@@ -144,7 +200,9 @@ def test_the_run_record_times_every_attempt_on_its_worker_slot(
     batch: Batch,
 ) -> None:
     record = json.loads(
-        Path(batch[0]["OUTPUT_URL"]).parent.joinpath(".jobkit/last-run.json").read_text()
+        Path(batch[0]["OUTPUT_URL"])
+        .parent.joinpath(f".jobkit/last-run-{batch[0]['QUEUE']}.json")
+        .read_text()
     )
     done = [attempt for attempt in record["attempts"] if attempt["outcome"] == "done"]
     assert sorted(attempt["item"] for attempt in done) == [
@@ -183,7 +241,7 @@ def test_a_report_of_an_empty_batch_says_there_is_nothing_yet(env: dict[str, str
     assert result.returncode == 0, result.stderr
     html = Path(".jobkit/report.html").read_text()
     assert "Nothing to report yet" in html
-    assert "No run recorded at .jobkit/last-run.json" in html
+    assert f"No run recorded at .jobkit/last-run-{env['QUEUE']}.json" in html
     assert "No attempts recorded, so no timeline." in html and "No results to draw." in html
 
 

@@ -23,7 +23,7 @@ from publisher.cli.report import write_report
 from publisher.cli.terminal import err, load_settings, out, print_json
 from publisher.kube.manifests import JobOptions
 from publisher.kube.objects import Manifest
-from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, RUN_RECORD_NAME
+from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, run_record_name
 from worker.interruption import Interrupted
 from worker.settings import Settings
 from worker.storage.base import open_store
@@ -240,7 +240,7 @@ def _keep_run(
     (saying where on stderr when stdout is JSON)."""
     from publisher.run.record import record_run, save_run
 
-    run_path = log_file.with_name(RUN_RECORD_NAME)
+    run_path = log_file.with_name(run_record_name(settings.queue))
     save_run(run_path, record_run(report, settings, drain))
     if with_report:
         write_report(settings, run_path, log_file.with_name(REPORT_NAME), err if as_json else out)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from publisher.cli.terminal import load_settings, out
-from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, RUN_RECORD_NAME
+from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, run_record_name
 from worker.errors import ConfigError, InputError
 from worker.settings import Settings
 
@@ -19,8 +19,13 @@ def report(
         Path, typer.Option("--out", help="Where to write the HTML page.")
     ] = DEFAULT_RUN_DIR / REPORT_NAME,
     run_path: Annotated[
-        Path, typer.Option("--run", help="The run record 'jobkit run' wrote beside its log.")
-    ] = DEFAULT_RUN_DIR / RUN_RECORD_NAME,
+        Path | None,
+        typer.Option(
+            "--run",
+            help="The run record 'jobkit run' wrote beside its log; default: "
+            f"{DEFAULT_RUN_DIR}/last-run-QUEUE.json.",
+        ),
+    ] = None,
 ) -> None:
     """Write the batch report, one self-contained HTML page: the last run's timeline (one bar
     per attempt on its worker), the outcome (done, dead-lettered with reasons, retried, still
@@ -30,13 +35,14 @@ def report(
     Example: jobkit report --out report.html
     """
     with load_settings() as settings:
-        write_report(settings, run_path, out_path, out)
+        run = run_path or DEFAULT_RUN_DIR / run_record_name(settings.queue)
+        write_report(settings, run, out_path, out)
 
 
 def plot(
     result: Annotated[Path, typer.Argument(help="A result: Datetime,mean,std,max,min.")],
     out_path: Annotated[
-        Path | None, typer.Option("--out", help="The PNG to write; default: RESULT's name.png.")
+        Path | None, typer.Option("--out", help="The PNG to write; default: beside RESULT.")
     ] = None,
 ) -> None:
     """Draw one result's hourly mean with its min-max band as a PNG; hours without readings
@@ -47,7 +53,7 @@ def plot(
     from publisher.report.charts import curve_png
     from publisher.report.curves import read_curve
 
-    target = out_path or Path(result.with_suffix(".png").name)
+    target = out_path or result.with_suffix(".png")
     with load_settings():
         try:
             curve = read_curve(result.name, result.read_bytes())

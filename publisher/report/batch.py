@@ -4,6 +4,7 @@ the outputs, the dead letters (left in place), the queue and the results themsel
 from __future__ import annotations
 
 import platform
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -80,7 +81,8 @@ def read_batch(settings: Settings, run_path: Path) -> Batch:
     run = _read_run(settings, run_path, notes)
     status = read_status(settings)
     store = open_store(settings.output_url, settings)
-    results = store.list(OUTPUT_SUFFIX)  # the built-in task's, which the report draws
+    # The built-in task's, which the report draws, in natural order: temperature2 before 10.
+    results = sorted(store.list(OUTPUT_SUFFIX), key=natural_key)
     _note_missing_records(status.records, results, run, notes)
     if status.reconciliation.published is not None and not status.reconciliation.adds_up:
         notes.append(status.reconciliation.summary())
@@ -101,7 +103,7 @@ def read_batch(settings: Settings, run_path: Path) -> Batch:
         reconciliation=status.reconciliation,
         curves=curves,
         versions=_versions(settings),
-        settings=run.settings if run else settings.describe(),
+        settings=_run_options(run) | run.settings if run else settings.describe(),
         notes=notes,
         curves_left_out=results[MAX_CURVES:],
     )
@@ -131,6 +133,20 @@ def summarize(batch: Batch) -> Summary:
         parallelism=int(batch.run.report.get("parallelism", 0)) if batch.run else None,
         worker_seconds=split,
     )
+
+
+def natural_key(name: str) -> list[tuple[int, int | str]]:
+    """Sorts names with numbers by their value: `t2.csv` before `t10.csv`."""
+    return [(1, int(part)) if part.isdigit() else (0, part) for part in re.split(r"(\d+)", name)]
+
+
+def _run_options(run: RunRecord) -> dict[str, str]:
+    """The run's own options, shown with its settings."""
+    return {
+        "jobkit run --parallelism": str(run.report.get("parallelism", "")),
+        "jobkit run --drain": "yes" if run.drain else "no",
+        "completions": str(run.report.get("completions", "")),
+    }
 
 
 def _read_run(settings: Settings, path: Path, notes: list[str]) -> RunRecord | None:

@@ -97,9 +97,13 @@ def _timeline_legend(outcomes: set[str]) -> list[Patch]:
 
 
 def curves_pngs(curves: Sequence[Curve]) -> list[bytes]:
-    """Small multiples of the curves, CURVES_PER_FIGURE to a figure."""
+    """Small multiples of the curves, CURVES_PER_FIGURE to a figure, all on one temperature
+    scale, so that curves side by side compare at a glance."""
+    values = np.concatenate([np.concatenate([c.low, c.high]) for c in curves] or [np.array([])])
+    finite = values[np.isfinite(values)]
+    scale = (float(finite.min()), float(finite.max())) if finite.size else None
     return [
-        _curves_png(curves[start : start + CURVES_PER_FIGURE])
+        _curves_png(curves[start : start + CURVES_PER_FIGURE], scale)
         for start in range(0, len(curves), CURVES_PER_FIGURE)
     ]
 
@@ -114,12 +118,15 @@ def curve_png(curve: Curve) -> bytes:
     return _png(figure)
 
 
-def _curves_png(curves: Sequence[Curve]) -> bytes:
+def _curves_png(curves: Sequence[Curve], scale: tuple[float, float] | None) -> bytes:
     rows = -(-len(curves) // _COLUMNS)
     figure = _figure(10, 0.7 + 2.3 * rows)
     grid = figure.subplots(rows, _COLUMNS, squeeze=False)
     for axes, curve in zip(grid.flat, curves, strict=False):
         _draw_curve(axes, curve, small=True)
+        if scale is not None:
+            margin = max((scale[1] - scale[0]) * 0.05, 0.5)
+            axes.set_ylim(scale[0] - margin, scale[1] + margin)
     for axes in grid.flat[len(curves) :]:
         axes.set_axis_off()
     handles, labels = grid.flat[0].get_legend_handles_labels()

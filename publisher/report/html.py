@@ -32,6 +32,7 @@ def render_report(batch: Batch, summary: Summary) -> str:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     sections = [
         f"<h1>Batch report: queue {escape(repr(batch.queue))}</h1>",
+        f'<p id="verdict"><strong>{escape(batch.reconciliation.summary())}</strong></p>',
         f'<p class="meta">Made {now}; results in <code>{escape(batch.output_url)}</code>.</p>',
         _notes(batch),
         _outcome(batch, summary),
@@ -120,7 +121,7 @@ def _curves(batch: Batch) -> str:
         return f'{head}<p class="note">No results to draw.</p></section>'
     caption = (
         "Hourly mean (line) with the hourly minimum to maximum (band); "
-        "gaps are hours without readings."
+        "gaps are hours without readings. All curves share one temperature scale."
     )
     figures = [
         _figure(png, "Hourly curves of the results", caption)

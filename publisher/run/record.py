@@ -1,7 +1,8 @@
-"""The record of the last local run, kept for `jobkit report`: the report and every attempt.
+"""The record of a queue's last local run, kept for `jobkit report`: the report and every attempt.
 
-`jobkit run` writes it as JSON beside its worker log (`.jobkit/last-run.json` by default),
-replacing the one before. Times are Unix seconds, so attempts of different workers line up.
+`jobkit run` writes it as JSON beside its worker log (`.jobkit/last-run-QUEUE.json` by default),
+replacing the one before for that queue. Times are Unix seconds, so attempts of different
+workers line up.
 """
 
 from __future__ import annotations
@@ -10,14 +11,19 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from publisher.run.outcome import Attempt, JobReport
 from worker.errors import InputError
 from worker.settings import Settings
 
 DEFAULT_RUN_DIR = Path(".jobkit")  # the local runner's log, run record and report
-RUN_RECORD_NAME = "last-run.json"
 REPORT_NAME = "report.html"
+
+
+def run_record_name(queue: str) -> str:
+    """`last-run-QUEUE.json`: each queue keeps its own, so a run of another does not replace it."""
+    return f"last-run-{quote(queue, safe='')}.json"
 
 
 @dataclass(frozen=True)
