@@ -112,6 +112,17 @@ def test_the_report_says_first_whether_every_item_is_accounted_for(batch: Batch)
     )
 
 
+def test_the_reports_rate_counts_every_finished_item_as_the_live_display_does(
+    batch: Batch,
+) -> None:
+    env = batch[0]
+    record = json.loads(
+        Path(env["OUTPUT_URL"]).parent.joinpath(f".jobkit/last-run-{env['QUEUE']}.json").read_text()
+    )
+    finished = 5  # four done, one dead-lettered
+    assert _row(_html(env), "items per second") == f"{finished / record['report']['seconds']:.2f}"
+
+
 def test_the_report_shows_the_runs_own_options_with_its_settings(batch: Batch) -> None:
     html = _html(batch[0])
     assert _row(html, "jobkit run --parallelism") == "2"

@@ -120,6 +120,8 @@ def summarize(batch: Batch) -> Summary:
     else:
         retried = sum(max(record.deliveries - 1, 0) for record in batch.records.values())
     wall = float(batch.run.report.get("seconds", 0.0)) if batch.run else None
+    # Finished items, done or dead-lettered, per second: the rate the live display shows.
+    finished = len(ran) + len(batch.run.report.get("dead", [])) if batch.run else 0
     split = _worker_seconds(attempts)
     return Summary(
         published=count_published(batch, done, dead),
@@ -128,7 +130,7 @@ def summarize(batch: Batch) -> Summary:
         retried=retried,
         queued=batch.queued,
         wall_seconds=wall,
-        items_per_second=len(ran) / wall if wall else None,
+        items_per_second=finished / wall if wall else None,
         busy_workers=sum(split.values()) / wall if wall and attempts else None,
         parallelism=int(batch.run.report.get("parallelism", 0)) if batch.run else None,
         worker_seconds=split,
