@@ -316,7 +316,7 @@ class Settings:
 def _has_valid_port(url: SplitResult) -> bool:
     """True unless the URL gives a port that is not a number up to 65535."""
     try:
-        return url.port is None or url.port >= 0
+        return url.port is None or 0 <= url.port <= 65535  # port raises for other text
     except ValueError:
         return False
 

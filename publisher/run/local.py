@@ -133,7 +133,7 @@ class LocalRunner:
                 ):
                     self._start_worker()
             # A worker that reported its item holds none while it exits; a draining one may.
-            report.running = sum(1 for w in self._workers if self.drain or not w.codes)
+            report.running = sum(1 for worker in self._workers if self.drain or not worker.codes)
             on_progress(report)
             self._wait_for_news()
 
