@@ -18,10 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.figures import Figure
+from bench.figures import JOBKIT, Figure
 from bench.harness import Bench, python, run_process
 
-JOBKIT = str(Path(sys.executable).parent / "jobkit")
 CELERY = str(Path(sys.executable).parent / "celery")
 _RESULT_SECONDS = 120
 
