@@ -27,6 +27,7 @@ from bench.figures import (
     publishing,
 )
 from bench.harness import bench_run
+from bench.ledger import status_at_scale
 from publisher.data.samples import ROWS_PER_YEAR, write_samples
 from worker.storage.local import LocalStore
 
@@ -36,6 +37,7 @@ QUARTER_FILES = 48  # the batch of the comparison with Celery
 SMALL_FILES, SMALL_ROWS, SMALL_SAMPLE = 1_000, 1_440, 100  # a day of readings each
 PUBLISHED, SEED_PUBLISHED = 100_000, 5_000
 ROUNDS = 7
+LEDGER_ITEMS = 100_000
 
 
 def main() -> int:
@@ -80,6 +82,8 @@ def main() -> int:
         costs.update(cost.start_up(bench, 5))
         costs.update(cost.broker_round_trips(bench, 500))
         costs.update(cost.small_item(bench.root / "small" / smalls[0], out, ROUNDS))
+        _say(f"jobkit status over {LEDGER_ITEMS:,} items done")
+        costs.update(status_at_scale(bench, LEDGER_ITEMS))
     model = _model(costs, figures)
     total = time.perf_counter() - started
     results = {

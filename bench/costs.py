@@ -12,7 +12,8 @@ from bench.harness import Bench, median_seconds, python, run_process
 from publisher.run.spawn import WorkerSpawner
 from worker.broker import Session
 from worker.builtin.aggregate import aggregate_item
-from worker.done_records import make_record, record_name
+from worker.done_records import make_record
+from worker.names import record_name
 from worker.storage.local import LocalStore
 
 
@@ -69,9 +70,10 @@ def small_item(small: Path, out: Path, rounds: int) -> dict[str, float]:
     def work() -> None:
         data = inputs.read(small.name)
         results = aggregate_item(small.name, data)
-        for name, content in results.items():
-            outputs.write(name, content)
-        record = make_record(small.name, "bench", data, results, deliveries=1, seconds=0.0)
+        versions = {name: outputs.write(name, content) for name, content in results.items()}
+        record = make_record(
+            small.name, "bench", "aggregate", data, results, versions, deliveries=1, seconds=0.0
+        )
         outputs.write(record_name(small.name), record.to_bytes())
 
     return {"small_item_work_s": median_seconds(work, rounds)}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -237,3 +239,48 @@ def test_a_container_the_credentials_may_only_read_exits_2_before_any_message_is
     assert result.returncode == ExitCode.CONFIG, result.stderr
     assert f"Azure refused access to container '{container.container_name}'" in result.stderr
     assert read_depths(azure_env["BROKER_URL"], azure_env["QUEUE"]) == (1, 0)
+
+
+def test_on_azure_a_second_items_result_of_the_same_name_is_refused_and_status_checks_digests(
+    azure_env: dict[str, str], container: ContainerClient
+) -> None:
+    readings = "Datetime,Temperature\n2017-12-01 00:00:00,{}\n"
+    for name, value in (("x.csv", 1.0), ("x.CSV", 2.0)):
+        container.upload_blob(f"in/{name}", readings.format(value).encode())
+    assert jobkit(azure_env, "publish", "x.csv", "x.CSV").returncode == 0
+
+    run = jobkit(azure_env, "run", "--parallelism", "1")
+
+    assert run.returncode == ExitCode.DEAD, run.stdout
+    assert b",1.0," in _blob(container, "out/x_aggregated.csv")
+    assert "All accounted for: 2 published, 1 done, 1 dead-lettered" in run.stdout, run.stdout
+    assert "all 1 outputs checked by digest" in run.stdout, run.stdout
+    container.upload_blob("out/x_aggregated.csv", b"replaced\n", overwrite=True)
+    status = jobkit(azure_env, "status")
+    assert "x.csv: its output x_aggregated.csv changed after it was stored" in status.stdout
+
+
+def test_on_azure_two_publishes_of_the_same_names_at_once_queue_each_once(
+    azure_env: dict[str, str],
+) -> None:
+    env = {**azure_env, "NO_INPUT": "true"}
+    names = "\n".join(f"item{index:04d}" for index in range(2_000))
+    both = [
+        subprocess.Popen(
+            [str(Path(sys.executable).parent / "jobkit"), "publish", "--from", "-"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for process in both:  # both read their names before either publishes
+        assert process.stdin is not None
+        process.stdin.write(names)
+        process.stdin.close()
+    outputs = [process.stdout.read() for process in both if process.stdout is not None]
+    assert [process.wait(timeout=120) for process in both] == [0, 0]
+
+    assert "".join(outputs).count("Published 2000 items") == 1, outputs
+    assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == 2_000

@@ -17,9 +17,12 @@ import pytest
 from conftest import jobkit
 from private_broker import PrivateCluster
 
+from publisher.queue.published import read_published
 from publisher.run.record import load_run, run_record_name
 from worker.broker import Session
+from worker.errors import ConfigError
 from worker.settings import Settings
+from worker.storage.local import LocalStore
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -45,6 +48,14 @@ def _ready(url: str, queue: str) -> int:
     """Messages ready in `queue`, asked of whichever node answers."""
     with Session(Settings(broker_url=url, broker_retry_seconds=30), "test") as session:
         return session.depth(queue)
+
+
+def _queued(url: str, queue: str) -> int:
+    """Messages ready in `queue`, 0 while it is not declared yet."""
+    try:
+        return _ready(url, queue)
+    except ConfigError:
+        return 0
 
 
 def _unavailable(tmp_path: Path, queue: str, fault: float) -> tuple[float, int]:
@@ -119,7 +130,9 @@ def test_the_publisher_publishes_again_through_another_node_what_the_lost_one_di
     assert publish.stdin is not None
     publish.stdin.write("\n".join(names))
     publish.stdin.close()
-    time.sleep(1.5)  # part-way through
+    deadline = time.monotonic() + 120
+    while _queued(cluster.url, job["QUEUE"]) < 10_000 and time.monotonic() < deadline:
+        time.sleep(0.1)  # part-way through
 
     cluster.nodes[0].kill()
     publish.wait(timeout=300)
@@ -129,6 +142,6 @@ def test_the_publisher_publishes_again_through_another_node_what_the_lost_one_di
     assert publish.returncode == 0, stderr[-3000:]
     assert json.loads(publish.stdout.read())["confirmed"] == len(names)
     assert "trying the next node" in stderr, "the node was lost part-way"
-    record = Path(job["OUTPUT_URL"], ".jobkit", f"{job['QUEUE']}.published.json")
-    assert sorted(json.loads(record.read_text())) == names
+    published = read_published(LocalStore(Path(job["OUTPUT_URL"])), job["QUEUE"])
+    assert published is not None and sorted(published.confirmed) == names
     assert _ready(cluster.url, job["QUEUE"]) >= len(names), "some item was lost"

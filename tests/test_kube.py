@@ -18,8 +18,8 @@ from publisher.kube.runner import (
     record_pod,
 )
 from publisher.run.outcome import JobReport
-from worker.consumer import Outcome
 from worker.errors import ExitCode
+from worker.outcome import Outcome, Verdict
 
 KUBECTL = Path(__file__).resolve().parent / "kubectl"
 
@@ -72,8 +72,8 @@ def test_ended_pods_count_in_the_report_as_the_local_runner_counts_workers() -> 
     done, dead, oom, _ = pod_results(_document("pods.json"))
     report = JobReport(completions=6, parallelism=3, backoff_limit=6)
 
-    record_pod(report, done, Outcome(ExitCode.DONE, "temperature1.csv"))
-    record_pod(report, dead, Outcome(ExitCode.DEAD, "bad.csv", "bad.csv: line 2: ..."))
+    record_pod(report, done, Outcome(Verdict.DONE, "temperature1.csv"))
+    record_pod(report, dead, Outcome(Verdict.DEAD, "bad.csv", "bad.csv: line 2: ..."))
     record_pod(report, oom, None)
 
     assert report.done == ["temperature1.csv"]
@@ -87,7 +87,7 @@ def test_a_pod_that_exits_2_stops_the_report_as_a_configuration_error() -> None:
     record_pod(
         report,
         PodResult("jobkit-a", "Failed", 2, "Error"),
-        Outcome(ExitCode.CONFIG, None, "Bad config."),
+        Outcome(Verdict.CONFIG, None, "Bad config."),
     )
     assert report.exit_code == ExitCode.CONFIG
     assert report.stopped == "configuration error: Bad config."

@@ -31,15 +31,20 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _runtime_imports(path: Path) -> list[str]:
-    """The names `path` imports when it runs (imports only for type checkers left out)."""
+def _runtime_imports(path: Path, for_type_checkers: bool = False) -> list[str]:
+    """The names `path` imports when it runs (and, `for_type_checkers`, those it imports only
+    for type checkers)."""
     tree = ast.parse(path.read_text())
-    skipped = {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for inner in ast.walk(node)
-    }
+    skipped = (
+        set()
+        if for_type_checkers
+        else {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+    )
     names = []
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -54,9 +59,9 @@ def _runtime_imports(path: Path) -> list[str]:
 MODULES = _modules()
 
 
-def _kit_imports(path: Path) -> set[str]:
+def _kit_imports(path: Path, for_type_checkers: bool = False) -> set[str]:
     """The kit's modules `path` imports: `from a.b import c` is a.b.c if that is a module."""
-    return {name for name in _runtime_imports(path) if name in MODULES}
+    return {name for name in _runtime_imports(path, for_type_checkers) if name in MODULES}
 
 
 def test_the_worker_never_imports_the_publisher() -> None:
@@ -65,8 +70,11 @@ def test_the_worker_never_imports_the_publisher() -> None:
             assert not any(i.startswith("publisher") for i in _kit_imports(path)), path
 
 
-def test_no_two_modules_import_each_other_directly_or_around_a_cycle() -> None:
-    graph = {name: _kit_imports(path) - {name} for name, path in MODULES.items()}
+@pytest.mark.parametrize("for_type_checkers", [False, True], ids=["at run time", "for types"])
+def test_no_two_modules_import_each_other_directly_or_around_a_cycle(
+    for_type_checkers: bool,
+) -> None:
+    graph = {name: _kit_imports(path, for_type_checkers) - {name} for name, path in MODULES.items()}
     # A package's __init__ importing its own modules is not a cycle of design.
     for name in graph:
         graph[name] = {target for target in graph[name] if not name.startswith(target + ".")}

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pika
 import pytest
-from conftest import jobkit
+from conftest import jobkit, read_depths
 
+from publisher.queue.published import read_published
 from publisher.queue.reconcile import reconcile
 from worker.errors import ExitCode
+from worker.storage.local import LocalStore
 
 GOOD = "Datetime,Temperature\n2017-12-01 00:00:00,4.5\n"
 
@@ -62,9 +64,7 @@ def test_a_published_item_whose_message_was_lost_is_named_as_missing(env: dict[s
 
 
 @pytest.mark.rabbitmq
-def test_status_cannot_tell_an_item_a_worker_holds_from_a_lost_one_and_says_so(
-    env: dict[str, str],
-) -> None:
+def test_status_counts_an_item_a_worker_holds_as_held_not_lost(env: dict[str, str]) -> None:
     _publish(env, {"held.csv": GOOD})
     connection = pika.BlockingConnection(pika.URLParameters(env["BROKER_URL"]))
     method, _, _ = connection.channel().basic_get(env["QUEUE"], auto_ack=False)
@@ -73,9 +73,27 @@ def test_status_cannot_tell_an_item_a_worker_holds_from_a_lost_one_and_says_so(
     status = jobkit(env, "status")
 
     connection.close()  # the held item goes back to the queue
-    assert "1 is neither done, dead-lettered nor queued (held.csv): held by a worker right now" in (
+    assert "All accounted for: 1 published, 0 done, 0 dead-lettered, 0 queued, 1 held" in (
         status.stdout
     ), status.stdout
+    assert "lost" not in status.stdout, status.stdout
+
+
+@pytest.mark.rabbitmq
+def test_a_run_that_ends_while_another_run_holds_an_item_does_not_call_it_lost(
+    env: dict[str, str],
+) -> None:
+    _publish(env, {"a.csv": GOOD, "b.csv": GOOD})
+    other = pika.BlockingConnection(pika.URLParameters(env["BROKER_URL"]))
+    method, _, _ = other.channel().basic_get(env["QUEUE"], auto_ack=False)  # another run's
+    assert method is not None
+
+    run = jobkit(env, "run", "--parallelism", "1")
+
+    other.close()
+    assert run.returncode == 0, run.stdout
+    assert "1 held by workers" in run.stdout, run.stdout
+    assert "lost" not in run.stdout and "--force" not in run.stdout, run.stdout
 
 
 @pytest.mark.rabbitmq
@@ -87,37 +105,47 @@ def test_purge_starts_a_new_batch(env: dict[str, str]) -> None:
 
 
 def test_an_item_done_after_being_dead_lettered_counts_once_as_done_and_is_named() -> None:
-    result = reconcile(["a", "b"], done={"a", "b"}, dead={"b"}, queued=0, in_flight=0)
+    result = reconcile({"a", "b"}, done={"a", "b"}, dead={"b"}, queued=0, holders=0)
 
     assert (result.done, result.dead, result.adds_up) == (2, 0, True)
     assert "1 is both done and dead-lettered (b)" in result.summary()
 
 
 def test_more_queued_than_outstanding_does_not_add_up() -> None:
-    result = reconcile(["a"], done=set(), dead=set(), queued=3, in_flight=0)
+    result = reconcile({"a"}, done=set(), dead=set(), queued=3, holders=0)
 
     assert not result.adds_up
     assert "2 are queued beyond those outstanding" in result.summary()
 
 
 def test_without_a_record_of_publishing_it_says_so() -> None:
-    result = reconcile(None, done={"a"}, dead=set(), queued=0, in_flight=None)
+    result = reconcile(None, done={"a"}, dead=set(), queued=0, holders=0)
 
     assert result.summary().startswith("No record of what was published")
 
 
-def test_while_workers_may_hold_items_the_unaccounted_are_named_and_no_publish_is_advised() -> None:
-    result = reconcile(["a", "b", "c"], done={"c"}, dead=set(), queued=0, in_flight=None)
+def test_while_workers_hold_items_none_is_called_lost_and_no_publish_is_advised() -> None:
+    result = reconcile({"a", "b", "c"}, done={"c"}, dead=set(), queued=0, holders=2)
 
     summary = result.summary()
-    assert "2 are neither done, dead-lettered nor queued (a, b): held by a worker" in summary
-    assert "jobkit publish" not in summary, summary
+    assert result.adds_up, summary
+    assert "2 held by workers." in summary
+    assert "2 are taken by workers now (RabbitMQ counts 2 consumers of the queue)" in summary
+    assert "lost" not in summary and "jobkit publish" not in summary, summary
+
+
+def test_more_outstanding_than_workers_hold_are_not_named_lost_while_any_is_held() -> None:
+    result = reconcile({"a", "b", "c"}, done=set(), dead=set(), queued=0, holders=1)
+
+    summary = result.summary()
+    assert "2 of these 3 (a, b, c) are neither done, dead-lettered, queued nor held" in summary
+    assert "lost" not in summary and "jobkit publish" not in summary, summary
 
 
 def test_with_some_queued_it_says_how_many_of_which_are_unaccounted_and_advises_no_publish() -> (
     None
 ):
-    result = reconcile(["a", "b", "c"], done=set(), dead=set(), queued=2, in_flight=0)
+    result = reconcile({"a", "b", "c"}, done=set(), dead=set(), queued=2, holders=0)
 
     summary = result.summary()
     assert "1 of these 3 (a, b, c) is neither queued, done nor dead-lettered" in summary
@@ -125,7 +153,7 @@ def test_with_some_queued_it_says_how_many_of_which_are_unaccounted_and_advises_
 
 
 def test_at_the_end_of_a_run_with_nothing_queued_the_lost_are_named_with_the_command() -> None:
-    result = reconcile(["a", "b"], done={"b"}, dead=set(), queued=0, in_flight=0)
+    result = reconcile({"a", "b"}, done={"b"}, dead=set(), queued=0, holders=0)
 
     assert "1 is neither done, dead-lettered nor queued (a): lost; publish it again with " in (
         result.summary()
@@ -146,8 +174,8 @@ def test_a_publish_the_broker_refuses_records_nothing_as_published(env: dict[str
     refused = jobkit(env, "publish", "a.csv")
 
     assert refused.returncode == ExitCode.CONFIG, refused.stderr
-    record = Path(env["OUTPUT_URL"], ".jobkit", f"{env['QUEUE']}.published.json")
-    assert not record.exists() or json.loads(record.read_text()) == []
+    published = read_published(LocalStore(Path(env["OUTPUT_URL"])), env["QUEUE"])
+    assert published is None or not published.expected, "nothing recorded as published"
 
 
 @pytest.mark.rabbitmq
@@ -188,36 +216,70 @@ def test_status_counts_any_tasks_outputs_from_the_success_records_of_this_queue_
     assert (other["outputs"], other["reconciliation"]["done"]) == ([], 0)
 
 
-@pytest.mark.rabbitmq
-@pytest.mark.slow
-def test_ctrl_c_during_publish_records_what_was_confirmed_and_publishing_again_adds_the_rest(
-    env: dict[str, str],
-) -> None:
-    names = [f"item{index:06d}" for index in range(100_000)]
-    publish = subprocess.Popen(
-        [str(Path(sys.executable).parent / "jobkit"), "publish", "--from", "-"],
-        env={**env, "NO_INPUT": "true"},
+def _jobkit_process(env: dict[str, str], *args: str, stdin: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jobkit"), *args],
+        env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert publish.stdin is not None
-    publish.stdin.write("\n".join(names))
-    publish.stdin.close()
-    record = Path(env["OUTPUT_URL"], ".jobkit", f"{env['QUEUE']}.published.json")
-    time.sleep(1.0)  # part-way through
+    assert process.stdin is not None
+    process.stdin.write(stdin)
+    process.stdin.close()
+    return process
+
+
+def _finished(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """(standard output, standard error) of `process`, once it ended."""
+    assert process.stdout is not None and process.stderr is not None
+    process.wait(timeout=120)
+    return process.stdout.read(), process.stderr.read()
+
+
+def _depth(env: dict[str, str]) -> int:
+    try:
+        return read_depths(env["BROKER_URL"], env["QUEUE"])[0]
+    except pika.exceptions.ChannelClosedByBroker:  # not declared yet
+        return 0
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_publishing_again_after_ctrl_c_queues_every_name_exactly_once(env: dict[str, str]) -> None:
+    names = [f"item{index:06d}" for index in range(100_000)]
+    env = {**env, "NO_INPUT": "true"}
+    publish = _jobkit_process(env, "publish", "--from", "-", stdin="\n".join(names))
+    deadline = time.monotonic() + 60
+    while _depth(env) < 5_000 and time.monotonic() < deadline:
+        time.sleep(0.05)  # part-way through
 
     publish.send_signal(signal.SIGINT)
-    publish.wait(timeout=60)
-    assert publish.stderr is not None
-    stderr = publish.stderr.read()
+    _, stderr = _finished(publish)
 
     assert publish.returncode == 130, stderr
-    recorded = json.loads(record.read_text()) if record.exists() else []
-    assert f"Interrupted: {len(recorded)} of 100000 items were published and confirmed" in stderr
-    assert 0 < len(recorded) < len(names), "interrupted part-way"
-    again = jobkit({**env, "NO_INPUT": "true"}, "publish", "--from", "-", stdin="\n".join(names))
+    published = read_published(LocalStore(Path(env["OUTPUT_URL"])), env["QUEUE"])
+    assert published is not None
+    assert f"Interrupted: {len(published.confirmed)} of 100000 items were published" in stderr
+    assert 0 < len(published.confirmed) < len(names), "interrupted part-way"
+    assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == len(published.confirmed)
+    again = jobkit(env, "publish", "--from", "-", stdin="\n".join(names))
     assert again.returncode == 0, again.stderr
-    assert f"Skipped {len(recorded)} items already published" in again.stdout
-    assert sorted(json.loads(record.read_text())) == names
+    assert f"Skipped {len(published.confirmed)} items already published" in again.stdout
+    assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == len(names)
+
+
+@pytest.mark.rabbitmq
+def test_two_publishes_of_the_same_names_at_once_queue_each_name_once(env: dict[str, str]) -> None:
+    names = "\n".join(f"item{index:05d}" for index in range(5_000))
+    env = {**env, "NO_INPUT": "true"}
+
+    both = [_jobkit_process(env, "publish", "--from", "-", stdin=names) for _ in range(2)]
+    results = [_finished(process) for process in both]
+
+    assert [process.returncode for process in both] == [0, 0], results
+    stdout = "".join(out for out, _ in results)
+    assert stdout.count("Published 5000 items") == 1, stdout
+    assert stdout.count("Skipped 5000 items already published") == 1, stdout
+    assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == 5_000

@@ -11,9 +11,10 @@ import logging
 import os
 import sys
 
-from worker.consumer import Outcome, do_named, drain_exit_code, item_body, take_items
-from worker.errors import EXIT_CODE_HELP, ExitCode, JobkitError
+from worker.consumer import do_named, item_body, take_items
+from worker.errors import EXIT_CODE_HELP, JobkitError
 from worker.interruption import Interrupted, worker_interruption
+from worker.outcome import Outcome, Verdict, drain_exit_code
 from worker.settings import Settings, settings_help, with_task
 from worker.startup import prepare_process, stop_now
 from worker.storage.base import open_store
@@ -100,11 +101,11 @@ def _run(args: argparse.Namespace) -> int:
     except JobkitError as exc:
         _configure_logging("INFO")
         log.error("%s", exc)
-        outcome = Outcome(exc.exit_code, reason=str(exc))
+        outcome = Outcome(Verdict.of_exit(exc.exit_code), reason=str(exc))
         print(outcome.to_json(), flush=True)
         return int(outcome.code)
     except Interrupted as exc:  # holding no message: nothing to give back
-        outcome = Outcome(ExitCode.RETRY, reason=f"stopped by {exc.signal_name}; no item was held")
+        outcome = Outcome(Verdict.RETRY, reason=f"stopped by {exc.signal_name}; no item was held")
         print(outcome.to_json(), flush=True)
         return int(outcome.code)
     return int(drain_exit_code(outcomes))

@@ -41,6 +41,8 @@ REASON_HEADER = "jobkit-reason"
 DELIVERIES_HEADER = "jobkit-deliveries"  # how many times it was delivered, the last included
 FAILED_AT_HEADER = "jobkit-failed-at"
 WORKER_HEADER = "jobkit-worker"
+# On a message published with 'jobkit publish --force': do the item again even if it is done.
+REDO_HEADER = "jobkit-redo"
 
 
 def dead_queue_name(queue: str) -> str:
@@ -169,6 +171,14 @@ class Session:
 
     def depth(self, queue: str) -> int:
         """Messages ready in `queue` (not those workers hold); ConfigError if there is none."""
+        return int(self._passive(queue).message_count)
+
+    def holders(self, queue: str) -> int:
+        """The consumers of `queue`: on a quorum queue, each message taken with basic.get and
+        not yet settled counts as one, as does each consumer (holding a message or waiting)."""
+        return int(self._passive(queue).consumer_count)
+
+    def _passive(self, queue: str) -> Any:
         try:
             result = self._channel.queue_declare(queue, passive=True)
         except pika.exceptions.ChannelClosedByBroker as exc:
@@ -176,7 +186,7 @@ class Session:
             raise ConfigError(f"Queue {queue!r} does not exist; publish to it first.") from exc
         except pika.exceptions.AMQPError as exc:
             raise _lost(exc) from exc
-        return int(result.method.message_count)
+        return result.method
 
     def get(self, queue: str) -> Delivery | None:
         """Take one message from `queue` without acking it, or None when it is empty."""
@@ -226,7 +236,8 @@ class Session:
         was asked to stop, which is not the item's fault. A crash between the two leaves the
         item queued twice, never lost; its success record makes the second time cheap.
         """
-        self.publish(queue, delivery.body)
+        kept = {REDO_HEADER: True} if delivery.headers.get(REDO_HEADER) else None
+        self.publish(queue, delivery.body, kept)
         self.ack(delivery)
 
     def dead_letter(self, delivery: Delivery, dead_queue: str, reason: str) -> None:

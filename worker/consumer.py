@@ -5,70 +5,27 @@ One item and exit is the default; drain mode repeats the same step until the que
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
-from worker.broker import DELIVERY_LIMIT, Session, dead_queue_name
-from worker.done_records import is_current, make_record, read_record, record_name
+from worker.broker import DELIVERY_LIMIT, REDO_HEADER, Session, dead_queue_name
+from worker.done_records import is_current, make_record, read_record
 from worker.errors import BrokerLost, ExitCode, InputError, JobkitError, TaskError
 from worker.interruption import worker_interruption
+from worker.names import check_name, record_name
+from worker.outcome import Outcome, Verdict
+from worker.ownership import claim_outputs
 from worker.settings import Settings
-from worker.storage.base import Store, check_name
+from worker.storage.base import Store
 from worker.tasks.contract import Task
 
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
+_ALREADY_DONE = "already done from this input (its success record and outputs match); not redone"
 _STOP_GRACE_SECONDS = 5.0  # for a stopped task to end, before its item is given back anyway
-_LABELS = {ExitCode.RETRY: "retry", ExitCode.CONFIG: "config", ExitCode.DEAD: "dead"}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one worker run did; printed as one JSON line on stdout for runners to read."""
-
-    code: ExitCode
-    item: str | None = None
-    reason: str = ""
-    delivery: int = 0  # how many times the broker had delivered the message, this time included
-    seconds: float = 0.0
-    took_at: float | None = None  # wall-clock (Unix) time the message was taken
-    phases: dict[str, float] = field(default_factory=dict)  # seconds of read, task, store
-
-    @property
-    def label(self) -> str:
-        """done, empty (the queue was), retry, config or dead."""
-        if self.code is ExitCode.DONE:
-            return "done" if self.item is not None else "empty"
-        return _LABELS[self.code]
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "code": int(self.code), "outcome": self.label})
-
-    @classmethod
-    def from_json(cls, line: str) -> Outcome | None:
-        """The outcome a worker printed as `line`, or None when the line is not one."""
-        try:
-            fields: Any = json.loads(line)
-            code = ExitCode(int(fields["code"]))
-            phases = {str(name): float(value) for name, value in (fields["phases"]).items()}
-            took_at = fields["took_at"]
-            return cls(
-                code=code,
-                item=None if fields["item"] is None else str(fields["item"]),
-                reason=str(fields["reason"]),
-                delivery=int(fields["delivery"]),
-                seconds=float(fields["seconds"]),
-                took_at=None if took_at is None else float(took_at),
-                phases=phases,
-            )
-        except (ValueError, TypeError, KeyError, AttributeError):
-            return None
 
 
 def take_one(settings: Settings, task: Task, inputs: Store, outputs: Store) -> Outcome:
@@ -103,7 +60,7 @@ def take_items(
                         return
                     yield outcome
                     taken += 1
-                    if not drain or outcome.item is None or outcome.code is ExitCode.RETRY:
+                    if not drain or outcome.item is None or outcome.verdict is Verdict.RETRY:
                         return
                     if worker_interruption.requested:
                         return
@@ -111,7 +68,7 @@ def take_items(
             # The broker returns the unacked message when the connection goes; a draining
             # worker goes on through the next node that answers.
             log.error("%s The item goes back to the queue.", exc)
-            yield Outcome(ExitCode.RETRY, reason=str(exc))
+            yield Outcome(Verdict.RETRY, reason=str(exc))
             taken += 1
             if not drain or worker_interruption.requested:
                 return
@@ -123,22 +80,13 @@ def item_body(body: bytes) -> bytes:
     return body.removesuffix(b"\n")
 
 
-def drain_exit_code(outcomes: list[Outcome]) -> ExitCode:
-    """RETRY if an item failed transiently, else DEAD if one was dead-lettered, else DONE."""
-    codes = {outcome.code for outcome in outcomes}
-    for code in (ExitCode.RETRY, ExitCode.DEAD):
-        if code in codes:
-            return code
-    return ExitCode.DONE
-
-
 def _take(
     session: Session, settings: Settings, task: Task, inputs: Store, outputs: Store
 ) -> Outcome:
     delivery = session.get(settings.queue)
     if delivery is None:
         log.info("Queue %s is empty; nothing to do.", settings.queue)
-        return Outcome(ExitCode.DONE)
+        return Outcome(Verdict.EMPTY)
     took_at = round(time.time(), 3)
     started = time.monotonic()
     body = item_body(delivery.body)
@@ -147,23 +95,29 @@ def _take(
     log.info("took %s (delivery tag %d, delivery %d)", item, delivery.tag, number)
 
     phases: dict[str, float] = {}
+    redo = bool(delivery.headers.get(REDO_HEADER))
     untouched = worker_interruption.requested  # asked to stop while taking it
+    verdicts: list[Verdict] = []
     error = None
     if not untouched:
         error = _run_while_serving(
             session,
-            lambda: _process(item, body, task, inputs, outputs, settings, number, phases),
+            lambda: verdicts.append(
+                _process(item, body, task, inputs, outputs, settings, number, redo, phases)
+            ),
         )
     seconds = round(time.monotonic() - started, 3)
     if untouched or (worker_interruption.requested and error is not None):
         session.give_back(settings.queue, delivery)
         reason = f"stopped by {worker_interruption.signal_name}; the item went back to the queue"
         log.warning("%s: %s", item, reason)
-        return Outcome(ExitCode.RETRY, item, reason, number, seconds, took_at, phases)
+        return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases)
     if error is None:
         session.ack(delivery)
         log.info("acked %s (delivery tag %d)", item, delivery.tag)
-        return Outcome(ExitCode.DONE, item, "", number, seconds, took_at, phases)
+        (verdict,) = verdicts
+        reason = _ALREADY_DONE if verdict is Verdict.ALREADY_DONE else ""
+        return Outcome(verdict, item, reason, number, seconds, took_at, phases)
 
     reason = _one_line(error)
     if isinstance(error, InputError) or number > DELIVERY_LIMIT:
@@ -172,10 +126,10 @@ def _take(
         dead_queue = dead_queue_name(settings.queue)
         session.dead_letter(delivery, dead_queue, reason)
         log.error("dead-lettered %s to %s: %s", item, dead_queue, reason)
-        return Outcome(ExitCode.DEAD, item, reason, number, seconds, took_at, phases)
+        return Outcome(Verdict.DEAD, item, reason, number, seconds, took_at, phases)
     session.requeue(delivery)
     log.warning("returned %s to the queue for another try: %s", item, reason)
-    return Outcome(ExitCode.RETRY, item, reason, number, seconds, took_at, phases)
+    return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases)
 
 
 def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs: Store) -> Outcome:
@@ -188,14 +142,21 @@ def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs
     name = item.decode("utf-8", errors="replace")
     log.info("took %s from standard input", name)
     try:
-        _process(name, item, task, inputs, outputs, settings, delivery=1)
+        verdict = _process(name, item, task, inputs, outputs, settings, delivery=1, redo=False)
     except Exception as exc:  # every failure becomes an exit code, as in take_one
         if not isinstance(exc, JobkitError):
             log.error("unexpected error in the task", exc_info=exc)
-        code = exc.exit_code if isinstance(exc, JobkitError) else ExitCode.RETRY
         log.error("failed %s: %s", name, _one_line(exc))
-        return Outcome(code, name, _one_line(exc), seconds=round(time.monotonic() - started, 3))
-    return Outcome(ExitCode.DONE, name, seconds=round(time.monotonic() - started, 3))
+        seconds = round(time.monotonic() - started, 3)
+        return Outcome(_failed(exc), name, _one_line(exc), seconds=seconds)
+    reason = _ALREADY_DONE if verdict is Verdict.ALREADY_DONE else ""
+    return Outcome(verdict, name, reason, seconds=round(time.monotonic() - started, 3))
+
+
+def _failed(error: BaseException) -> Verdict:
+    """The verdict on an item whose work raised `error`: what its exit code says."""
+    code = error.exit_code if isinstance(error, JobkitError) else ExitCode.RETRY
+    return Verdict.of_exit(code)
 
 
 def _process(
@@ -206,29 +167,37 @@ def _process(
     outputs: Store,
     settings: Settings,
     delivery: int,
+    redo: bool,
     phases: dict[str, float] | None = None,
-) -> None:
-    """Read, run the task, store the outputs, then the success record.
+) -> Verdict:
+    """Read, run the task, store the outputs, then the success record; returns DONE.
 
-    A redelivered item whose record still matches its input and outputs is not done again.
-    Puts the seconds of each phase finished (read, task, store) in `phases`.
+    An item whose record still matches its input and outputs is not done again unless `redo`
+    (a copy published twice, or redelivered after its ack was lost): ALREADY_DONE. Puts the
+    seconds of each phase finished (read, task, store) in `phases`.
     """
     phases = {} if phases is None else phases
     started = time.monotonic()
     data = _read(item, body, inputs, settings)
     lap = _lap(phases, "read", started)
-    if delivery > 1 and is_current(outputs, read_record(outputs, item), data):
-        log.info("%s was already done from this input (its record matches); not redone", item)
-        return
+    record = read_record(outputs, item)
+    if not redo and is_current(outputs, record, settings.task_label, data):
+        log.info("%s: %s", item, _ALREADY_DONE)
+        return Verdict.ALREADY_DONE
     results = task(item, data)
     lap = _lap(phases, "task", lap)
+    claim_outputs(outputs, item, results, record)
+    versions = {}
     for name, content in results.items():
-        outputs.write(name, content)
+        versions[name] = outputs.write(name, content)
         log.info("stored %s in %s (%d bytes)", name, outputs, len(content))
     seconds = time.monotonic() - started
-    record = make_record(item, settings.queue, data, results, delivery, seconds)
-    outputs.write(record_name(item), record.to_bytes())
+    done = make_record(
+        item, settings.queue, settings.task_label, data, results, versions, delivery, seconds
+    )
+    outputs.write(record_name(item), done.to_bytes())
     _lap(phases, "store", lap)
+    return Verdict.DONE
 
 
 def _lap(phases: dict[str, float], phase: str, since: float) -> float:

@@ -10,23 +10,18 @@ import hashlib
 import json
 import os
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from worker.errors import InputError
+from worker.names import record_name
 from worker.storage.base import Store
-
-RECORD_SUFFIX = ".done.json"
-
-
-def record_name(item: str) -> str:
-    """`temperature1.csv` -> `temperature1.csv.done.json`, stored with the outputs."""
-    return item + RECORD_SUFFIX
 
 
 @dataclass(frozen=True)
 class Record:
-    """One item done: its input's size and SHA-256, each output's MD5, and who did it when.
+    """One item done: its input's size and SHA-256, the task, each output's MD5 and version
+    (as the store lists it, so a check of the ledger needs no reading), and who did it when.
 
     Outputs carry MD5, the digest Azure Blob Storage keeps for every blob; the input, read in
     full anyway, gets SHA-256, which this machine's CPUs compute over twice as fast.
@@ -41,15 +36,25 @@ class Record:
     worker: str
     finished_at: str
     seconds: float
+    task: str = ""  # the task that did it (TASK, or TASK_COMMAND); "" in older records
+    versions: dict[str, str] = field(default_factory=dict)  # output -> its version when stored
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode() + b"\n"
 
 
 def make_record(
-    item: str, queue: str, data: bytes, outputs: dict[str, bytes], deliveries: int, seconds: float
+    item: str,
+    queue: str,
+    task: str,
+    data: bytes,
+    outputs: dict[str, bytes],
+    versions: dict[str, str],
+    deliveries: int,
+    seconds: float,
 ) -> Record:
-    """The record of `item`, taken from `queue`, done from input `data` into `outputs`."""
+    """The record of `item`, taken from `queue`, done by `task` from input `data` into
+    `outputs`, stored as `versions`."""
     return Record(
         item=item,
         queue=queue,
@@ -60,6 +65,8 @@ def make_record(
         worker=f"{socket.gethostname()}:{os.getpid()}",
         finished_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         seconds=round(seconds, 3),
+        task=task,
+        versions=versions,
     )
 
 
@@ -72,9 +79,12 @@ def read_record(store: Store, item: str) -> Record | None:
         return None
 
 
-def is_current(store: Store, record: Record | None, data: bytes) -> bool:
-    """True when `record` describes input `data` and every output it lists is still stored."""
+def is_current(store: Store, record: Record | None, task: str, data: bytes) -> bool:
+    """True when `record` describes `task` done from input `data` and every output it lists
+    is still stored as it was."""
     if record is None or record.input_bytes != len(data):
+        return False
+    if record.task and record.task != task:
         return False
     if record.input_sha256 != hashlib.sha256(data).hexdigest():
         return False

@@ -1,7 +1,7 @@
 """The kit's exceptions and the worker's exit codes, the one table every runner reads."""
 
 import signal
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 
 
 class ExitCode(IntEnum):
@@ -19,28 +19,6 @@ Exit codes:
   1  transient failure; the message went back to the queue for another try
   2  configuration error or unreachable broker; no message was taken
   3  the item can never succeed; it was dead-lettered with the reason"""
-
-
-class FailureAction(StrEnum):
-    """What a runner does with a failed worker, in the words of a Job's podFailurePolicy."""
-
-    FAIL_JOB = "FailJob"  # stop the job: retrying cannot help
-    IGNORE = "Ignore"  # not counted against the backoff limit
-    COUNT = "Count"  # counted against the backoff limit, and retried
-
-
-FAILURE_ACTIONS: dict[ExitCode, FailureAction] = {
-    ExitCode.CONFIG: FailureAction.FAIL_JOB,  # retrying cannot fix the configuration
-    ExitCode.DEAD: FailureAction.IGNORE,  # the item is dead-lettered; the worker did its part
-}
-
-
-def failure_action(code: int) -> FailureAction:
-    """What a runner does when a worker exits with `code` (not 0)."""
-    for exit_code, action in FAILURE_ACTIONS.items():
-        if code == exit_code:
-            return action
-    return FailureAction.COUNT
 
 
 def describe_exit_status(code: int) -> str:

@@ -281,6 +281,11 @@ class Settings:
             ]
         return []
 
+    @property
+    def task_label(self) -> str:
+        """The task in one string, as success records keep it: the program, or TASK."""
+        return self.task_command or self.task
+
     def to_env(self) -> dict[str, str]:
         """The variables that give these settings again, secrets included; defaults left out."""
         defaults = Settings()._env()

@@ -23,6 +23,8 @@ from publisher.queue.dead import DeadLetter
 from publisher.queue.status import QueueStatus
 from publisher.run.outcome import JobReport
 
+SHOWN_OUTPUTS = 20  # outputs listed by 'jobkit status', at most
+
 
 class _RateColumn(ProgressColumn):
     """Items finished per second since the start."""
@@ -56,12 +58,12 @@ def job_progress(console: Console, enabled: bool) -> Iterator[Any]:
 
         def update(report: JobReport) -> None:
             remaining = report.remaining
-            finished = len(report.done) + len(report.dead)
+            finished = report.finished
             progress.update(
                 task,
                 completed=finished,
                 total=finished + remaining,
-                done=len(report.done),
+                done=len(report.done) + len(report.already_done),
                 dead=len(report.dead),
                 failed=len(report.failures),
                 remaining=remaining,
@@ -73,8 +75,14 @@ def job_progress(console: Console, enabled: bool) -> Iterator[Any]:
 def print_report(console: Console, report: JobReport, queue: str, outputs: str, logs: str) -> None:
     """The short report at the end of a run."""
     retried = len(report.failures)
+    already = (
+        f" (and {len(report.already_done)} copies of items already done, acked without doing "
+        "them again)"
+        if report.already_done
+        else ""
+    )
     console.print(
-        f"Queue {queue!r}: {len(report.done)} done, {len(report.dead)} dead-lettered, "
+        f"Queue {queue!r}: {len(report.done)} done{already}, {len(report.dead)} dead-lettered, "
         f"{retried} failed attempts retried, {report.queued} still queued; "
         f"{report.seconds:.1f} s wall time (parallelism {report.parallelism}, "
         f"completions {report.completions}).",
@@ -118,8 +126,14 @@ def print_status(console: Console, status: QueueStatus, outputs: str) -> None:
     console.print(status.reconciliation.summary(), markup=False, highlight=False)
     if status.dead_letters:
         print_dead_letters(console, status.dead_letters)
-    for name in status.outputs:
+    for name in status.outputs[:SHOWN_OUTPUTS]:
         console.print(f"  {name}", markup=False, highlight=False)
+    if len(status.outputs) > SHOWN_OUTPUTS:
+        console.print(
+            f"  and {len(status.outputs) - SHOWN_OUTPUTS} more ('jobkit status --json' lists "
+            "them all)",
+            markup=False,
+        )
 
 
 def print_dead_letters(console: Console, letters: list[DeadLetter], history: bool = False) -> None:

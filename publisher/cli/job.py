@@ -207,7 +207,7 @@ def run(
                 with job_progress(out, enabled=not as_json) as on_progress:
                     report = runner.run(on_progress)
             except Interrupted as exc:
-                _say_interrupted(exc, runner.given_back)
+                _say_interrupted(exc, runner.given_back, runner.killed)
                 raise typer.Exit(exc.exit_status) from None
             outputs, logs = settings.output_url, str(log_file)
         _finish(settings, report, as_json, outputs, logs)
@@ -215,14 +215,30 @@ def run(
     raise typer.Exit(int(report.exit_code))
 
 
-def _say_interrupted(interrupted: Interrupted, given_back: list[str]) -> None:
-    """One line: what the interrupt stopped, and that running again finishes the work."""
+def _say_interrupted(interrupted: Interrupted, given_back: list[str], killed: int) -> None:
+    """One line: what the interrupt stopped, what is uncertain, and that running again
+    finishes the work."""
     from publisher.queue.reconcile import some_names
+    from publisher.run.local import STOP_GRACE_SECONDS
 
-    held = f"{some_names(given_back)} went" if given_back else "no worker held an item, so nothing"
+    if given_back:
+        held = f"{some_names(given_back)} went back to the queue, without spending a delivery"
+    elif not killed:
+        held = "no worker held an item, so nothing went back to the queue"
+    else:
+        held = "no worker said it gave an item back"
+    uncertain = ""
+    if killed:
+        workers = f"{killed} worker{'' if killed == 1 else 's'}"
+        uncertain = (
+            f" {workers} did not stop within {STOP_GRACE_SECONDS:g} s and had to be killed: "
+            "whatever they held goes back to the queue when the broker sees them go, and an "
+            "item they were giving back may be queued twice (a worker acks a copy of an item "
+            "already done without doing it again)."
+        )
     err.print(
-        f"Interrupted by {interrupted.signal_name}: the workers stopped; {held} back to the "
-        "queue, without spending a delivery. Run 'jobkit run' again to finish the work.",
+        f"Interrupted by {interrupted.signal_name}: the workers stopped; {held}.{uncertain} "
+        "Run 'jobkit run' again to finish the work.",
         markup=False,
         highlight=False,
     )
@@ -278,12 +294,12 @@ def _run_kube(
 def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, logs: str) -> None:
     """Reconcile what was published with where it is now, and print the report.
 
-    Called once no worker holds an item, so none is in flight.
+    Called once none of the run's workers holds an item: any held now are another's.
     """
     from publisher.cli.display import print_report
     from publisher.queue.status import read_status
 
-    reconciliation = read_status(settings, in_flight=0).reconciliation
+    reconciliation = read_status(settings).reconciliation
     if as_json:
         print_json({**report.to_dict(), "reconciliation": reconciliation.to_dict()})
     else:

@@ -8,8 +8,8 @@ import typer
 
 from publisher.cli.options import JsonOption
 from publisher.cli.terminal import err, load_settings, out, print_json
-from worker.errors import ConfigError, ExitCode, InputError
-from worker.storage.base import check_name, open_store
+from worker.errors import ConfigError, ExitCode
+from worker.storage.base import open_store
 
 
 def publish(
@@ -29,7 +29,9 @@ def publish(
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Publish also the items already published to the queue (done again)."
+            "--force",
+            help="Publish also the items already published to the queue; they are done again, "
+            "even those done.",
         ),
     ] = False,
     as_json: JsonOption = False,
@@ -38,18 +40,14 @@ def publish(
     are file names under INPUT_URL, or anything at all for a task run with NO_INPUT (parameters,
     key ranges, frame numbers); they are published as given, without looking them up. What the
     broker confirmed is kept with the outputs, so 'jobkit status' can account for every item;
-    items already published to the queue are skipped unless --force is given.
+    items already published to the queue are skipped unless --force is given, and two
+    publishers of one queue take turns.
 
     Example: jobkit publish temperature1.csv temperature2.csv
     """
-    from publisher.queue.publish import (
-        PublishIncomplete,
-        PublishInterrupted,
-        publish_items,
-        read_items,
-    )
-    from publisher.queue.reconcile import done_items, read_published, record_published, some_names
-    from publisher.queue.status import read_depth, read_inputs
+    from publisher.queue.batch import check_items, find_inputs, publish_batch
+    from publisher.queue.publish import PublishInterrupted, read_items
+    from publisher.queue.reconcile import some_names
 
     with load_settings() as settings:
         items = list(names or []) + (read_items(source) if source else [])
@@ -57,60 +55,64 @@ def publish(
             raise ConfigError(
                 "Nothing to publish: with NO_INPUT, give the items as arguments or with --from."
             )
-        items = list(dict.fromkeys(items or read_inputs(settings)))  # each item once
+        if not items:
+            found = find_inputs(settings)
+            for why, left_out in found.left_out.items():
+                files = f"{len(left_out)} {'entry' if len(left_out) == 1 else 'entries'}"
+                err.print(f"Left out {files}, {why}: {some_names(left_out)}.", markup=False)
+            items = found.items
         if not items:
             raise ConfigError(
                 f"No *.csv files under INPUT_URL {settings.input_url!r}; make samples with "
                 "'jobkit data' or set INPUT_URL."
             )
-        for name in items:
-            try:
-                check_name(name)
-            except InputError as exc:
-                raise ConfigError(f"Not published: {exc}") from None
-        store = open_store(settings.output_url, settings, create=True)
-        already = set() if force else set(read_published(store, settings.queue) or [])
-        skipped = [name for name in items if name in already]
-        fresh = [name for name in items if name not in already]
+        items = check_items(items)
         try:
-            confirmed = publish_items(settings, fresh)
-        except PublishIncomplete as exc:
-            record_published(store, settings.queue, exc.confirmed)
-            raise
+            result = publish_batch(settings, items, force, lambda: _say_waiting(settings.queue))
         except PublishInterrupted as exc:
-            record_published(store, settings.queue, exc.confirmed)
+            unsure = len(items) - len(exc.confirmed) - len(exc.unsent)
             err.print(
-                f"Interrupted: {len(exc.confirmed)} of {_items(len(fresh))} were published and "
-                "confirmed; 'jobkit publish' again publishes the rest.",
+                f"Interrupted: {len(exc.confirmed)} of {_items(len(items))} were published and "
+                f"confirmed, {unsure} sent without a confirm (recorded as unconfirmed); "
+                "'jobkit publish' again publishes the rest.",
                 markup=False,
             )
-            raise typer.Exit(130) from None
-        record_published(store, settings.queue, confirmed)
-        depth = read_depth(settings)
-        done = done_items(store, settings.queue, skipped) if skipped else set()
+            raise typer.Exit(128 + exc.signum) from None
     if as_json:
         print_json(
             {
                 "queue": settings.queue,
-                "confirmed": len(confirmed),
-                "skipped": skipped,
-                "depth": depth,
+                "confirmed": len(result.confirmed),
+                "skipped": result.skipped,
+                "sent_again": result.again,
+                "depth": result.depth,
             }
         )
         return
     out.print(
-        f"Published {_items(len(confirmed))} to {settings.queue!r}, each confirmed by the "
-        f"broker; {depth} ready in the queue.",
+        f"Published {_items(len(result.confirmed))} to {settings.queue!r}, each confirmed by the "
+        f"broker; {result.depth} ready in the queue.",
         markup=False,
     )
-    if skipped:
+    if result.again:
         out.print(
-            f"Skipped {_items(len(skipped))} already published to {settings.queue!r} "
-            f"({some_names(skipped)}): {len(done & set(skipped))} done, the others queued, "
-            "held by a worker or dead-lettered ('jobkit status' says which). --force publishes "
-            "them again.",
+            f"{_items(len(result.again))} ({some_names(result.again)}) had been sent before "
+            "without a confirm and were sent again: one may be queued twice, and a worker that "
+            "takes a copy of an item already done acks it without doing it again.",
             markup=False,
         )
+    if result.skipped:
+        out.print(
+            f"Skipped {_items(len(result.skipped))} already published to {settings.queue!r} "
+            f"({some_names(result.skipped)}): {result.skipped_done} done, the others queued, "
+            "held by a worker or dead-lettered ('jobkit status' says which). --force publishes "
+            "them again, to be done again.",
+            markup=False,
+        )
+
+
+def _say_waiting(queue: str) -> None:
+    err.print(f"Waiting for another 'jobkit publish' to {queue!r} to finish ...", markup=False)
 
 
 def _items(count: int) -> str:
@@ -216,7 +218,7 @@ def purge(
     Example: jobkit purge --yes
     """
     from publisher.queue.publish import purge_queue
-    from publisher.queue.reconcile import forget_published
+    from publisher.queue.published import forget_published
     from worker.broker import dead_queue_name
 
     with load_settings() as settings:

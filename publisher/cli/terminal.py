@@ -35,4 +35,7 @@ def load_settings(
 
 
 def print_json(data: object) -> None:
-    out.print(json.dumps(data, indent=2), markup=False)
+    """`data` as JSON on stdout, exactly: written past rich, which would take its text for
+    markup to render (and spend seconds on a large document)."""
+    out.file.write(json.dumps(data, indent=2) + "\n")
+    out.file.flush()

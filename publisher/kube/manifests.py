@@ -11,7 +11,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from publisher.kube.objects import Manifest, labels
 from publisher.kube.rabbitmq import COOKIE_KEY, render_rabbitmq
-from worker.errors import FAILURE_ACTIONS, ConfigError
+from worker.errors import ConfigError, ExitCode
 from worker.settings import mask_url
 
 DEFAULT_IMAGE = "jobkit-worker:0.1.0"
@@ -60,6 +60,11 @@ class JobOptions:
     task_env: tuple[tuple[str, str], ...] = ()  # TASK or TASK_COMMAND and the like; "" is unset
 
 
+# The worker's exit codes that do not simply count against the backoff limit, in Kubernetes'
+# words: a configuration error stops the Job, a dead-lettered item is not the worker's failure.
+_FAILURE_ACTIONS = {ExitCode.CONFIG: "FailJob", ExitCode.DEAD: "Ignore"}
+
+
 def pod_failure_policy() -> Manifest:
     """The Job's podFailurePolicy, one rule per worker exit code that does not simply count."""
     rules: list[Manifest] = [
@@ -67,7 +72,7 @@ def pod_failure_policy() -> Manifest:
             "action": str(action),
             "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [int(code)]},
         }
-        for code, action in sorted(FAILURE_ACTIONS.items())
+        for code, action in sorted(_FAILURE_ACTIONS.items())
     ]
     # An evicted or preempted pod returned its item to the queue; that is not the worker's fault.
     rules.append({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]})

@@ -14,8 +14,8 @@ from publisher.kube.manifests import CONTAINER, JobOptions
 from publisher.kube.objects import Manifest, dump
 from publisher.run.outcome import JobReport
 from worker.broker import Session, dead_queue_name
-from worker.consumer import Outcome
 from worker.errors import ConfigError, ExitCode
+from worker.outcome import Outcome, Verdict
 from worker.settings import Settings
 
 POLL_SECONDS = 2.0
@@ -103,7 +103,8 @@ def record_pod(report: JobReport, pod: PodResult, outcome: Outcome | None) -> No
     """Count an ended pod in the report, as the local runner counts a worker process."""
     item = (outcome.item if outcome else None) or ""
     reason = (outcome.reason if outcome else "") or _describe(pod)
-    report.count(pod.exit_code, item, reason)
+    verdict = outcome.verdict if outcome else Verdict.of_exit(pod.exit_code)
+    report.count(verdict, item, reason)
 
 
 def without_secrets(manifests: list[Manifest], names: set[str]) -> list[Manifest]:

@@ -18,8 +18,9 @@ import pika.frame
 import pika.spec
 from pika.adapters.select_connection import IOLoop
 
-from worker.broker import Session, connection_parameters, message_properties
-from worker.errors import BrokerUnavailable
+from worker.broker import REDO_HEADER, Session, connection_parameters, message_properties
+from worker.errors import BrokerLost, BrokerUnavailable
+from worker.interruption import Interruption
 from worker.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ _RETRY_PAUSE_SECONDS = 1.0
 # Messages published but not yet confirmed, at most. Waiting for each confirm caps a publisher
 # at about 1,000 a second; a window keeps the broker busy while confirms stream back.
 WINDOW = 2_000
+# After an interrupt, for the confirms of what was sent: each one not come is a message that may
+# or may not be queued.
+CONFIRM_WAIT_SECONDS = 5.0
 
 
 def read_items(lines: Iterable[str]) -> list[str]:
@@ -36,38 +40,52 @@ def read_items(lines: Iterable[str]) -> list[str]:
     return [item for line in lines if (item := line.strip()) and not item.startswith("#")]
 
 
-class PublishIncomplete(BrokerUnavailable):
-    """The broker confirmed only some of the items; `confirmed` names them."""
+class Unfinished:
+    """What a publishing stopped part-way did: `confirmed` by the broker, and `unsent`, never
+    sent; the rest were sent without a confirm, and may or may not be queued."""
 
-    def __init__(self, message: str, confirmed: list[str]) -> None:
-        super().__init__(message)
+    def __init__(self, confirmed: list[str], unsent: list[str]) -> None:
         self.confirmed = confirmed
+        self.unsent = unsent
 
 
-class PublishInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped the publishing; `confirmed` names what the broker had confirmed."""
+class PublishIncomplete(BrokerUnavailable, Unfinished):
+    """The broker did not confirm every item: it refused some, or the connection failed."""
 
-    def __init__(self, confirmed: list[str]) -> None:
-        super().__init__()
-        self.confirmed = confirmed
+    def __init__(self, message: str, confirmed: list[str], unsent: list[str]) -> None:
+        BrokerUnavailable.__init__(self, message)
+        Unfinished.__init__(self, confirmed, unsent)
 
 
-def publish_items(settings: Settings, names: Sequence[str]) -> list[str]:
-    """Publish one message per name; returns the names the broker confirmed (all of them).
+class PublishInterrupted(KeyboardInterrupt, Unfinished):
+    """SIGINT or SIGTERM stopped the publishing; `signum` is the signal."""
 
-    Raises PublishIncomplete, naming what was confirmed, if the broker refuses one (nack, or
-    returned as unroutable) or the connection fails part-way, and PublishInterrupted on Ctrl-C;
+    def __init__(self, signum: int, confirmed: list[str], unsent: list[str]) -> None:
+        KeyboardInterrupt.__init__(self)
+        Unfinished.__init__(self, confirmed, unsent)
+        self.signum = signum
+
+
+def publish_items(settings: Settings, names: Sequence[str], redo: bool = False) -> list[str]:
+    """Declare the work queue and publish one message per name; returns the names the broker
+    confirmed (all of them). With `redo`, workers do the items again even if done.
+
+    On SIGINT or SIGTERM it sends no more, waits up to CONFIRM_WAIT_SECONDS for the confirms
+    of what it sent, and raises PublishInterrupted; raises PublishIncomplete if the broker
+    refuses one (nack, or returned as unroutable) or the connection fails part-way;
     BrokerUnavailable or ConfigError before any is published.
     """
-    with Session(settings, "publisher") as session:  # reports an unreachable broker in one line
-        session.declare(settings.queue)
+    _declare(settings)
     if not names:
         return []
-    publisher = _WindowedPublisher(settings, names)
-    try:
+    publisher = _WindowedPublisher(settings, names, {REDO_HEADER: True} if redo else None)
+    interruption = Interruption()
+    interruption.on_request(publisher.stop)
+    with interruption.deferred(), interruption.installed():
         publisher.run()
-    except KeyboardInterrupt:
-        raise PublishInterrupted(publisher.confirmed_names) from None
+    unsent = list(publisher.unsent)
+    if interruption.signum is not None:
+        raise PublishInterrupted(interruption.signum, publisher.confirmed_names, unsent)
     missing = len(names) - publisher.confirmed
     if missing:
         raise PublishIncomplete(
@@ -75,8 +93,24 @@ def publish_items(settings: Settings, names: Sequence[str]) -> list[str]:
             f"{settings.queue!r}; {missing} were not ({publisher.problem()}); "
             "publish those again once it is fixed.",
             publisher.confirmed_names,
+            unsent + publisher.refused,
         )
     return publisher.confirmed_names
+
+
+def _declare(settings: Settings) -> None:
+    """Declare the work queue, through the next node if one is lost meanwhile."""
+    give_up_at = time.monotonic() + settings.broker_retry_seconds
+    while True:
+        try:
+            with Session(settings, "publisher") as session:  # an unreachable broker: one line
+                session.declare(settings.queue)
+                return
+        except BrokerLost as exc:
+            if time.monotonic() >= give_up_at:
+                raise
+            log.warning("%s Declaring the queue again.", exc)
+            time.sleep(_RETRY_PAUSE_SECONDS)
 
 
 class _WindowedPublisher:
@@ -88,8 +122,12 @@ class _WindowedPublisher:
     confirmed: an item may then be queued twice, never lost.
     """
 
-    def __init__(self, settings: Settings, names: Sequence[str]) -> None:
+    def __init__(
+        self, settings: Settings, names: Sequence[str], headers: dict[str, object] | None = None
+    ) -> None:
         self.settings = settings
+        self._headers = headers
+        self._stopping = False
         self.confirmed_names: list[str] = []
         self.refused: list[str] = []
         self.closed_because = ""
@@ -108,8 +146,31 @@ class _WindowedPublisher:
         self._connection = self._connect()
 
     def run(self) -> None:
-        """Publish everything, or until no node takes the rest; returns when it is closed."""
+        """Publish everything, or until no node takes the rest or it is stopped; returns when
+        it is closed."""
         self._ioloop.start()
+
+    def stop(self) -> None:
+        """Send no more; close once what was sent is confirmed, or CONFIRM_WAIT_SECONDS
+        passed. Safe to call from a signal handler."""
+        self._ioloop.add_callback_threadsafe(self._stop_sending)
+
+    @property
+    def unsent(self) -> list[str]:
+        """The names never sent (or sent and refused, to be sent again)."""
+        return list(self._pending)
+
+    def _stop_sending(self) -> None:
+        self._stopping = True
+        self._ioloop.call_later(CONFIRM_WAIT_SECONDS, self._close)
+        if not self._unconfirmed:
+            self._close()
+
+    def _close(self) -> None:
+        if self._connection.is_open:
+            self._connection.close()
+        elif not self._connection.is_closing:
+            self._ioloop.stop()
 
     @property
     def confirmed(self) -> int:
@@ -149,6 +210,10 @@ class _WindowedPublisher:
 
     def _publish_more(self) -> None:
         assert self._channel is not None
+        if self._stopping:
+            if not self._unconfirmed:
+                self._close()
+            return
         if self._resume_at:
             if self._unconfirmed:
                 return  # the next confirm calls this again
@@ -161,9 +226,8 @@ class _WindowedPublisher:
         while self._pending and len(self._unconfirmed) < WINDOW:
             name = self._pending.popleft()
             body = name.encode()
-            self._channel.basic_publish(
-                "", self.settings.queue, body, message_properties(body), mandatory=True
-            )
+            properties = message_properties(body, self._headers)
+            self._channel.basic_publish("", self.settings.queue, body, properties, mandatory=True)
             self._tag += 1
             self._unconfirmed[self._tag] = name
         if not self._unconfirmed:
@@ -222,7 +286,7 @@ class _WindowedPublisher:
         return bool(self._unconfirmed) or bool(self._pending)
 
     def _on_lost(self, _connection: pika.SelectConnection, reason: BaseException | str) -> None:
-        if not self._unfinished or self._refused_channel:
+        if not self._unfinished or self._refused_channel or self._stopping:
             self._ioloop.stop()
             return
         # What was not confirmed goes out again, in its order, through the next node.

@@ -1,70 +1,46 @@
 """Reconciliation: every published item is done, dead-lettered, queued or held by a worker.
 
-`jobkit publish` keeps the names it publishes in the output store, beside the success records
-the workers write there; the queues say what is dead-lettered and what is still waiting.
+The publish record says what was published, the ledger what is done, the queues what is
+dead-lettered and what is waiting, and the broker how many messages workers hold (on a quorum
+queue, each message taken and not yet settled counts as one of its consumers).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
-from worker.done_records import RECORD_SUFFIX, Record, read_record
-from worker.errors import InputError
-from worker.storage.base import Store
+from dataclasses import dataclass, field
 
 SHOWN = 10  # names listed in a message, at most
 
 
-def published_name(queue: str) -> str:
-    """Where the names published to `queue` are kept in the output store."""
-    return f".jobkit/{queue}.published.json"
-
-
-def record_published(store: Store, queue: str, items: list[str]) -> None:
-    """Add `items`, which the broker confirmed, to the names published to `queue`."""
-    if not items:
-        return
-    names = set(read_published(store, queue) or []) | set(items)
-    store.write(published_name(queue), json.dumps(sorted(names), indent=0).encode())
-
-
-def forget_published(store: Store, queue: str) -> None:
-    """Start a new batch: what was published to `queue` so far is no longer expected."""
-    store.write(published_name(queue), b"[]\n")
-
-
-def read_published(store: Store, queue: str) -> list[str] | None:
-    """The names published to `queue`, or None when `jobkit publish` never recorded any."""
-    try:
-        names = json.loads(store.read(published_name(queue)))
-    except (InputError, ValueError):
-        return None
-    return [str(name) for name in names] if isinstance(names, list) else None
-
-
 @dataclass(frozen=True)
 class Reconciliation:
-    """Published items by where they are now. `in_flight` is None when it cannot be known:
-    RabbitMQ does not tell a client how many messages workers hold."""
+    """Published items by where they are now."""
 
     published: int | None
     done: int
     dead: int
     queued: int
-    in_flight: int | None
-    outstanding: list[str]  # published, neither done nor dead-lettered
+    holders: int  # the queue's consumers: workers holding a message, and consumers waiting
+    outstanding: list[str]  # published, neither done, dead-lettered nor once done
     done_and_dead: list[str]
+    broken: dict[str, str] = field(default_factory=dict)  # once done, no longer: item -> why
+    unconfirmed: list[str] = field(default_factory=list)  # sent, never confirmed by the broker
+    checked: str = ""  # how the outputs of the done were checked
+
+    @property
+    def in_flight(self) -> int:
+        """Outstanding items workers may hold: no more than the broker counts consumers."""
+        return min(self.holders, max(len(self.outstanding) - self.queued, 0))
 
     @property
     def unaccounted(self) -> int:
-        """Outstanding items the queue and the workers holding items do not account for;
-        negative when more are queued than outstanding."""
-        return len(self.outstanding) - self.queued - (self.in_flight or 0)
+        """Outstanding items neither the queue nor the workers account for; negative when more
+        are queued than outstanding."""
+        return len(self.outstanding) - self.queued - self.in_flight
 
     @property
     def adds_up(self) -> bool:
-        return self.published is not None and self.unaccounted == 0
+        return self.published is not None and self.unaccounted == 0 and not self.broken
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -73,9 +49,13 @@ class Reconciliation:
             "dead_lettered": self.dead,
             "queued": self.queued,
             "in_flight": self.in_flight,
-            "missing": max(self.unaccounted, 0) if self.in_flight is not None else None,
+            "consumers": self.holders,
+            "missing": max(self.unaccounted, 0),
             "outstanding": self.outstanding,
             "done_and_dead_lettered": self.done_and_dead,
+            "no_longer_done": self.broken,
+            "unconfirmed": self.unconfirmed,
+            "checked": self.checked,
             "adds_up": self.adds_up,
         }
 
@@ -86,14 +66,15 @@ class Reconciliation:
                 f"No record of what was published (only 'jobkit publish' keeps one): "
                 f"{self.done} done, {self.dead} dead-lettered, {self.queued} queued."
             )
-        held = "" if self.in_flight is None else f", {self.in_flight} held by workers"
         counts = (
             f"{self.published} published, {self.done} done, {self.dead} dead-lettered, "
-            f"{self.queued} queued{held}"
+            f"{self.queued} queued, {self.in_flight} held by workers"
         )
         notes = [
             f"All accounted for: {counts}." if self.adds_up else f"Not all accounted for: {counts}."
         ]
+        if self.broken:
+            notes.append(self._broken())
         if self.unaccounted > 0:
             notes.append(self._unaccounted())
         elif self.unaccounted < 0:
@@ -101,20 +82,35 @@ class Reconciliation:
                 f"{_are(-self.unaccounted)} queued beyond those outstanding: published twice, or "
                 "by another tool."
             )
+        if self.in_flight:
+            notes.append(
+                f"{_are(self.in_flight)} taken by workers now (RabbitMQ counts "
+                f"{self.holders} consumer{'' if self.holders == 1 else 's'} of the queue): "
+                "'jobkit status' once they end says where they went."
+            )
         if self.done_and_dead:
             notes.append(
                 f"{_are(len(self.done_and_dead))} both done and dead-lettered "
                 f"({some_names(self.done_and_dead)}); 'jobkit dead list' says why."
             )
+        if self.checked and self.done:
+            notes.append(f"Done means its success record holds: {self.checked}.")
         return " ".join(notes)
 
-    def _unaccounted(self) -> str:
-        """Which items are neither done, dead-lettered nor queued, as exactly as can be known.
+    def _broken(self) -> str:
+        items = sorted(self.broken)
+        shown = "; ".join(f"{item}: {self.broken[item]}" for item in items[:SHOWN])
+        more = f"; and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+        return (
+            f"{_are(len(items))} done no longer, {_its(len(items))} results not "
+            f"{_its(len(items))} own ({shown}{more}). 'jobkit publish --force "
+            f"{' '.join(items)}' does them again."
+        )
 
-        RabbitMQ says how many messages are queued, not which, and nothing of those a worker
-        holds: the names are exact only when nothing is queued, and an item is called lost only
-        when no worker can hold it (at the end of a run).
-        """
+    def _unaccounted(self) -> str:
+        """Which items are neither done, dead-lettered, queued nor held, as exactly as can be
+        known: RabbitMQ says how many messages are queued, not which, so the names are exact
+        only when nothing is queued."""
         count, names = self.unaccounted, some_names(self.outstanding)
         if self.queued:
             return (
@@ -122,10 +118,11 @@ class Reconciliation:
                 "queued, done nor dead-lettered; RabbitMQ does not say which. 'jobkit run' "
                 "does the queued ones, then names the rest."
             )
-        if self.in_flight is None:
+        if self.in_flight:
             return (
-                f"{_are(count)} neither done, dead-lettered nor queued ({names}): held by a "
-                "worker right now, or lost; 'jobkit run', once no job runs, says which."
+                f"{count} of these {len(self.outstanding)} ({names}) {_is(count)} neither "
+                "done, dead-lettered, queued nor held by a worker; once no worker holds one, "
+                "'jobkit status' names them."
             )
         return (
             f"{_are(count)} neither done, dead-lettered nor queued ({names}): lost; publish "
@@ -135,42 +132,32 @@ class Reconciliation:
 
 
 def reconcile(
-    published: list[str] | None,
+    published: set[str] | None,
     done: set[str],
     dead: set[str],
     queued: int,
-    in_flight: int | None,
+    holders: int,
+    broken: dict[str, str] | None = None,
+    unconfirmed: set[str] | None = None,
+    checked: str = "",
 ) -> Reconciliation:
-    """Count the published items by where they are (done wins over dead-lettered)."""
-    names = set(published or []) if published is not None else done | dead
+    """Count the published items by where they are (done wins over dead-lettered; an item
+    whose record no longer holds is neither)."""
+    broken = broken or {}
+    names = set(published) if published is not None else done | dead | set(broken)
+    settled = done | set(broken)
     return Reconciliation(
         published=None if published is None else len(names),
         done=len(names & done),
-        dead=len((names & dead) - done),
+        dead=len((names & dead) - settled),
         queued=queued,
-        in_flight=in_flight,
-        outstanding=sorted(names - done - dead),
+        holders=holders,
+        outstanding=sorted(names - settled - dead),
         done_and_dead=sorted(names & done & dead),
+        broken={item: why for item, why in broken.items() if item in names},
+        unconfirmed=sorted(unconfirmed or ()),
+        checked=checked,
     )
-
-
-def done_records(store: Store, queue: str, published: list[str] | None) -> dict[str, Record]:
-    """The success records of `queue`'s items by item: of those published to it when that is
-    known, else of those the records say came from it."""
-    names = [name.removesuffix(RECORD_SUFFIX) for name in store.list(RECORD_SUFFIX)]
-    if published is not None:
-        names = sorted(set(names) & set(published))
-    records = {}
-    for item in names:
-        record = read_record(store, item)
-        if record is not None and (published is not None or record.queue == queue):
-            records[item] = record
-    return records
-
-
-def done_items(store: Store, queue: str, published: list[str] | None) -> set[str]:
-    """The items of `queue` with a success record (see done_records)."""
-    return set(done_records(store, queue, published))
 
 
 def some_names(names: list[str]) -> str:
@@ -185,3 +172,7 @@ def _is(count: int) -> str:
 
 def _are(count: int) -> str:
     return f"{count} {_is(count)}"
+
+
+def _its(count: int) -> str:
+    return "its" if count == 1 else "their"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from publisher.queue.dead import DeadLetter, peek_dead_letters
-from publisher.queue.reconcile import Reconciliation, done_records, read_published, reconcile
+from publisher.queue.ledger import read_ledger
+from publisher.queue.published import read_published
+from publisher.queue.reconcile import Reconciliation, reconcile
 from worker.broker import Session, dead_queue_name
-from worker.builtin.outputs import is_output
 from worker.done_records import Record
 from worker.settings import Settings
 from worker.storage.base import open_store
@@ -26,19 +27,27 @@ class QueueStatus:
     records: dict[str, Record] = field(default_factory=dict)  # item -> its success record
 
 
-def read_status(settings: Settings, in_flight: int | None = None) -> QueueStatus:
-    """Read the queue depth, every dead letter (left in place), the outputs and success records
-    written, and what was published; `in_flight` is how many items workers hold, if known."""
+def read_status(settings: Settings) -> QueueStatus:
+    """Read the queue depth and how many messages workers hold, every dead letter (left in
+    place), the success records (checked) and what was published."""
     with Session(settings, "status") as session:
         ready = session.declare(settings.queue)
+        holders = session.holders(settings.queue)
         dead = peek_dead_letters(session, settings.queue)
     store = open_store(settings.output_url, settings)
     published = read_published(store, settings.queue)
-    records = done_records(store, settings.queue, published)
+    ledger = read_ledger(store, settings.queue, published.expected if published else None)
     reconciliation = reconcile(
-        published, set(records), {letter.item for letter in dead}, ready, in_flight
+        published.expected if published else None,
+        set(ledger.records),
+        {letter.item for letter in dead},
+        ready,
+        holders,
+        ledger.broken,
+        published.unconfirmed if published else set(),
+        ledger.checked(),
     )
-    outputs = sorted({output for record in records.values() for output in record.outputs})
+    outputs = sorted({output for record in ledger.records.values() for output in record.outputs})
     return QueueStatus(
         settings.queue,
         dead_queue_name(settings.queue),
@@ -46,7 +55,7 @@ def read_status(settings: Settings, in_flight: int | None = None) -> QueueStatus
         reconciliation,
         dead,
         outputs,
-        records,
+        ledger.records,
     )
 
 
@@ -54,12 +63,3 @@ def read_depth(settings: Settings) -> int:
     """Messages ready in the work queue (declaring it if it does not exist yet)."""
     with Session(settings, "depth") as session:
         return session.declare(settings.queue)
-
-
-def read_inputs(settings: Settings) -> list[str]:
-    """The input files under INPUT_URL: every *.csv that is not an output."""
-    return [
-        name
-        for name in open_store(settings.input_url, settings).list(".csv")
-        if not is_output(name)
-    ]

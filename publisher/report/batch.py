@@ -19,6 +19,7 @@ from publisher.run.record import RunRecord, attempt_begins, load_run
 from worker.builtin.outputs import OUTPUT_SUFFIX
 from worker.done_records import Record
 from worker.errors import InputError, JobkitError
+from worker.outcome import Verdict
 from worker.settings import Settings
 from worker.storage.base import open_store
 
@@ -116,12 +117,15 @@ def summarize(batch: Batch) -> Summary:
     dead = {letter.item for letter in batch.dead_letters}
     attempts = batch.attempts
     if batch.run:
-        retried = sum(attempt.outcome == "retry" for attempt in attempts)
+        retried = sum(attempt.outcome is Verdict.RETRY for attempt in attempts)
     else:
         retried = sum(max(record.deliveries - 1, 0) for record in batch.records.values())
     wall = float(batch.run.report.get("seconds", 0.0)) if batch.run else None
     # Finished items, done or dead-lettered, per second: the rate the live display shows.
-    finished = len(ran) + len(batch.run.report.get("dead", [])) if batch.run else 0
+    finished = 0
+    if batch.run:
+        report = batch.run.report
+        finished = len(ran) + len(report.get("already_done", [])) + len(report.get("dead", []))
     split = _worker_seconds(attempts)
     return Summary(
         published=count_published(batch, done, dead),

@@ -16,6 +16,7 @@ import numpy as np
 from publisher.report.curves import Curve
 from publisher.run.outcome import Attempt
 from publisher.run.record import attempt_begins
+from worker.outcome import Verdict
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -26,18 +27,20 @@ CURVES_PER_FIGURE = 12
 _COLUMNS = 3
 # Okabe and Ito's palette; grey for a worker that found the queue empty.
 OUTCOME_COLOURS = {
-    "done": "#009E73",
-    "retry": "#E69F00",
-    "dead": "#D55E00",
-    "config": "#CC79A7",
-    "empty": "#8C8C8C",
+    Verdict.DONE: "#009E73",
+    Verdict.ALREADY_DONE: "#56B4E9",
+    Verdict.RETRY: "#E69F00",
+    Verdict.DEAD: "#D55E00",
+    Verdict.CONFIG: "#CC79A7",
+    Verdict.EMPTY: "#8C8C8C",
 }
 OUTCOME_NAMES = {
-    "done": "done",
-    "retry": "retried",
-    "dead": "dead-lettered",
-    "config": "configuration error",
-    "empty": "found the queue empty",
+    Verdict.DONE: "done",
+    Verdict.ALREADY_DONE: "already done (a copy, acked)",
+    Verdict.RETRY: "retried",
+    Verdict.DEAD: "dead-lettered",
+    Verdict.CONFIG: "configuration error",
+    Verdict.EMPTY: "found the queue empty",
 }
 _STARTUP = "#D9D9D9"
 _MEAN, _BAND = "#0072B2", "#56B4E9"
@@ -50,14 +53,14 @@ def timeline_png(attempts: list[Attempt], started_at: float, parallelism: int) -
     lanes = max([parallelism, *(attempt.lane + 1 for attempt in attempts)])
     figure = _figure(10, min(1.8 + 0.45 * lanes, 12))
     axes = figure.add_subplot()
-    bars: dict[tuple[int, str, str], list[tuple[float, float]]] = defaultdict(list)
+    bars: dict[tuple[int, str, Verdict], list[tuple[float, float]]] = defaultdict(list)
     for attempt, begin in zip(attempts, attempt_begins(attempts), strict=True):
         for style, start, end in _segments(attempt, begin):
             bars[attempt.lane, style, attempt.outcome].append(
                 (start - started_at, max(end - start, 0.0))
             )
     for (lane, style, outcome), spans in bars.items():
-        colour = _STARTUP if style == "startup" else OUTCOME_COLOURS.get(outcome, "#000000")
+        colour = _STARTUP if style == "startup" else OUTCOME_COLOURS[outcome]
         axes.broken_barh(
             spans,
             (lane - 0.35, 0.7),

@@ -9,6 +9,7 @@ from html import escape
 
 from publisher.report import charts
 from publisher.report.batch import Batch, Summary
+from worker.outcome import Verdict
 
 _STYLE = """
 :root { color-scheme: light dark; }
@@ -82,7 +83,9 @@ def _outcome(batch: Batch, summary: Summary) -> str:
         parts.append("<h3>Dead-lettered</h3>")
         dead = [(d.item, str(d.deliveries or "?"), d.reason) for d in batch.dead_letters]
         parts.append(_table(("item", "deliveries", "reason"), dead))
-    retried = [(a.item or "(not known)", a.reason) for a in batch.attempts if a.outcome == "retry"]
+    retried = [
+        (a.item or "(not known)", a.reason) for a in batch.attempts if a.outcome is Verdict.RETRY
+    ]
     if retried:
         parts.append("<h3>Retried attempts</h3>")
         parts.append(_table(("item", "reason"), retried))

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from publisher.run.outcome import Attempt, JobReport, Verdict, describe_worker_exit
+from publisher.run.outcome import Attempt, JobReport, describe_worker_exit
 from publisher.run.spawn import WorkerProcess, WorkerSpawner
 from worker.broker import Session, dead_queue_name
-from worker.consumer import Outcome
 from worker.errors import BrokerLost, ExitCode
 from worker.interruption import Interruption
+from worker.outcome import Outcome, Verdict
 from worker.settings import Settings, setting_names
 from worker.storage.base import open_store
 from worker.tasks import load_task
@@ -65,6 +65,7 @@ class LocalRunner:
         self._spawner = WorkerSpawner()
         self._not_before = 0.0
         self.given_back: list[str] = []  # items stopped workers gave back to the queue
+        self.killed = 0  # stopped workers killed after the grace: whether they held one, unknown
 
     def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
         """Run the job to its end and return the report.
@@ -163,7 +164,7 @@ class LocalRunner:
             exited = worker.process.poll() is not None
             for outcome in _new_outcomes(worker):  # after poll(): an exited worker's last lines
                 worker.codes.append(int(outcome.code))
-                self._count(report, int(outcome.code), outcome.item or "", outcome.reason)
+                self._count(report, outcome.verdict, outcome.item or "", outcome.reason)
                 report.attempts.append(
                     Attempt.of(outcome, worker.lane, worker.spawned, time.time())
                 )
@@ -172,8 +173,9 @@ class LocalRunner:
                 worker.process.close()
                 self._count_silent_exit(report, worker)
 
-    def _count(self, report: JobReport, code: int | None, item: str, reason: str) -> None:
-        if report.count(code, item, reason) is Verdict.FAILED:
+    def _count(self, report: JobReport, verdict: Verdict, item: str, reason: str) -> None:
+        report.count(verdict, item, reason)
+        if verdict is Verdict.RETRY:
             delay = BACKOFF_FIRST_SECONDS * 2 ** (len(report.failures) - 1)
             self._not_before = time.monotonic() + min(delay, BACKOFF_MAX_SECONDS)
 
@@ -183,11 +185,11 @@ class LocalRunner:
         if code is None or code == ExitCode.DONE or code in worker.codes:
             return
         reason = describe_worker_exit(code)
-        outcome = "config" if code == ExitCode.CONFIG else "retry"
+        verdict = Verdict.CONFIG if code == ExitCode.CONFIG else Verdict.RETRY
         report.attempts.append(
-            Attempt(worker.lane, worker.spawned, time.time(), outcome, reason=reason)
+            Attempt(worker.lane, worker.spawned, time.time(), verdict, reason=reason)
         )
-        self._count(report, code if code == ExitCode.CONFIG else None, "", reason)
+        self._count(report, verdict, "", reason)
 
     def _stop_workers(self, report: JobReport) -> None:
         """Stop the workers still running (on an interrupt): each gives its item back."""
@@ -198,13 +200,15 @@ class LocalRunner:
         for worker in self._workers:
             worker.process.join(max(deadline - time.monotonic(), 0.0))
         for worker in self._workers:
+            if worker.process.poll() is None:
+                self.killed += 1
             worker.process.kill()  # past the grace; its item goes back when its connection does
             worker.process.join(None)
         self._reap(report)
         self.given_back = [
             attempt.item
             for attempt in report.attempts[attempts:]
-            if attempt.item and attempt.outcome == "retry"
+            if attempt.item and attempt.outcome is Verdict.RETRY
         ]
 
 

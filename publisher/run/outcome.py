@@ -1,38 +1,12 @@
-"""What a run did, whichever runner ran it: the job's report, each worker's attempt, and the
-one way a worker's exit counts (done, found the queue empty, dead-lettered, failed, or fatal)."""
+"""What a run did, whichever runner ran it: the job's report and each worker's attempt, counted
+by the worker's verdict (done, already done, empty, dead-lettered, retried, or fatal)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING
 
-from worker.errors import ExitCode, FailureAction, describe_exit_status, failure_action
-
-if TYPE_CHECKING:
-    from worker.consumer import Outcome
-
-
-class Verdict(StrEnum):
-    """How a runner counts one worker's outcome."""
-
-    DONE = "done"  # an item done
-    EMPTY = "empty"  # the queue was empty: a success without an item
-    DEAD = "dead"  # the item was dead-lettered: not the worker's failure
-    FAILED = "failed"  # counted against the backoff limit; the item goes back to the queue
-    FATAL = "fatal"  # a configuration error: the job stops
-
-
-def classify(code: int | None, item: str) -> Verdict:
-    """The verdict on a worker that ended with `code` (None: it ended without one)."""
-    if code == ExitCode.DONE:
-        return Verdict.DONE if item else Verdict.EMPTY
-    action = FailureAction.COUNT if code is None else failure_action(code)
-    return {
-        FailureAction.IGNORE: Verdict.DEAD,
-        FailureAction.FAIL_JOB: Verdict.FATAL,
-        FailureAction.COUNT: Verdict.FAILED,
-    }[action]
+from worker.errors import ExitCode, describe_exit_status
+from worker.outcome import Outcome, Verdict
 
 
 def describe_worker_exit(code: int) -> str:
@@ -47,7 +21,7 @@ class Attempt:
     lane: int  # the worker slot, 0 to parallelism - 1
     spawned: float  # when the worker process was started
     finished: float  # when this attempt ended
-    outcome: str  # done, empty, retry, dead or config: the worker's outcome label
+    outcome: Verdict
     item: str = ""
     reason: str = ""
     took: float | None = None  # when the worker took the message; None when it took none
@@ -61,7 +35,7 @@ class Attempt:
             lane=lane,
             spawned=spawned,
             finished=now if took is None else took + outcome.seconds,
-            outcome=outcome.label,
+            outcome=outcome.verdict,
             item=outcome.item or "",
             reason=outcome.reason,
             took=took,
@@ -77,6 +51,7 @@ class JobReport:
     parallelism: int
     backoff_limit: int
     done: list[str] = field(default_factory=list)
+    already_done: list[str] = field(default_factory=list)  # copies acked without redoing them
     empty: int = 0  # workers that found the queue empty: successes without an item
     dead: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (item or "", reason)
@@ -92,30 +67,35 @@ class JobReport:
 
     @property
     def succeeded(self) -> int:
-        return len(self.done) + self.empty
+        return len(self.done) + len(self.already_done) + self.empty
+
+    @property
+    def finished(self) -> int:
+        """Items settled: done, found done already, or dead-lettered."""
+        return len(self.done) + len(self.already_done) + len(self.dead)
 
     @property
     def remaining(self) -> int:
         """Items not finished: queued, or held by a running worker. A worker just started may
         not have taken its item from the queue yet, so no more than the job has left."""
-        finished = len(self.done) + len(self.dead)
+        finished = self.finished
         left = max(self.completions, finished + self.queued) - finished
         return min(self.queued + self.running, left)
 
-    def count(self, code: int | None, item: str, reason: str) -> Verdict:
-        """Count one worker's outcome (`code` None: it ended without one); returns how."""
-        verdict = classify(code, item)
+    def count(self, verdict: Verdict, item: str, reason: str) -> None:
+        """Count one worker's outcome."""
         if verdict is Verdict.DONE:
             self.done.append(item)
+        elif verdict is Verdict.ALREADY_DONE:
+            self.already_done.append(item)
         elif verdict is Verdict.EMPTY:
             self.empty += 1
         elif verdict is Verdict.DEAD:
             self.dead.append((item, reason))
-        elif verdict is Verdict.FATAL:
+        elif verdict is Verdict.CONFIG:
             self.stop(ExitCode.CONFIG, f"configuration error: {reason}")
         else:
             self.failures.append((item, reason))
-        return verdict
 
     def stop(self, code: ExitCode, reason: str) -> None:
         """Stop the run early with exit `code`; the first reason given is kept."""
@@ -137,6 +117,7 @@ class JobReport:
             "parallelism": self.parallelism,
             "backoff_limit": self.backoff_limit,
             "done": self.done,
+            "already_done": self.already_done,
             "empty": self.empty,
             "dead": [{"item": item, "reason": reason} for item, reason in self.dead],
             "failures": [{"item": item, "reason": reason} for item, reason in self.failures],

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from publisher.run.outcome import Attempt, JobReport
 from worker.errors import InputError
+from worker.outcome import Verdict
 from worker.settings import Settings
 
 DEFAULT_RUN_DIR = Path(".jobkit")  # the local runner's log, run record and report
@@ -78,7 +79,10 @@ def load_run(path: Path) -> RunRecord | None:
     """The run recorded at `path`, or None when there is none; InputError when unreadable."""
     try:
         fields = json.loads(path.read_text())
-        attempts = [Attempt(**attempt) for attempt in fields.pop("attempts")]
+        attempts = [
+            Attempt(**{**attempt, "outcome": Verdict(attempt["outcome"])})
+            for attempt in fields.pop("attempts")
+        ]
         return RunRecord(**fields, attempts=attempts)
     except FileNotFoundError:
         return None

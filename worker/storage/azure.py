@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -15,27 +18,35 @@ from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import (
+    BlobLeaseClient,
+    BlobServiceClient,
+    ContainerClient,
+    ContentSettings,
+)
 
 from worker.errors import ConfigError, InputError, StorageError
-from worker.storage.base import check_name
+from worker.names import KIT_DIR, check_name, is_hidden
+from worker.storage.base import Entry
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
+    from worker.storage.base import StorageSettings
 
 # The SDK logs every request at INFO; the kit reports failures itself.
 logging.getLogger("azure").setLevel(logging.WARNING)
 
 # One Put Blob request up to this size: the blob appears whole or not at all.
 _SINGLE_PUT_BYTES = 256 * 1024 * 1024
-WRITE_PROBE = ".jobkit/writable"  # hidden, as a local store's temporaries are: never listed
+WRITE_PROBE = f"{KIT_DIR}/writable"  # hidden, as a local store's temporaries are: never listed
+_LEASE_SECONDS = 30  # a lock's lease, renewed while held (Azure allows 15 to 60)
 _CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
-def location_problems(name: str, url: str, settings: Settings) -> list[str]:
+def location_problems(name: str, url: str, settings: StorageSettings) -> list[str]:
     """What is wrong with `az://container/prefix` as a location, before any request."""
     problems = []
     if not _CONTAINER_NAME.fullmatch(urlsplit(url).netloc):
@@ -62,7 +73,7 @@ class BlobStore:
     def __init__(self, container: ContainerClient, prefix: str, create: bool = False) -> None:
         self.container = container
         self.prefix = prefix.strip("/")
-        self.create = create
+        self.makes_root = create
 
     def __str__(self) -> str:
         path = f"{self.container.container_name}/{self.prefix}".rstrip("/")
@@ -76,7 +87,7 @@ class BlobStore:
         """Raise ConfigError naming the account and container unless the container is usable
         and, with `writable`, takes a blob (an empty WRITE_PROBE, written again each time)."""
         with self._translated("check", config=True):
-            if self.create and not self.container.exists():
+            if self.makes_root and not self.container.exists():
                 self.container.create_container()
             self.container.get_container_properties()
             if writable:
@@ -92,27 +103,86 @@ class BlobStore:
         with self._translated(name):
             return int(self.container.get_blob_client(self._blob(name)).get_blob_properties().size)
 
-    def write(self, name: str, data: bytes) -> None:
-        """Upload `data` as one blob in a single request, replacing any earlier one."""
-        settings = ContentSettings(
-            content_type="text/csv", content_md5=bytearray(hashlib.md5(data).digest())
-        )
+    def write(self, name: str, data: bytes) -> str:
+        """Upload `data` as one blob in a single request, replacing any earlier one; returns
+        its ETag."""
         with self._translated(name):
-            self.container.upload_blob(
-                self._blob(name), data, overwrite=True, content_settings=settings
-            )
+            blob = self.container.get_blob_client(self._blob(name))
+            written = blob.upload_blob(data, overwrite=True, content_settings=_content(data))
+        return _etag(written["etag"])
+
+    def create(self, name: str, data: bytes) -> bytes:
+        """Upload `data` as a new blob unless one is there; returns what is there then."""
+        try:
+            with self._translated(name):
+                self.container.upload_blob(
+                    self._blob(name), data, overwrite=False, content_settings=_content(data)
+                )
+        except _Exists:
+            return self.read(name)
+        return data
 
     def list(self, suffix: str = "") -> list[str]:
         """Blob names below the prefix ending with `suffix`, relative to the prefix, sorted."""
-        start = f"{self.prefix}/" if self.prefix else ""
         with self._translated("list"):
-            names = [
-                blob for blob in self.container.list_blob_names(name_starts_with=start or None)
-            ]
-        relative = (name[len(start) :] for name in names if name.endswith(suffix))
-        return sorted(
-            name for name in relative if not any(part.startswith(".") for part in name.split("/"))
-        )
+            names = list(self.container.list_blob_names(name_starts_with=self._start or None))
+        return sorted(name for name in self._visible(names) if name.endswith(suffix))
+
+    def unlisted(self) -> dict[str, str]:
+        """Nothing: every blob but the hidden ones is listed."""
+        return {}
+
+    def inventory(self) -> dict[str, Entry]:
+        """Every blob `list` names, with its size, ETag and the MD5 Azure keeps for it."""
+        with self._translated("list"):
+            blobs = {blob.name: blob for blob in self.container.list_blobs(self._start or None)}
+        found = {}
+        for name in self._visible(blobs):
+            blob = blobs[self._start + name]
+            md5 = blob.content_settings.content_md5
+            found[name] = Entry(int(blob.size), _etag(blob.etag), bytes(md5) if md5 else None)
+        return found
+
+    @property
+    def _start(self) -> str:
+        return f"{self.prefix}/" if self.prefix else ""
+
+    def _visible(self, names: Iterable[str]) -> Iterator[str]:
+        """The names relative to the prefix, hidden ones left out."""
+        for name in names:
+            relative = name[len(self._start) :]
+            if not is_hidden(relative):
+                yield relative
+
+    @contextmanager
+    def lock(self, name: str, on_wait: Callable[[], None]) -> Iterator[None]:
+        """Hold a lease on the blob `.jobkit/locks/<name>` for the block, renewed while it
+        runs; a holder that dies lets it lapse within _LEASE_SECONDS."""
+        blob = self.container.get_blob_client(self._blob(f"{KIT_DIR}/locks/{name}"))
+        with contextlib.suppress(_Exists), self._translated(name):
+            blob.upload_blob(b"", overwrite=False)
+        lease = BlobLeaseClient(blob)
+        waited = False
+        while True:
+            try:
+                with self._translated(name):
+                    lease.acquire(lease_duration=_LEASE_SECONDS)
+                break
+            except _Exists:
+                if not waited:
+                    on_wait()
+                    waited = True
+                time.sleep(1.0)
+        stop = threading.Event()
+        renewer = threading.Thread(target=_renew, args=(lease, stop), daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renewer.join()
+            with contextlib.suppress(AzureError):
+                lease.release()
 
     def digest(self, name: str) -> bytes | None:
         """The Content-MD5 the blob was stored with, or None when there is no such blob."""
@@ -131,6 +201,8 @@ class BlobStore:
         where = f"container {container!r} of account {account!r}"
         try:
             yield
+        except ResourceExistsError as exc:
+            raise _Exists(f"{name}: already in {self}.") from exc
         except ResourceNotFoundError as exc:
             if config or getattr(exc, "error_code", None) == "ContainerNotFound":
                 raise ConfigError(f"There is no {where}; create it or fix the az:// URL.") from exc
@@ -138,6 +210,8 @@ class BlobStore:
         except ClientAuthenticationError as exc:
             raise ConfigError(f"Azure refused the credentials for {where}; check the key.") from exc
         except HttpResponseError as exc:
+            if exc.status_code == 409:  # a lease held by another process
+                raise _Exists(f"{name}: leased by another process.") from exc
             if exc.status_code == 403:
                 code = getattr(exc, "error_code", "")
                 raise ConfigError(
@@ -152,18 +226,40 @@ class BlobStore:
             raise StorageError(f"{name}: Azure failed for {where} ({_first_line(exc)}).") from exc
 
 
+class _Exists(StorageError):
+    """The blob is there already, or leased by another process."""
+
+
+def _etag(etag: object) -> str:
+    """An ETag as one spelling: uploads answer it quoted, listings bare."""
+    return str(etag).strip('"')
+
+
+def _content(data: bytes) -> ContentSettings:
+    return ContentSettings(
+        content_type="text/csv", content_md5=bytearray(hashlib.md5(data).digest())
+    )
+
+
+def _renew(lease: BlobLeaseClient, stop: threading.Event) -> None:
+    """Renew `lease` until `stop` is set; a failed renewal is tried again at the next turn."""
+    while not stop.wait(_LEASE_SECONDS / 3):
+        with contextlib.suppress(AzureError):
+            lease.renew()
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-def open_location(url: str, settings: Settings, create: bool) -> BlobStore:
+def open_location(url: str, settings: StorageSettings, create: bool) -> BlobStore:
     """The store behind `az://container/prefix`, with the first credentials the settings give."""
     parts = urlsplit(url)
     service = _service_client(settings)
     return BlobStore(service.get_container_client(parts.netloc), parts.path, create)
 
 
-def _service_client(settings: Settings) -> BlobServiceClient:
+def _service_client(settings: StorageSettings) -> BlobServiceClient:
     options: dict[str, Any] = {
         "max_single_put_size": _SINGLE_PUT_BYTES,
         "retry_total": 2,
@@ -204,7 +300,7 @@ def _service_client(settings: Settings) -> BlobServiceClient:
     )
 
 
-def _endpoint(settings: Settings, account: str) -> str:
+def _endpoint(settings: StorageSettings, account: str) -> str:
     return settings.azure_blob_endpoint or f"https://{account}.blob.core.windows.net"
 
 

@@ -1,4 +1,4 @@
-"""What every store is: the Store protocol, safe item names, and the table of backends.
+"""What every store is: the Store protocol, and the table of backends.
 
 A backend is one module with `location_problems(name, url, settings)`, which checks a URL
 without touching the network or importing an SDK, and `open_location(url, settings, create)`.
@@ -8,14 +8,11 @@ Adding one (S3, say) is that module and one line in BACKENDS.
 from __future__ import annotations
 
 import importlib
-from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Protocol, cast
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol, cast
 from urllib.parse import urlsplit
-
-from worker.errors import InputError
-
-if TYPE_CHECKING:
-    from worker.settings import Settings
 
 # URL scheme -> the module of its backend ("" is a plain directory).
 BACKENDS = {
@@ -23,6 +20,28 @@ BACKENDS = {
     "file": "worker.storage.local",
     "az": "worker.storage.azure",
 }
+
+
+class StorageSettings(Protocol):
+    """What a backend reads of the settings: where its credentials are."""
+
+    @property
+    def azure_connection_string(self) -> str: ...
+    @property
+    def azure_credentials_path(self) -> str: ...
+    @property
+    def azure_account(self) -> str: ...
+    @property
+    def azure_blob_endpoint(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stored file as a listing shows it, unread."""
+
+    size: int
+    version: str  # changes whenever the content may have: its size and time, or a blob's ETag
+    md5: bytes | None  # the content's MD5 where the store keeps it (Azure does), else None
 
 
 class Store(Protocol):
@@ -42,35 +61,38 @@ class Store(Protocol):
     def size(self, name: str) -> int:
         """The size of `name` in bytes, unread; InputError when it does not exist."""
 
-    def write(self, name: str, data: bytes) -> None:
-        """Store `data` as `name`, replacing it whole; StorageError when that fails."""
+    def write(self, name: str, data: bytes) -> str:
+        """Store `data` as `name`, replacing it whole; returns its version (as Entry has it).
+        StorageError when that fails."""
+
+    def create(self, name: str, data: bytes) -> bytes:
+        """Store `data` as `name` unless something is stored there already; returns what is
+        stored then: `data`, or what was there. Of two creating one name at once, one wins."""
 
     def list(self, suffix: str = "") -> list[str]:
-        """Names below the store's root ending with `suffix`, sorted."""
+        """Names below the store's root ending with `suffix`, sorted; hidden ones left out."""
+
+    def unlisted(self) -> dict[str, str]:
+        """What `list` leaves out below the root that a user may take for files, with why."""
+
+    def inventory(self) -> dict[str, Entry]:
+        """Every file `list` names, with its size and version, in one pass."""
 
     def digest(self, name: str) -> bytes | None:
         """The MD5 of what is stored as `name`, or None when nothing is."""
 
+    def lock(self, name: str, on_wait: Callable[[], None]) -> AbstractContextManager[None]:
+        """Hold the lock `name` for the block, waiting (after calling `on_wait` once) while
+        another process holds it; a holder that dies releases it."""
+
 
 class _Backend(Protocol):
-    def location_problems(self, name: str, url: str, settings: Settings) -> list[str]: ...
+    def location_problems(self, name: str, url: str, settings: StorageSettings) -> list[str]: ...
 
-    def open_location(self, url: str, settings: Settings, create: bool) -> Store: ...
-
-
-def check_name(name: str) -> str:
-    """Return `name` if it is a safe relative item name; raises InputError otherwise."""
-    if not name or name.strip() != name:
-        raise InputError(f"Item name {name!r} is empty or has surrounding white space.")
-    if any(ord(char) < 32 or ord(char) == 127 for char in name):
-        raise InputError(f"Item name {name!r} contains control characters.")
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or "\\" in name:
-        raise InputError(f"Item name {name!r} must be a relative path without '..'.")
-    return name
+    def open_location(self, url: str, settings: StorageSettings, create: bool) -> Store: ...
 
 
-def location_problems(name: str, url: str, settings: Settings) -> list[str]:
+def location_problems(name: str, url: str, settings: StorageSettings) -> list[str]:
     """What is wrong with `url`, the value of setting `name`, before anything is opened."""
     scheme = urlsplit(url).scheme
     if scheme not in BACKENDS:
@@ -82,7 +104,7 @@ def location_problems(name: str, url: str, settings: Settings) -> list[str]:
     return _backend(scheme).location_problems(name, url, settings)
 
 
-def open_store(url: str, settings: Settings, *, create: bool = False) -> Store:
+def open_store(url: str, settings: StorageSettings, *, create: bool = False) -> Store:
     """The store behind `url`: a directory, a `file://` URL or another backend's URL.
 
     With `create`, its directory or container is made when it is checked: the operator's tools

@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from worker.errors import ConfigError, InputError, StorageError
+from worker.names import KIT_DIR, check_name
 from worker.scratch import owner_prefix, remove_stale
-from worker.storage.base import check_name
+from worker.storage.base import Entry
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
+    from worker.storage.base import StorageSettings
 
-TEMPORARY_DIR = ".jobkit/tmp"  # below the root: on its file system, so a rename moves a file in
+TEMPORARY_DIR = f"{KIT_DIR}/tmp"  # below the root: on its file system, so a rename moves a file in
 
 
-def location_problems(name: str, url: str, settings: Settings) -> list[str]:
+def location_problems(name: str, url: str, settings: StorageSettings) -> list[str]:
     """Any path is a location; whether it exists is checked when the store is."""
     return []
 
 
-def open_location(url: str, settings: Settings, create: bool) -> LocalStore:
+def open_location(url: str, settings: StorageSettings, create: bool) -> LocalStore:
     """The directory a path or a `file://` URL names."""
     parts = urlsplit(url)
     return LocalStore(Path(unquote(parts.path)) if parts.scheme == "file" else Path(url), create)
@@ -36,7 +41,7 @@ class LocalStore:
 
     def __init__(self, root: Path, create: bool = False) -> None:
         self.root = root
-        self.create = create
+        self.makes_root = create
 
     def __str__(self) -> str:
         return str(self.root)
@@ -49,7 +54,7 @@ class LocalStore:
         """Raise ConfigError unless the root is a directory (made first with `create`) and, with
         `writable`, a file can be made in it; remove the temporary files of writes whose process
         was killed."""
-        if self.create:
+        if self.makes_root:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -94,30 +99,59 @@ class LocalStore:
             raise InputError(f"{name}: no such file in {self.root}.")
         return info.st_size
 
-    def write(self, name: str, data: bytes) -> None:
+    def write(self, name: str, data: bytes) -> str:
         """Store `data` as `name` atomically: readers see the old file or the new, never half.
+        Returns its version.
 
         The file is written under TEMPORARY_DIR, named after this process, and then moved into
         place: a write cut short leaves it where `check` later removes it.
         """
         path = self.path(name)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.temporaries.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(data)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.chmod(temporary, 0o644)
+            with self._written(name, data) as temporary:
                 os.replace(temporary, path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
             _fsync_directory(path.parent)
+            return _version(path.stat())
         except OSError as exc:
             raise StorageError(f"{name}: cannot write {path} ({exc.strerror}).") from exc
+
+    def create(self, name: str, data: bytes) -> bytes:
+        """Store `data` as `name` unless a file is there; returns what is there then.
+
+        A hard link, unlike a rename, fails when the name is taken: one creator wins.
+        """
+        path = self.path(name)
+        try:
+            with self._written(name, data) as temporary:
+                try:
+                    os.link(temporary, path)
+                except FileExistsError:
+                    return path.read_bytes()
+                finally:
+                    os.unlink(temporary)
+            _fsync_directory(path.parent)
+            return data
+        except OSError as exc:
+            raise StorageError(f"{name}: cannot create {path} ({exc.strerror}).") from exc
+
+    @contextmanager
+    def _written(self, name: str, data: bytes) -> Iterator[str]:
+        """A temporary file holding `data`, on disk, for the block to move into place as `name`;
+        removed if the block fails."""
+        self.path(name).parent.mkdir(parents=True, exist_ok=True)
+        self.temporaries.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, 0o644)
+            yield temporary
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
 
     def digest(self, name: str) -> bytes | None:
         """The MD5 of the file `name`, or None when there is none."""
@@ -129,14 +163,67 @@ class LocalStore:
 
     def list(self, suffix: str = "") -> list[str]:
         """Names of the files below the root that end with `suffix`, sorted; [] if no root."""
-        if not self.root.is_dir():
-            return []
-        names = (path.relative_to(self.root) for path in self.root.rglob(f"*{suffix}"))
-        return sorted(
-            name.as_posix()
-            for name in names
-            if not any(part.startswith(".") for part in name.parts) and (self.root / name).is_file()
-        )
+        return sorted(name for name, _ in self._scan({}) if name.endswith(suffix))
+
+    def unlisted(self) -> dict[str, str]:
+        """Links to directories (not followed) and what is not a file, below the root."""
+        skipped: dict[str, str] = {}
+        for _ in self._scan(skipped):
+            pass
+        return skipped
+
+    def inventory(self) -> dict[str, Entry]:
+        """Every file `list` names, with its size and version (no digests: they need reading)."""
+        found = {}
+        for name, entry in self._scan({}):
+            info = entry.stat()
+            found[name] = Entry(info.st_size, _version(info), None)
+        return found
+
+    def _scan(self, skipped: dict[str, str]) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """(name, entry) of each file below the root, hidden ones left out; puts what a user
+        may take for a file and is not listed in `skipped`, with why."""
+        pending = [""]
+        while pending:
+            prefix = pending.pop()
+            try:
+                entries = list(os.scandir(self.root / prefix))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                name = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(name + "/")
+                elif entry.is_dir():
+                    skipped[name] = "a link to a directory, which is not followed"
+                elif entry.is_file():
+                    yield name, entry
+                else:
+                    skipped[name] = "not a regular file"
+
+    @contextmanager
+    def lock(self, name: str, on_wait: Callable[[], None]) -> Iterator[None]:
+        """Hold an exclusive lock on the file `.jobkit/locks/<name>` for the block; the kernel
+        releases it when the holder dies."""
+        path = self.root / KIT_DIR / "locks" / check_name(name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            file = path.open("a")
+        except OSError as exc:
+            raise StorageError(f"Cannot open the lock {path} ({exc.strerror}).") from exc
+        with file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                on_wait()
+                fcntl.flock(file, fcntl.LOCK_EX)
+            yield
+
+
+def _version(info: os.stat_result) -> str:
+    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 def _fsync_directory(directory: Path) -> None:

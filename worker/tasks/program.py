@@ -25,9 +25,9 @@ from typing import IO
 
 from worker.errors import ConfigError, ExitCode, InputError, TaskError, describe_exit_status
 from worker.interruption import worker_interruption
+from worker.names import beside_item
 from worker.scratch import owner_prefix, remove_stale
 from worker.settings import Settings
-from worker.storage.base import check_name
 from worker.tasks.contract import Task
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,8 @@ def program_task(settings: Settings) -> Task:
 
 
 def run_program(words: list[str], item: str, data: bytes, timeout: float) -> dict[str, bytes]:
-    """Run the command `words` on one item and return what it wrote to {output_dir}.
+    """Run the command `words` on one item and return what it wrote to {output_dir}, each
+    file named for its place beside the item (`a/x.csv` writing `r.txt` gives `a/r.txt`).
 
     Raises InputError when it exits 3, TaskError on another non-zero exit or a timeout (then
     its whole process group is killed), with its last standard error lines as the reason.
@@ -90,7 +91,7 @@ def run_program(words: list[str], item: str, data: bytes, timeout: float) -> dic
             raise InputError(f"{item}: {program} exited 3: {last}")
         if code != 0:
             raise TaskError(f"{item}: {program} {describe_exit_status(code)}: {last}")
-        return _outputs(output_dir, program)
+        return {beside_item(item, name): data for name, data in _outputs(output_dir).items()}
 
 
 def _fill(word: str, places: dict[str, str]) -> str:
@@ -166,16 +167,10 @@ def _relay(stream: IO[bytes], name: str, keep: deque[str] | None) -> None:
                 keep.append(" ".join(line.split()))
 
 
-def _outputs(output_dir: Path, program: str) -> dict[str, bytes]:
+def _outputs(output_dir: Path) -> dict[str, bytes]:
     """Every regular file under `output_dir`, by its path relative to it."""
-    results = {}
-    for path in sorted(output_dir.rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue
-        name = path.relative_to(output_dir).as_posix()
-        try:
-            check_name(name)
-        except InputError as exc:
-            raise InputError(f"{program} wrote an output whose name is unsafe: {exc}") from None
-        results[name] = path.read_bytes()
-    return results
+    return {
+        path.relative_to(output_dir).as_posix(): path.read_bytes()
+        for path in sorted(output_dir.rglob("*"))
+        if not path.is_symlink() and path.is_file()
+    }

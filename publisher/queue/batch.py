@@ -1,0 +1,119 @@
+"""Publishing a batch: gather the items, leave out what was published before, publish the rest
+and record it, one publisher of a queue at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from publisher.queue.ledger import read_ledger
+from publisher.queue.publish import PublishIncomplete, PublishInterrupted, publish_items
+from publisher.queue.published import Published, publishing, read_published, write_published
+from publisher.queue.status import read_depth
+from worker.builtin.outputs import OUTPUT_SUFFIX, is_output
+from worker.errors import ConfigError, InputError, JobkitError
+from worker.names import RECORD_SUFFIX, check_name
+from worker.settings import Settings
+from worker.storage.base import Store, open_store
+
+INPUT_SUFFIX = ".csv"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The items found under INPUT_URL, and the files there left out, by why."""
+
+    items: list[str]
+    left_out: dict[str, list[str]] = field(default_factory=dict)  # why -> names
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What publishing a batch did."""
+
+    confirmed: list[str]
+    skipped: list[str]  # published to the queue before: not again
+    skipped_done: int  # of those, how many are done
+    again: list[str]  # sent before without a confirm, so maybe queued: sent again
+    depth: int  # ready in the queue after
+
+
+def find_inputs(settings: Settings) -> Inputs:
+    """Every *.csv file under INPUT_URL that is not named as the built-in task's results are,
+    and what else is there (the kit's success records aside)."""
+    store = open_store(settings.input_url, settings)
+    names = store.list()
+    inputs = [name for name in names if name.endswith(INPUT_SUFFIX)]
+    left_out = {
+        f"not named *{INPUT_SUFFIX}": [
+            name
+            for name in names
+            if not name.endswith(INPUT_SUFFIX) and not name.endswith(RECORD_SUFFIX)
+        ],
+        f"named as results are (*{OUTPUT_SUFFIX}: results, or inputs to publish by name)": [
+            name for name in inputs if is_output(name)
+        ],
+    }
+    for name, why in sorted(store.unlisted().items()):
+        left_out.setdefault(why, []).append(name)
+    return Inputs(
+        [name for name in inputs if not is_output(name)],
+        {why: group for why, group in left_out.items() if group},
+    )
+
+
+def check_items(items: list[str]) -> list[str]:
+    """`items` in order, each once; ConfigError naming the first whose name is not safe."""
+    for name in items:
+        try:
+            check_name(name)
+        except InputError as exc:
+            raise ConfigError(f"Not published: {exc}") from None
+    return list(dict.fromkeys(items))
+
+
+def publish_batch(
+    settings: Settings, items: list[str], force: bool, on_wait: Callable[[], None]
+) -> BatchResult:
+    """Publish one message per item not published to the queue before (all with `force`,
+    whose messages say to do them again even if done), and record what the broker confirmed.
+
+    Waits, after calling `on_wait`, while another publisher of the queue is at work. Raises
+    PublishIncomplete or PublishInterrupted after recording what was and was not confirmed.
+    """
+    store = open_store(settings.output_url, settings, create=True)
+    with publishing(store, settings.queue, on_wait):
+        published = read_published(store, settings.queue) or Published()
+        already = set() if force else published.confirmed
+        skipped = [name for name in items if name in already]
+        fresh = [name for name in items if name not in already]
+        again = [name for name in fresh if name in published.unconfirmed]
+        published.sending(fresh)
+        write_published(store, settings.queue, published)
+        try:
+            confirmed = publish_items(settings, fresh, redo=force)
+        except (PublishIncomplete, PublishInterrupted) as exc:
+            _settle(store, settings.queue, published, exc.confirmed, exc.unsent, again)
+            raise
+        except JobkitError:  # refused before any was sent
+            _settle(store, settings.queue, published, [], fresh, again)
+            raise
+        _settle(store, settings.queue, published, confirmed, [], again)
+    depth = read_depth(settings)
+    done = read_ledger(store, settings.queue, set(skipped)).records if skipped else {}
+    return BatchResult(confirmed, skipped, len(done), again, depth)
+
+
+def _settle(
+    store: Store,
+    queue: str,
+    published: Published,
+    confirmed: list[str],
+    unsent: list[str],
+    unsure_before: list[str],
+) -> None:
+    """Record what the broker confirmed; what went unsent now stays unconfirmed if an earlier
+    publisher had sent it without a confirm."""
+    before = set(unsure_before)
+    published.settle(confirmed, [name for name in unsent if name not in before])
+    write_published(store, queue, published)

@@ -1,0 +1,84 @@
+"""The publish record: which names were published to a queue, kept in the output store beside
+the success records, so that `jobkit status` can account for every item.
+
+A name is confirmed once the broker confirmed its message, and unconfirmed while its message
+may or may not be queued: sent, with the confirm not yet come (a publisher stopped or killed
+meanwhile). Publishers of one queue take turns under a lock beside the record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from worker.errors import InputError
+from worker.names import KIT_DIR
+from worker.storage.base import Store
+
+
+@dataclass
+class Published:
+    """The names published to one queue."""
+
+    confirmed: set[str] = field(default_factory=set)
+    unconfirmed: set[str] = field(default_factory=set)  # sent; the broker's confirm never came
+
+    @property
+    def expected(self) -> set[str]:
+        """Every name that should end done or dead-lettered."""
+        return self.confirmed | self.unconfirmed
+
+    def sending(self, names: Iterable[str]) -> None:
+        """`names` are about to be sent: unconfirmed until the broker confirms them."""
+        self.unconfirmed.update(names)
+
+    def settle(self, confirmed: Iterable[str], unsent: Iterable[str]) -> None:
+        """`confirmed` were confirmed; `unsent` were never sent after all."""
+        confirmed = set(confirmed)
+        self.confirmed |= confirmed
+        self.unconfirmed -= confirmed | set(unsent)
+
+    def to_bytes(self) -> bytes:
+        document = {"confirmed": sorted(self.confirmed), "unconfirmed": sorted(self.unconfirmed)}
+        return json.dumps(document, indent=0).encode() + b"\n"
+
+
+def published_name(queue: str) -> str:
+    """Where the names published to `queue` are kept in the output store."""
+    return f"{KIT_DIR}/{queue}.published.json"
+
+
+def read_published(store: Store, queue: str) -> Published | None:
+    """The names published to `queue`, or None when `jobkit publish` never recorded any."""
+    try:
+        document = json.loads(store.read(published_name(queue)))
+    except (InputError, ValueError):
+        return None
+    if isinstance(document, list):  # as earlier versions of the kit kept it: confirmed names
+        return Published({str(name) for name in document})
+    if not isinstance(document, dict):
+        return None
+    return Published(
+        {str(name) for name in document.get("confirmed", [])},
+        {str(name) for name in document.get("unconfirmed", [])},
+    )
+
+
+def write_published(store: Store, queue: str, published: Published) -> None:
+    """Replace the record of what was published to `queue`."""
+    store.write(published_name(queue), published.to_bytes())
+
+
+def forget_published(store: Store, queue: str) -> None:
+    """Start a new batch: what was published to `queue` so far is no longer expected."""
+    write_published(store, queue, Published())
+
+
+@contextmanager
+def publishing(store: Store, queue: str, on_wait: Callable[[], None]) -> Iterator[None]:
+    """Be the one publisher of `queue` within the block: another waits until it ends, then
+    sees what this one published."""
+    with store.lock(f"{queue}.publish", on_wait):
+        yield

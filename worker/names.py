@@ -1,0 +1,62 @@
+"""What an item's name may be, and where an item's outputs and success record go.
+
+The rules every side shares: the publisher checks names with them before publishing, the
+worker before reading or writing, the stores before touching a path.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from worker.errors import InputError
+
+RECORD_SUFFIX = ".done.json"
+KIT_DIR = ".jobkit"  # the kit's own files in a store: hidden, never listed as items or outputs
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it is a safe relative item name; raises InputError otherwise."""
+    if not name or name.strip() != name:
+        raise InputError(f"Item name {name!r} is empty or has surrounding white space.")
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise InputError(f"Item name {name!r} contains control characters.")
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or "\\" in name:
+        raise InputError(f"Item name {name!r} must be a relative path without '..'.")
+    return name
+
+
+def record_name(item: str) -> str:
+    """`temperature1.csv` -> `temperature1.csv.done.json`, stored with the outputs."""
+    return item + RECORD_SUFFIX
+
+
+def is_hidden(name: str) -> bool:
+    """True for names with a part starting with '.': the kit's own files, and others' (.git)."""
+    return any(part.startswith(".") for part in PurePosixPath(name).parts)
+
+
+def check_output_name(item: str, name: str) -> str:
+    """Return `name` if a task may write it for `item`; raises InputError otherwise.
+
+    An output may not be hidden (the kit keeps its records of what was published and who owns
+    which output there) nor be named like a success record.
+    """
+    check_name(name)
+    if is_hidden(name) or name.endswith(RECORD_SUFFIX):
+        raise InputError(
+            f"{item}: the task's output {name!r} is hidden or named like a success record "
+            f"(*{RECORD_SUFFIX}), which only the kit writes; name it otherwise."
+        )
+    return name
+
+
+def beside_item(item: str, relative: str) -> str:
+    """Where a program's output `relative` of `item` goes: in the item's own directory, as the
+    built-in's results do (`a/x.csv` and `r.txt` give `a/r.txt`)."""
+    return str(PurePosixPath(item).parent / relative)
+
+
+def owner_name(output: str) -> str:
+    """Where the store keeps the name of the item that owns `output`."""
+    return f"{KIT_DIR}/owners/{output}"

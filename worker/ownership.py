@@ -1,0 +1,62 @@
+"""Each output belongs to one item: the first to store it. A clash is refused before anything
+is overwritten, and so is a file the kit did not write (an input, when inputs and outputs
+share a location).
+
+The owner of `x_aggregated.csv` is kept as `.jobkit/owners/x_aggregated.csv`, made with the
+store's create, which only one of two racing workers wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from worker.done_records import Record
+from worker.errors import InputError
+from worker.names import check_output_name, owner_name
+from worker.storage.base import Store
+
+
+def claim_outputs(store: Store, item: str, outputs: Iterable[str], record: Record | None) -> None:
+    """Make `item` the owner of each of `outputs` before any is written.
+
+    `record` is the item's success record from an earlier time, if any: an output it names
+    with the same digest is the item's own even where no owner was kept (older versions of
+    the kit kept none). Raises InputError, naming the output and its owner, on a clash.
+    """
+    for output in sorted(outputs):
+        check_output_name(item, output)
+        owner = _owner(store, output)
+        if owner is None:
+            if _exists(store, output) and not _recorded(store, output, record):
+                raise InputError(
+                    f"{item}: its output {output} would replace a file the kit did not write "
+                    "there (an input?); move that file, or have OUTPUT_URL elsewhere."
+                )
+            owner = store.create(owner_name(output), item.encode()).decode()
+        if owner != item:
+            raise InputError(
+                f"{item}: its output {output} is item {owner}'s already; rename one of the "
+                "two, or have the task give each its own output name."
+            )
+
+
+def _owner(store: Store, output: str) -> str | None:
+    try:
+        return store.read(owner_name(output)).decode()
+    except InputError:
+        return None
+
+
+def _exists(store: Store, name: str) -> bool:
+    try:
+        store.size(name)
+    except InputError:
+        return False
+    return True
+
+
+def _recorded(store: Store, output: str, record: Record | None) -> bool:
+    if record is None or output not in record.outputs:
+        return False
+    digest = store.digest(output)
+    return digest is not None and digest.hex() == record.outputs[output]
