@@ -62,7 +62,7 @@ class PrivateBroker:
     def start(self) -> None:
         """Start the node and wait until it accepts connections."""
         subprocess.run(["rabbitmq-server", "-detached"], env=self.env, check=True, timeout=60)
-        self._ctl("wait", str(self.directory / "pid"), "--timeout", str(START_SECONDS))
+        self.ctl("wait", str(self.directory / "pid"), "--timeout", str(START_SECONDS))
         deadline = time.monotonic() + 30
         while not self.answers():
             if time.monotonic() > deadline:
@@ -71,13 +71,13 @@ class PrivateBroker:
 
     def join(self, seed: PrivateBroker) -> None:
         """Make this running node a member of `seed`'s cluster (it forgets its own data)."""
-        self._ctl("stop_app")
-        self._ctl("join_cluster", seed.node)
-        self._ctl("start_app")
+        self.ctl("stop_app")
+        self.ctl("join_cluster", seed.node)
+        self.ctl("start_app")
 
     def stop(self) -> None:
         """Stop the node cleanly."""
-        self._ctl("stop", str(self.directory / "pid"))
+        self.ctl("stop", str(self.directory / "pid"))
 
     def kill(self) -> None:
         """Kill the node's Erlang VM at once, as a crash would."""
@@ -102,7 +102,7 @@ class PrivateBroker:
                 self.kill()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _ctl(self, *args: str) -> str:
+    def ctl(self, *args: str) -> str:
         return subprocess.run(
             ["rabbitmqctl", "-n", self.node, "-q", *args],
             env=self.env,
@@ -134,7 +134,7 @@ class PrivateCluster:
     def leader(self, queue: str) -> PrivateBroker:
         """The node that leads quorum queue `queue`, as a surviving node sees it."""
         asker = next(node for node in self.nodes if node.answers())
-        listing = json.loads(asker._ctl("list_queues", "name", "leader", "--formatter", "json"))
+        listing = json.loads(asker.ctl("list_queues", "name", "leader", "--formatter", "json"))
         leader = next(row["leader"] for row in listing if row["name"] == queue)
         return next(node for node in self.nodes if node.node == leader)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pandas as pd
@@ -166,3 +167,38 @@ def test_a_span_of_exactly_the_allowed_hours_is_aggregated() -> None:
     assert len(aggregate_csv(data.encode(), max_span_hours=3).splitlines()) == 4
     with pytest.raises(InputError, match="span 3 hours"):
         aggregate_csv(data.encode(), max_span_hours=2)
+
+
+def test_an_hour_whose_sum_overflows_still_gets_its_mean_and_std() -> None:
+    data = (
+        b"Datetime,Temperature\n2017-12-01 00:00:00,1e308\n2017-12-01 00:01:00,1e308\n"
+        b"2017-12-01 00:02:00,-1e308\n"
+    )
+
+    (row,) = aggregate_csv(data).decode().splitlines()[1:]
+
+    mean, std, high, low = (float(value) for value in row.split(",")[1:])
+    assert math.isclose(mean, 1e308 / 3, rel_tol=1e-14)
+    assert math.isclose(std, 2 / math.sqrt(3) * 1e308, rel_tol=1e-14)
+    assert (high, low) == (1e308, -1e308)
+
+
+@pytest.mark.parametrize("header", ["Datetime,Temperature ", " Datetime,Temperature"])
+def test_a_header_with_blanks_is_shown_with_them(header: str) -> None:
+    with pytest.raises(InputError) as error:
+        aggregate_csv(f"{header}\n2017-12-01 00:00:00,1\n".encode(), "b.csv")
+
+    assert f"the header is {header!r} (blanks count)" in str(error.value)
+
+
+@pytest.mark.parametrize("stamp", [" 2017-12-01 00:00:00", "2017-12-01 00:00:00 "])
+def test_a_timestamp_with_blanks_around_it_is_refused_either_way(stamp: str) -> None:
+    with pytest.raises(InputError, match=r"line 2: Datetime .* blanks around it"):
+        aggregate_csv(f"Datetime,Temperature\n{stamp},1\n".encode(), "b.csv")
+
+
+def test_a_reason_quotes_a_short_excerpt_of_the_input() -> None:
+    with pytest.raises(InputError) as error:
+        aggregate_csv(b"Datetime,Temperature\n2017-12-01 00:00:00," + b"w" * 5000 + b"\n", "b.csv")
+
+    assert len(str(error.value)) < 200, str(error.value)

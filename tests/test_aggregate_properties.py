@@ -36,7 +36,7 @@ def _csv(rows: list[tuple[int, float | None]]) -> bytes:
 
 @CHECKS
 @given(readings)
-def test_any_valid_readings_give_pandas_hourly_statistics(
+def test_any_valid_readings_give_pandas_hourly_statistics_to_within_1e_14(
     rows: list[tuple[int, float | None]],
 ) -> None:
     data = _csv(rows)
@@ -50,7 +50,7 @@ def test_any_valid_readings_give_pandas_hourly_statistics(
 
     assert result.index.equals(expected.index)
     np.testing.assert_allclose(
-        result.to_numpy(dtype=float), expected.to_numpy(dtype=float), rtol=1e-9, atol=1e-12,
+        result.to_numpy(dtype=float), expected.to_numpy(dtype=float), rtol=1e-14, atol=1e-12,
         equal_nan=True,
     )  # fmt: skip
 

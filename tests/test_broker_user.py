@@ -63,7 +63,8 @@ def test_the_kits_own_user_may_not_use_another_queue_and_is_told_so(
     other = jobkit({**env, "BROKER_URL": url, "QUEUE": "someone-elses"}, "depth")
 
     assert other.returncode == ExitCode.CONFIG
-    assert "does not let this user use queue 'someone-elses'" in other.stderr, other.stderr
+    assert "does not let user 'jobkit' declare queue 'someone-elses'" in other.stderr, other.stderr
+    assert "needs the 'configure' permission" in other.stderr
     assert "\n" not in other.stderr.strip()
 
 
@@ -97,6 +98,44 @@ def test_granting_another_queue_keeps_the_queues_granted_before(
 
     for queue in (first, second):
         depth = jobkit({**env, "BROKER_URL": url, "QUEUE": queue}, "depth")
-        assert "does not let this user" not in depth.stderr, depth.stderr
+        assert "does not let user" not in depth.stderr, depth.stderr
     other = jobkit({**env, "BROKER_URL": url, "QUEUE": "someone-elses"}, "depth")
-    assert "does not let this user use queue 'someone-elses'" in other.stderr, other.stderr
+    assert "does not let user 'jobkit' declare queue 'someone-elses'" in other.stderr, other.stderr
+
+
+@pytest.mark.parametrize(
+    ("permissions", "command", "refusal"),
+    [
+        (("", "", ".*"), "depth", None),  # reading the depth of a queue that exists: allowed
+        (("", "", ".*"), "publish", "declare queue '{queue}': it needs the 'configure'"),
+        ((".*", "", ".*"), "publish", "publish to queue '{queue}': it needs the 'write'"),
+        ((".*", ".*", ""), "purge", "purge queue '{queue}': it needs the 'read'"),
+    ],
+    ids=["read-only depth", "no configure", "no write", "no read"],
+)
+def test_a_refusal_names_the_operation_the_queue_and_the_missing_permission(
+    node: PrivateBroker,
+    env: dict[str, str],
+    permissions: tuple[str, str, str],
+    command: str,
+    refusal: str | None,
+) -> None:
+    queue = env["QUEUE"]
+    assert jobkit({**env, "BROKER_URL": node.url}, "depth").returncode == 0  # as guest: made
+    user = f"limited-{abs(hash(permissions)) % 10_000}"
+    node.ctl("add_user", user, "secret")
+    node.ctl("set_permissions", "-p", "/", user, *permissions)
+    limited = {**env, "BROKER_URL": f"amqp://{user}:secret@127.0.0.1:{node.port}/%2F"}
+    limited["NO_INPUT"] = "true"
+
+    arguments = {"publish": ["one"], "purge": ["--yes"]}.get(command, [])
+    result = jobkit(limited, command, *arguments)
+    node.ctl("delete_user", user)
+
+    if refusal is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert f"does not let user '{user}' {refusal.format(queue=queue)}" in result.stderr, (
+        result.stderr
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 from conftest import jobkit, read_depths
 from typer.main import get_command
@@ -15,23 +15,31 @@ from typer.testing import CliRunner
 from publisher.cli.app import app
 
 
-def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[str]:
-    """Every command and subcommand, as the words a user types after 'jobkit'."""
+def _command_paths(group: Any, prefix: tuple[str, ...] = ()) -> list[str]:
+    """Every command and subcommand, as the words a user types after 'jobkit' (a group is
+    whatever has commands: typer's own click is not the installed one)."""
     paths = []
     for name, command in sorted(group.commands.items()):
         paths.append(" ".join((*prefix, name)))
-        if isinstance(command, click.Group):
+        if hasattr(command, "commands"):
             paths += _command_paths(command, (*prefix, name))
     return paths
 
 
-COMMANDS = _command_paths(get_command(app))  # type: ignore[arg-type]
+COMMANDS = _command_paths(get_command(app))
 
 
-def test_jobkit_without_arguments_lists_the_commands() -> None:
+def test_jobkit_has_exactly_its_commands_and_lists_them_without_arguments() -> None:
+    expected = {
+        "publish", "depth", "status", "purge", "data", "upload", "manifests", "run", "report",
+        "plot", "dead", "dead list", "dead requeue",
+    }  # fmt: skip
     result = CliRunner().invoke(app, [])
-    for command in ["publish", "depth", "status", "dead", "purge", "data", "upload", "run"]:
-        assert command in result.output, result.output
+
+    assert set(COMMANDS) == expected
+    section = result.output.split("Commands:\n", 1)[1].split("\n\n", 1)[0]
+    listed = {line.split()[0] for line in section.splitlines()}
+    assert {command for command in expected if " " not in command} <= listed, result.output
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -77,7 +85,7 @@ def test_publish_with_nothing_to_publish_says_where_it_looked(env: dict[str, str
 def test_publish_refuses_unsafe_names(env: dict[str, str]) -> None:
     result = jobkit(env, "publish", "../secrets.csv")
     assert result.returncode == 2
-    assert "must be a relative path without '..'" in result.stderr
+    assert "must be a relative path of file names, without '..'" in result.stderr
 
 
 @pytest.mark.rabbitmq

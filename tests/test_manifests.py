@@ -13,6 +13,8 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils
+import pika
+import pika.exceptions
 import pytest
 import yaml
 from conftest import ROOT, jobkit
@@ -412,3 +414,65 @@ def test_the_scaled_job_and_its_trigger_authentication_validate_against_kedas_cr
         auth, _crd_schema("keda.sh_triggerauthentications.yaml", "TriggerAuthentication")
     )
     assert scaled_job["spec"]["scalingStrategy"] == {"strategy": "accurate"}
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "rule"),
+    [
+        ("--name", "My_Job", "is not a Job name Kubernetes takes"),
+        ("--name", "j" * 70, "is not a Job name Kubernetes takes"),
+        ("--requests", "lots,plenty", "is not CPU,MEMORY in Kubernetes quantities"),
+        ("--limits", "1,2 GB", "is not CPU,MEMORY in Kubernetes quantities"),
+        ("--existing-secret", "Bad_Secret", "is not a name Kubernetes takes"),
+    ],
+)
+def test_options_kubernetes_would_refuse_are_refused_naming_the_option(
+    env: dict[str, str], option: str, value: str, rule: str
+) -> None:
+    result = jobkit(env, "manifests", "--completions", "1", option, value)
+
+    assert result.returncode == 2, result.stdout
+    assert f"{option} {value!r} {rule}" in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+def test_a_command_is_rendered_so_that_kubernetes_passes_it_on_unexpanded(
+    env: dict[str, str],
+) -> None:
+    command = "sh -c 'echo $(whoami) > {output_dir}/who'"
+
+    result = jobkit(env, "manifests", "--completions", "1", "--command", command)
+
+    assert result.returncode == 0, result.stderr
+    job = next(doc for doc in yaml.safe_load_all(result.stdout) if doc and doc["kind"] == "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    values = {item["name"]: item.get("value") for item in container["env"]}
+    assert values["TASK_COMMAND"] == "sh -c 'echo $$(whoami) > {output_dir}/who'"
+
+
+@pytest.mark.rabbitmq
+def test_rendering_from_an_empty_or_missing_queue_warns_and_declares_nothing(
+    env: dict[str, str],
+) -> None:
+    result = jobkit(env, "manifests")
+
+    assert result.returncode == 0, result.stderr
+    assert "completions: 0" in result.stdout
+    assert "warning: queue" in result.stderr and "completions 0" in result.stderr
+    connection = pika.BlockingConnection(pika.URLParameters(env["BROKER_URL"]))
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+        connection.channel().queue_declare(env["QUEUE"], passive=True)
+    connection.close()
+
+
+@pytest.mark.parametrize("password", ["pw/slash", "pw#hash", "pw?query"])
+def test_a_cluster_broker_url_is_never_printed_with_its_password(
+    env: dict[str, str], password: str
+) -> None:
+    url = f"amqp://user:{password}@rabbitmq:5672/%2F"
+
+    result = jobkit(env, "manifests", "--completions", "1", "--cluster-broker-url", url)
+
+    assert result.returncode == 2, result.stdout
+    assert password not in result.stdout + result.stderr
+    assert "amqp://user:***@rabbitmq:5672/%2F" in result.stderr, result.stderr

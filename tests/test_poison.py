@@ -36,7 +36,7 @@ POISON_FILES = {
 # message body -> what the reason must say (items that never name a readable file)
 POISON_BODIES = {
     b"missing.csv": "missing.csv: no such file",
-    b"../outside.csv": "must be a relative path without '..'",
+    b"../outside.csv": "must be a relative path of file names, without '..'",
     b"\xffnot-utf8.csv": "is not UTF-8 text",
 }
 

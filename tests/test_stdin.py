@@ -49,7 +49,7 @@ def test_the_named_item_is_done_and_the_queue_is_left_alone(
     [
         (b"ghost.csv", "ghost.csv: no such file in"),
         (b"", "Item name '' is empty"),
-        (b"../etc/passwd", "must be a relative path without '..'"),
+        (b"../etc/passwd", "must be a relative path of file names, without '..'"),
     ],
 )
 def test_an_item_that_can_never_succeed_exits_3_with_its_reason(

@@ -20,6 +20,7 @@ SETTINGS = Settings()
 
 
 def test_write_replaces_the_file_whole_and_leaves_no_temporary(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
     store = LocalStore(tmp_path / "out")
     store.write("sub/result.csv", b"old")
     store.write("sub/result.csv", b"new")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
@@ -70,6 +71,10 @@ DEAD_QUEUE_ARGUMENTS = {"x-queue-type": "quorum", "x-delivery-limit": 1_000_000}
 
 class _OtherArguments(ConfigError):
     """The queue exists with other arguments than the kit declares."""
+
+
+class _Missing(ConfigError):
+    """The queue does not exist."""
 
 
 def message_properties(body: bytes, headers: dict[str, Any] | None = None) -> pika.BasicProperties:
@@ -153,10 +158,7 @@ class Session:
         except pika.exceptions.ChannelClosedByBroker as exc:
             self._open_channel()
             if exc.reply_code == _ACCESS_REFUSED:
-                raise ConfigError(
-                    f"RabbitMQ does not let this user use queue {queue!r} ({exc.reply_text}); "
-                    "set QUEUE to a queue it may use, or grant it this one ('make broker' does)."
-                ) from exc
+                raise self._refused("declare", queue, "configure") from exc
             if exc.reply_code == _PRECONDITION_FAILED:
                 raise _OtherArguments(
                     f"Queue {queue!r} exists with other arguments than this kit declares "
@@ -173,6 +175,21 @@ class Session:
         """Messages ready in `queue` (not those workers hold); ConfigError if there is none."""
         return int(self._passive(queue).message_count)
 
+    def depth_if_any(self, queue: str) -> int:
+        """Messages ready in `queue`, 0 when there is no such queue."""
+        try:
+            return self.depth(queue)
+        except _Missing:
+            return 0
+
+    def look(self, queue: str) -> int:
+        """The work queue's ready messages, declaring it only if it does not exist yet: a
+        user who may only read sees the depth of a queue that exists."""
+        try:
+            return self.depth(queue)
+        except _Missing:
+            return self.declare(queue)
+
     def holders(self, queue: str) -> int:
         """The consumers of `queue`: on a quorum queue, each message taken with basic.get and
         not yet settled counts as one, as does each consumer (holding a message or waiting)."""
@@ -183,14 +200,16 @@ class Session:
             result = self._channel.queue_declare(queue, passive=True)
         except pika.exceptions.ChannelClosedByBroker as exc:
             self._open_channel()
-            raise ConfigError(f"Queue {queue!r} does not exist; publish to it first.") from exc
+            if exc.reply_code == _ACCESS_REFUSED:
+                raise self._refused("look at", queue, "read") from exc
+            raise _Missing(f"Queue {queue!r} does not exist; publish to it first.") from exc
         except pika.exceptions.AMQPError as exc:
             raise _lost(exc) from exc
         return result.method
 
     def get(self, queue: str) -> Delivery | None:
         """Take one message from `queue` without acking it, or None when it is empty."""
-        with self._translated():
+        with self._translated(("take messages from", queue, "read")):
             method, properties, body = self._channel.basic_get(queue, auto_ack=False)
         if method is None:
             return None
@@ -226,6 +245,11 @@ class Session:
             self._channel.basic_publish("", queue, body, properties, mandatory=True)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
             raise BrokerLost(f"RabbitMQ did not take {body!r} into {queue!r} ({exc!r}).") from exc
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self._open_channel()
+            if exc.reply_code == _ACCESS_REFUSED:
+                raise self._refused("publish to", queue, "write") from exc
+            raise _lost(exc) from exc
         except pika.exceptions.AMQPError as exc:
             raise _lost(exc) from exc
 
@@ -258,18 +282,20 @@ class Session:
         taken = []
         try:
             for _ in range(self.depth(queue)):
-                method, properties, body = channel.basic_get(queue, auto_ack=False)
+                with self._translated(("look at the messages of", queue, "read")):
+                    method, properties, body = channel.basic_get(queue, auto_ack=False)
                 if method is None:
                     break
                 taken.append(Delivery(method.delivery_tag, body, dict(properties.headers or {})))
         finally:
-            with self._translated():
-                channel.close()  # unacked messages go back to the queue in their places
+            if channel.is_open:
+                with self._translated():
+                    channel.close()  # unacked messages go back to the queue in their places
         return taken
 
     def purge(self, queue: str) -> int:
         """Delete every ready message in `queue`; returns how many."""
-        with self._translated():
+        with self._translated(("purge", queue, "read")):
             return int(self._channel.queue_purge(queue).method.message_count)
 
     def serve(self, seconds: float) -> None:
@@ -286,12 +312,32 @@ class Session:
             self._channel = self._connection.channel()
         self._confirming = False
 
+    def _refused(self, operation: str, queue: str, permission: str) -> ConfigError:
+        return ConfigError(refusal(self.settings, operation, queue, permission))
+
     @contextmanager
-    def _translated(self) -> Iterator[None]:
+    def _translated(self, refusal: tuple[str, str, str] | None = None) -> Iterator[None]:
+        """pika's errors as the kit's: a refusal by `refusal`'s (operation, queue,
+        permission), anything else a lost connection."""
         try:
             yield
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if refusal is None or exc.reply_code != _ACCESS_REFUSED:
+                raise _lost(exc) from exc
+            self._open_channel()
+            raise self._refused(*refusal) from exc
         except pika.exceptions.AMQPError as exc:
             raise _lost(exc) from exc
+
+
+def refusal(settings: Settings, operation: str, queue: str, permission: str) -> str:
+    """What a refusal says: which user may not do what to which queue, and what to grant."""
+    user = urlsplit(settings.broker_urls[0]).username or "guest"
+    return (
+        f"RabbitMQ does not let user {user!r} {operation} queue {queue!r}: it needs the "
+        f"{permission!r} permission on it in its virtual host; grant it (rabbitmqctl "
+        "set_permissions, or 'make broker' locally) or set QUEUE to one it may use."
+    )
 
 
 def _lost(exc: BaseException) -> BrokerLost:
@@ -341,7 +387,16 @@ def connection_parameters(settings: Settings, purpose: str) -> list[pika.URLPara
 
 
 def _parameters(url: str, settings: Settings, purpose: str) -> pika.URLParameters:
-    params = pika.URLParameters(url)
+    try:
+        params = pika.URLParameters(url)
+    except ValueError as exc:  # an option after '?' pika cannot use
+        reason = str(exc).split(": ValueError(")[0]
+        if reason.startswith("malformed node"):
+            reason = "ssl_options and tcp_options take a Python dict literal"
+        raise ConfigError(
+            f"BROKER_URL {mask_url(url)!r} has an option pika cannot use ({reason}); see "
+            "pika's URLParameters for the options and their values."
+        ) from None
     params.client_properties = {
         "connection_name": f"jobkit-{purpose}@{socket.gethostname()}:{os.getpid()}"
     }

@@ -14,7 +14,7 @@ from worker.broker import DELIVERY_LIMIT, REDO_HEADER, Session, dead_queue_name
 from worker.done_records import is_current, make_record, read_record
 from worker.errors import BrokerLost, ExitCode, InputError, JobkitError, TaskError
 from worker.interruption import worker_interruption
-from worker.names import check_name, record_name
+from worker.names import MAX_NAME_BYTES, brief, check_name, record_name
 from worker.outcome import Outcome, Verdict
 from worker.ownership import claim_outputs
 from worker.settings import Settings
@@ -90,7 +90,7 @@ def _take(
     took_at = round(time.time(), 3)
     started = time.monotonic()
     body = item_body(delivery.body)
-    item = body.decode("utf-8", errors="replace")
+    item = brief(body.decode("utf-8", errors="replace"))  # what no name can be, cut short
     number = delivery.number
     log.info("took %s (delivery tag %d, delivery %d)", item, delivery.tag, number)
 
@@ -209,6 +209,11 @@ def _lap(phases: dict[str, float], phase: str, since: float) -> float:
 
 def _read(item: str, body: bytes, inputs: Store, settings: Settings) -> bytes:
     """The item's input: the stored file it names or, with NO_INPUT, the message body itself."""
+    if len(body) > MAX_NAME_BYTES:
+        raise InputError(
+            f"The message body is {len(body):,} bytes, more than an item's name may be "
+            f"({MAX_NAME_BYTES:,}); it begins {body[:60]!r}."
+        )
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:

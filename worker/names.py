@@ -14,16 +14,45 @@ RECORD_SUFFIX = ".done.json"
 KIT_DIR = ".jobkit"  # the kit's own files in a store: hidden, never listed as items or outputs
 
 
+MAX_NAME_BYTES = 1024  # Azure's limit for a blob's name, and far more than a file system's path
+MAX_PART_BYTES = 255  # a file name's limit on Linux file systems
+_SHOWN_CHARACTERS = 80
+
+
 def check_name(name: str) -> str:
-    """Return `name` if it is a safe relative item name; raises InputError otherwise."""
+    """Return `name` if it is a safe relative item name; raises InputError otherwise: one that
+    no store could keep (too long, a directory's, an odd path) can never succeed."""
+    size = len(name.encode("utf-8", errors="surrogateescape"))
+    if size > MAX_NAME_BYTES:
+        raise InputError(
+            f"Item name {brief(name, _SHOWN_CHARACTERS)!r} is {size:,} bytes long, more than "
+            f"{MAX_NAME_BYTES:,}."
+        )
     if not name or name.strip() != name:
         raise InputError(f"Item name {name!r} is empty or has surrounding white space.")
     if any(ord(char) < 32 or ord(char) == 127 for char in name):
         raise InputError(f"Item name {name!r} contains control characters.")
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or "\\" in name:
-        raise InputError(f"Item name {name!r} must be a relative path without '..'.")
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts):
+        raise InputError(
+            f"Item name {name!r} must be a relative path of file names, without '..', '.', "
+            "empty parts or a trailing '/'."
+        )
+    for part in parts:
+        if len(part.encode("utf-8", errors="surrogateescape")) > MAX_PART_BYTES:
+            raise InputError(
+                f"Item name {brief(name, _SHOWN_CHARACTERS)!r} has a part longer than "
+                f"{MAX_PART_BYTES} bytes, which no file system keeps."
+            )
     return name
+
+
+def brief(text: str, limit: int = MAX_NAME_BYTES) -> str:
+    """`text` for a message or a log line, cut after `limit` characters: a message body may be
+    megabytes, and no name is longer than the default."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def record_name(item: str) -> str:

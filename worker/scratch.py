@@ -36,8 +36,11 @@ def remove_stale(directory: Path) -> None:
         if owner_host == host:
             stale = not _alive(int(pid))
         else:
-            with contextlib.suppress(FileNotFoundError):
-                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS
+            try:
+                modified = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:  # another process removed it meanwhile
+                continue
+            stale = time.time() - modified > STALE_SECONDS
         if stale:
             _remove(Path(entry.path))
 

@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit
 
 from worker.builtin import DEFAULT_MAX_SPAN_HOURS
 from worker.errors import ConfigError
@@ -39,11 +39,20 @@ def mask_url(url: str) -> str:
 
 
 def _mask_one(url: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.password is None:
+    # Before any parsing: a password with an unencoded '/', '#' or '?' is not where a URL
+    # parser looks for one. Everything up to the last '@' after the scheme is credentials.
+    userinfo, host = _credentials(url)
+    if ":" not in userinfo:
         return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    scheme = url.strip().partition("://")[0]
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def _credentials(url: str) -> tuple[str, str]:
+    """(user:password, the rest) of `url`, split at the last '@'; ("", url) without one."""
+    _, separator, rest = url.strip().partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    return (userinfo, host) if separator and at else ("", url)
 
 
 @dataclass(frozen=True)
@@ -241,6 +250,13 @@ class Settings:
     def _problems(self) -> list[str]:
         problems = []
         for url in self.broker_urls:
+            userinfo, _ = _credentials(url)
+            if any(char in userinfo for char in "/#?"):
+                problems.append(
+                    f"BROKER_URL {mask_url(url)!r} has a user or password holding '/', '#' or "
+                    "'?': percent-encode them (%2F, %23, %3F; '@' is %40)"
+                )
+                continue
             broker = urlsplit(url)
             if broker.scheme not in ("amqp", "amqps") or not broker.hostname:
                 problems.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -20,6 +21,11 @@ from publisher.kube.manifests import (
 )
 from worker.errors import ConfigError
 from worker.settings import Settings
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+# A Kubernetes quantity as users write them: 250m, 0.5, 1.5Gi, 256Mi, 1e3.
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 DrainOption = Annotated[
@@ -165,6 +171,20 @@ def job_options(
         )
     if job.data_host_path and job.data_claim:
         raise ConfigError("Give --data-host-path or --data-claim, not both.")
+    if not _DNS_LABEL.fullmatch(job.name):
+        raise ConfigError(
+            f"--name {job.name!r} is not a Job name Kubernetes takes: at most 63 lowercase "
+            "letters, digits and '-', starting and ending with a letter or digit."
+        )
+    for option, name in (
+        ("--existing-secret", job.existing_secret),
+        ("--data-claim", job.data_claim),
+    ):
+        if name and not _DNS_SUBDOMAIN.fullmatch(name):
+            raise ConfigError(
+                f"{option} {name!r} is not a name Kubernetes takes: at most 253 lowercase "
+                "letters, digits, '-' and '.', starting and ending with a letter or digit."
+            )
     (cpu_request, memory_request), (cpu_limit, memory_limit) = (
         _pair(option, value)
         for option, value in (("--requests", job.requests), ("--limits", job.limits))
@@ -195,16 +215,30 @@ def job_options(
 
 def completions_or_depth(settings: Settings, completions: int | None, fixed: int | None) -> int:
     """The given completions, else `fixed` (1 for a ScaledJob's Jobs, the parallelism when each
-    pod drains the queue), else the queue's depth now."""
-    from publisher.queue.status import read_depth
+    pod drains the queue), else the queue's depth now, read without declaring the queue; says
+    on stderr when that is 0, which makes a Job that completes with no pod."""
+    from publisher.cli.terminal import err
+    from publisher.queue.status import peek_depth
 
     if completions is not None:
         return completions
-    return fixed if fixed is not None else read_depth(settings)
+    if fixed is not None:
+        return fixed
+    depth = peek_depth(settings)
+    if depth == 0:
+        err.print(
+            f"warning: queue {settings.queue!r} holds no item (or does not exist), so the Job "
+            "has completions 0 and ends at once without a pod; publish first, or give "
+            "--completions.",
+        )
+    return depth
 
 
 def _pair(option: str, value: str) -> tuple[str, str]:
     parts = [part.strip() for part in value.split(",")]
-    if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"{option} {value!r} is not CPU,MEMORY (for example 250m,256Mi).")
+    if len(parts) != 2 or not all(_QUANTITY.fullmatch(part) for part in parts):
+        raise ConfigError(
+            f"{option} {value!r} is not CPU,MEMORY in Kubernetes quantities (for example "
+            "250m,256Mi: a number, then at most a suffix such as m, k, M, Ki or Mi)."
+        )
     return parts[0], parts[1]

@@ -14,8 +14,10 @@ from rich.console import Console
 from worker.errors import JobkitError
 from worker.settings import Settings, with_task
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Item names, reasons and paths are data: no markup ('[bold]') and no emoji codes (':x:') are
+# read in anything printed, tables included.
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 @contextmanager

@@ -149,17 +149,29 @@ def _job_spec(options: JobOptions) -> Manifest:
     return spec
 
 
+def literal(value: str) -> str:
+    """`value` as Kubernetes must be given it to pass it on as it is: it expands `$(NAME)` in
+    a container's command, args and env values, and `$$(` stands for `$(`."""
+    return value.replace("$(", "$$(")
+
+
 def _pod_spec(options: JobOptions) -> Manifest:
     env: list[Manifest] = [
         {
             "name": "BROKER_URL",
             "valueFrom": {"secretKeyRef": {"name": options.secret, "key": "BROKER_URL"}},
         },
-        {"name": "QUEUE", "value": options.queue},
-        {"name": "INPUT_URL", "value": options.input_url},
-        {"name": "OUTPUT_URL", "value": options.output_url},
-        {"name": "LOG_LEVEL", "value": options.log_level},
-        *({"name": name, "value": value} for name, value in options.task_env if value),
+        *(
+            {"name": name, "value": literal(value)}
+            for name, value in (
+                ("QUEUE", options.queue),
+                ("INPUT_URL", options.input_url),
+                ("OUTPUT_URL", options.output_url),
+                ("LOG_LEVEL", options.log_level),
+                *options.task_env,
+            )
+            if value
+        ),
     ]
     # Python and pyarrow may want a scratch directory; the root file system is read-only.
     mounts: list[Manifest] = [

@@ -169,7 +169,8 @@ def _save(store: Store, queue: str, records: dict[str, tuple[str, Record]]) -> N
         "format": _FORMAT,
         "fields": _FIELDS,
         "records": [
-            [version, *dataclasses.astuple(record)] for version, record in records.values()
+            [version, *(getattr(record, name) for name in _FIELDS)]
+            for version, record in records.values()
         ],
     }
     # Only a cache: a store this user may not write to is checked in full each time.

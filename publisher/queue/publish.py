@@ -18,7 +18,13 @@ import pika.frame
 import pika.spec
 from pika.adapters.select_connection import IOLoop
 
-from worker.broker import REDO_HEADER, Session, connection_parameters, message_properties
+from worker.broker import (
+    REDO_HEADER,
+    Session,
+    connection_parameters,
+    message_properties,
+    refusal,
+)
 from worker.errors import BrokerLost, BrokerUnavailable
 from worker.interruption import Interruption
 from worker.settings import Settings, mask_url
@@ -26,6 +32,7 @@ from worker.settings import Settings, mask_url
 log = logging.getLogger(__name__)
 
 _RETRY_PAUSE_SECONDS = 1.0
+_ACCESS_REFUSED = 403
 # Messages published but not yet confirmed, at most. Waiting for each confirm caps a publisher
 # at about 1,000 a second; a window keeps the broker busy while confirms stream back.
 WINDOW = 2_000
@@ -278,6 +285,10 @@ class _WindowedPublisher:
             self._refused_channel = True
             if self._unfinished and not self.closed_because:
                 self.closed_because = str(reason) or type(reason).__name__
+                if reason.reply_code == _ACCESS_REFUSED:
+                    self.closed_because = refusal(
+                        self.settings, "publish to", self.settings.queue, "write"
+                    )
             if self._connection.is_open:
                 self._connection.close()
 

@@ -31,7 +31,7 @@ def read_status(settings: Settings) -> QueueStatus:
     """Read the queue depth and how many messages workers hold, every dead letter (left in
     place), the success records (checked) and what was published."""
     with Session(settings, "status") as session:
-        ready = session.declare(settings.queue)
+        ready = session.look(settings.queue)
         holders = session.holders(settings.queue)
         dead = peek_dead_letters(session, settings.queue)
     store = open_store(settings.output_url, settings)
@@ -59,7 +59,13 @@ def read_status(settings: Settings) -> QueueStatus:
     )
 
 
-def read_depth(settings: Settings) -> int:
-    """Messages ready in the work queue (declaring it if it does not exist yet)."""
+def peek_depth(settings: Settings) -> int:
+    """Messages ready in the work queue, 0 when it does not exist: the broker is not changed."""
     with Session(settings, "depth") as session:
-        return session.declare(settings.queue)
+        return session.depth_if_any(settings.queue)
+
+
+def read_depth(settings: Settings) -> int:
+    """Messages ready in the work queue (declaring it only if it does not exist yet)."""
+    with Session(settings, "depth") as session:
+        return session.look(settings.queue)

@@ -19,6 +19,7 @@ from worker.builtin.hourly import Floats, Ints, hourly_statistics
 from worker.builtin.hourly_csv import hourly_csv
 from worker.builtin.outputs import is_output, output_name
 from worker.errors import InputError
+from worker.names import brief
 
 __all__ = ["DATETIME_FORMAT", "aggregate_csv", "aggregate_item", "is_output", "output_name"]
 
@@ -31,6 +32,7 @@ _CONVERT = pacsv.ConvertOptions(
 # ('2017-12-01', '2017-12-01 10:05', a 'T' separator); _is_plain rules those out.
 _CONVERT_FAST = pacsv.ConvertOptions(column_types=_TYPES, include_columns=list(_TYPES))
 _PLAIN_HEADERS = (b"Datetime,Temperature", b"Temperature,Datetime")
+_EXCERPT = 60  # characters of the input a reason quotes, at most
 _SNIFF_BYTES = 8192  # text never holds a NUL byte; binary files almost always do early on
 _DATETIME_TEXT = pacsv.ConvertOptions(
     column_types={"Datetime": pa.string()}, include_columns=["Datetime"]
@@ -125,9 +127,10 @@ def _parse_strict(data: bytes, name: str) -> pa.Table:
     try:
         table = _read_csv(data, _CONVERT)
     except KeyError as exc:  # pyarrow's ArrowKeyError: a column is missing
-        header = data.split(b"\n", 1)[0].decode(errors="replace").strip()
+        header = data.split(b"\n", 1)[0].decode(errors="replace").rstrip("\r")
         raise InputError(
-            f"{name}: expected the columns Datetime,Temperature but the header is {header!r}."
+            f"{name}: expected the columns Datetime,Temperature but the header is "
+            f"{_excerpt(header)} (blanks count)."
         ) from exc
     except pa.ArrowInvalid as exc:
         raise InputError(f"{name}: {_describe_invalid(str(exc), data)}") from exc
@@ -153,8 +156,15 @@ def _check_calendar(data: bytes, table: pa.Table, name: str) -> None:
     row = pc.index(differs, True).as_py()
     if row >= 0:
         raise InputError(
-            f"{name}: line {row + 2}: Datetime {text[row].as_py()!r} is not a date and time "
-            "that exists."
+            f"{name}: line {row + 2}: Datetime {_excerpt(text[row].as_py())} is not a date and "
+            "time that exists."
+        )
+    # Arrow's strptime skips blanks before a date and refuses them after: refused both ways.
+    padded = pc.index(pc.match_substring_regex(text, r"^\s|\s$"), True).as_py()
+    if padded >= 0:
+        raise InputError(
+            f"{name}: line {padded + 2}: Datetime {_excerpt(text[padded].as_py())} has blanks "
+            f"around it; write it as {DATETIME_FORMAT}, without them."
         )
 
 
@@ -169,12 +179,19 @@ def _describe_invalid(message: str, data: bytes) -> str:
     """Turn pyarrow's conversion error into 'line N: <what> ...' for the operator."""
     match = _INVALID_VALUE.search(message)
     if match is None:
-        return f"not a readable CSV ({message.strip().splitlines()[0]})."
+        return f"not a readable CSV ({brief(message.strip().splitlines()[0], _EXCERPT)})."
     column, value = int(match.group(1)), match.group(3)
     field, expected = ("Datetime", f"in the form {DATETIME_FORMAT}")
     if match.group(2) == "double":
         field, expected = "Temperature", "a number"
-    return f"{_line_of(data, column, value)}{field} {value!r} is not {expected}."
+    if field == "Datetime" and value != value.strip():
+        expected += ", without blanks around it"
+    return f"{_line_of(data, column, value)}{field} {_excerpt(value)} is not {expected}."
+
+
+def _excerpt(text: str) -> str:
+    """A field or line of the input, quoted with its blanks and escapes, cut short."""
+    return repr(brief(text, _EXCERPT))
 
 
 def _line_of(data: bytes, column: int, value: str) -> str:

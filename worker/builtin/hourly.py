@@ -1,8 +1,9 @@
 """Hourly mean, sample std, max and min of time-stamped readings, exactly as pandas resamples.
 
 Pure numpy: no pandas, so a worker starts in a fraction of the time. The sums follow pandas'
-own algorithms (Kahan-summed mean, Welford's variance, readings in time order), so every
-number is bit-for-bit the one `Series.resample("h")` gives.
+own algorithms (Kahan-summed mean, Welford's variance, readings in time order), so the rows
+and empty cells are those `Series.resample("h")` gives, and every number agrees with pandas'
+to within 1e-14 relative (the last digit or two: additions are grouped differently).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def hourly_statistics(
             mean, std = _sequential_mean_std(values, starts, counts)
         else:
             mean, std = _two_pass_mean_std(values, starts, counts)
+        mean, std = _without_overflow(values, starts, counts, mean, std)
     rows = hours[starts]
     stats[rows, 0] = mean
     stats[rows, 1] = std
@@ -100,6 +102,28 @@ def _two_pass_mean_std(values: Floats, starts: Ints, counts: Ints) -> tuple[Floa
     mean = np.add.reduceat(values, starts) / counts
     deviation = values - np.repeat(mean, counts)
     return mean, _std(np.add.reduceat(deviation * deviation, starts), counts)
+
+
+def _without_overflow(
+    values: Floats, starts: Ints, counts: Ints, mean: Floats, std: Floats
+) -> tuple[Floats, Floats]:
+    """`mean` and `std`, again for the hours whose finite readings overflowed on the way
+    (1e308 + 1e308): from the readings scaled by the hour's largest, then scaled back."""
+    finite = ~np.logical_or.reduceat(np.isinf(values), starts)
+    overflowed = np.flatnonzero(finite & ~(np.isfinite(mean) & (np.isfinite(std) | (counts < 2))))
+    if overflowed.size == 0:
+        return mean, std
+    mean, std = mean.copy(), std.copy()
+    for hour in overflowed.tolist():
+        readings = values[starts[hour] : starts[hour] + counts[hour]]
+        scale = float(np.abs(readings).max())
+        scaled = readings / scale
+        centre = scaled.mean()
+        mean[hour] = centre * scale
+        if readings.size > 1:
+            spread = np.sqrt(np.sum((scaled - centre) ** 2) / (readings.size - 1))
+            std[hour] = spread * scale
+    return mean, std
 
 
 def _std(squares: Floats, counts: Ints) -> Floats:

@@ -42,6 +42,7 @@ class LocalStore:
     def __init__(self, root: Path, create: bool = False) -> None:
         self.root = root
         self.makes_root = create
+        self._directories: dict[Path, bool] = {}  # directory -> whether it resolves inside
 
     def __str__(self) -> str:
         return str(self.root)
@@ -73,14 +74,43 @@ class LocalStore:
                 raise ConfigError(f"Cannot write to {self.root} ({exc.strerror}).") from exc
 
     def path(self, name: str) -> Path:
-        """The file behind `name`, after checking the name."""
-        return self.root / check_name(name)
+        """The file behind `name`, after checking the name; InputError when it, or a directory
+        on its way, is a symbolic link that leads outside the root."""
+        path = self.root / check_name(name)
+        if not self._inside(path):
+            raise InputError(
+                f"{name}: a symbolic link on its way leads outside {self.root}; links are "
+                "followed only while they stay inside it."
+            )
+        return path
+
+    def _inside(self, path: Path) -> bool:
+        """True if `path`, followed through every link, is the root or below it. Directories
+        are resolved once per store: a status over 100,000 items resolves a few."""
+        if path.is_symlink():
+            return self._below_root(os.path.realpath(path))
+        if path.parent not in self._directories:
+            self._directories[path.parent] = self._below_root(os.path.realpath(path.parent))
+        return self._directories[path.parent]
+
+    def _below_root(self, real: str) -> bool:
+        root = os.path.realpath(self.root)
+        return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
     def read(self, name: str) -> bytes:
-        """The bytes of `name`; raises InputError when it does not exist."""
+        """The bytes of `name`; raises InputError when it does not exist, StorageError when it
+        changed while it was read (a file still being written: another try reads it whole)."""
         path = self.path(name)
         try:
-            return path.read_bytes()
+            before = path.stat()
+            data = path.read_bytes()
+            after = path.stat()
+            if _version(before) != _version(after) or len(data) != after.st_size:
+                raise StorageError(
+                    f"{name}: the file changed while it was read (still being written?); "
+                    "another try reads it again."
+                )
+            return data
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise InputError(f"{name}: no such file in {self.root}.") from exc
         except OSError as exc:
@@ -138,6 +168,8 @@ class LocalStore:
     def _written(self, name: str, data: bytes) -> Iterator[str]:
         """A temporary file holding `data`, on disk, for the block to move into place as `name`;
         removed if the block fails."""
+        if not self.root.is_dir():  # deleted meanwhile: a worker never makes its location
+            raise StorageError(f"{name}: the directory {self.root} is gone; cannot write there.")
         self.path(name).parent.mkdir(parents=True, exist_ok=True)
         self.temporaries.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
@@ -199,7 +231,10 @@ class LocalStore:
                 elif entry.is_dir():
                     skipped[name] = "a link to a directory, which is not followed"
                 elif entry.is_file():
-                    yield name, entry
+                    if entry.is_symlink() and not self._inside(Path(entry.path)):
+                        skipped[name] = "a link to outside the location, which is not read"
+                    else:
+                        yield name, entry
                 else:
                     skipped[name] = "not a regular file"
 

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -27,7 +28,7 @@ from worker.errors import ConfigError, ExitCode, InputError, TaskError, describe
 from worker.interruption import worker_interruption
 from worker.names import beside_item
 from worker.scratch import owner_prefix, remove_stale
-from worker.settings import Settings
+from worker.settings import Settings, setting_names
 from worker.tasks.contract import Task
 
 log = logging.getLogger(__name__)
@@ -55,14 +56,29 @@ def program_task(settings: Settings) -> Task:
     timeout = settings.task_timeout_seconds
     remove_stale(SCRATCH)  # what killed workers' programs left behind
     worker_interruption.on_request(stop_programs)
+    environment = program_environment(os.environ)
 
     def run(name: str, data: bytes) -> dict[str, bytes]:
-        return run_program(words, name, data, timeout)
+        return run_program(words, name, data, timeout, environment)
 
     return run
 
 
-def run_program(words: list[str], item: str, data: bytes, timeout: float) -> dict[str, bytes]:
+def program_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a program runs with: the worker's environment without the kit's settings (the
+    broker's URL and password, the locations) and without any AZURE_* variable (keys and
+    identities), so that a program can use no credential of the kit's."""
+    kit = set(setting_names())
+    return {
+        name: value
+        for name, value in environ.items()
+        if name not in kit and not name.startswith("AZURE_")
+    }
+
+
+def run_program(
+    words: list[str], item: str, data: bytes, timeout: float, environment: dict[str, str]
+) -> dict[str, bytes]:
     """Run the command `words` on one item and return what it wrote to {output_dir}, each
     file named for its place beside the item (`a/x.csv` writing `r.txt` gives `a/r.txt`).
 
@@ -79,7 +95,7 @@ def run_program(words: list[str], item: str, data: bytes, timeout: float) -> dic
             input_path.write_bytes(data)
         places = {"{input}": str(input_path), "{output_dir}": str(output_dir), "{item}": item}
         argv = [_fill(word, places) for word in words]
-        code, stderr = _run(argv, timeout)
+        code, stderr = _run(argv, timeout, environment)
         program = "'" + " ".join(words) + "'"  # as configured, placeholders unfilled
         last = " | ".join(line for line in stderr if line) or "no standard error output"
         if code is None:
@@ -100,12 +116,15 @@ def _fill(word: str, places: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: places[match.group(0)], word)
 
 
-def _run(argv: list[str], timeout: float) -> tuple[int | None, list[str]]:
+def _run(
+    argv: list[str], timeout: float, environment: dict[str, str]
+) -> tuple[int | None, list[str]]:
     """Run `argv` in its own process group; returns its exit code (None when it was killed for
     running too long) and its last standard error lines. Both its outputs go to the log."""
     process = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
+        env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         process_group=0,  # so a timeout kills what the program started too
