@@ -11,8 +11,11 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import select
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO
 
@@ -20,6 +23,7 @@ from worker.scratch import owner_prefix, remove_stale
 
 # What every worker imports before its first item: the fork server imports these once.
 PRELOAD = [
+    "publisher.run.template",  # first: the template then outlives a signal to its group
     "worker.__main__",
     "worker.consumer",
     "worker.tasks",
@@ -88,7 +92,9 @@ class WorkerSpawner:
         descriptor, output = tempfile.mkstemp(dir=OUTCOMES, prefix=owner_prefix())
         os.close(descriptor)
         process = self._context.Process(
-            target=_run_worker, args=(env, argv, output, str(log_path)), name="jobkit-worker"
+            target=_run_worker,
+            args=(os.getpid(), env, argv, output, str(log_path)),
+            name="jobkit-worker",
         )
         process.start()
         return WorkerProcess(process, Path(output))
@@ -123,8 +129,14 @@ def _main_script_imports() -> list[str]:
     return sorted(name for name in modules if isinstance(name, str) and name != "__main__")
 
 
-def _run_worker(env: dict[str, str], argv: list[str], output: str, log: str) -> None:
-    """In the forked process: become `python -m worker ARGV` with `env`, then exit with its code."""
+def _run_worker(runner: int, env: dict[str, str], argv: list[str], output: str, log: str) -> None:
+    """In the forked process: become `python -m worker ARGV` with `env`, then exit with its code.
+
+    It stops (SIGTERM to itself: it gives back what it holds) when the runner process ends,
+    however that ended: no worker goes on taking items that no runner counts.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the template ignores it; a worker does not
+    _end_with(runner)
     os.environ.clear()
     os.environ.update(env)
     for path, flags, standard in (
@@ -139,3 +151,21 @@ def _run_worker(env: dict[str, str], argv: list[str], output: str, log: str) -> 
     from worker.startup import stop_now
 
     stop_now(main(argv))
+
+
+def _end_with(runner: int) -> None:
+    """Send this process SIGTERM when process `runner` ends (at once if it has): a thread
+    waits on a descriptor of the runner's that Linux makes readable when it ends."""
+    try:
+        descriptor = os.pidfd_open(runner)
+    except ProcessLookupError:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    except (AttributeError, OSError):  # not Linux 5.3 or later: the runner's own stop must do
+        return
+
+    def wait() -> None:
+        select.select([descriptor], [], [])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait, name="jobkit-runner-watch", daemon=True).start()

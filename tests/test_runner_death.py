@@ -1,0 +1,95 @@
+"""A runner that dies, or is stopped with its whole process group: its workers end with it,
+giving back what they hold, and its account of them is right."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, jobkit, read_depths
+
+from worker.broker import Session
+from worker.settings import Settings
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+
+GOOD = "Datetime,Temperature\n2017-12-01 00:00:00,4.5\n"
+
+
+def _job(env: dict[str, str], items: int, seconds: float) -> dict[str, str]:
+    names = [f"item{index:02d}.csv" for index in range(items)]
+    for name in names:
+        Path(env["INPUT_URL"], name).write_text(GOOD)
+    assert jobkit(env, "publish", *names).returncode == 0
+    return {
+        **env,
+        "TASK": "slow_task:aggregate_slowly",
+        "PYTHONPATH": str(ROOT / "tests"),
+        "SLOW_SECONDS": str(seconds),
+    }
+
+
+def _run(job: dict[str, str], *args: str, under: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*under, str(Path(sys.executable).parent / "jobkit"), "run", "--parallelism", "2", *args],
+        env=job,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _done(job: dict[str, str]) -> int:
+    return len(list(Path(job["OUTPUT_URL"]).glob("*.done.json")))
+
+
+def _wait_for(condition: object, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.05)
+
+
+def _holders(job: dict[str, str]) -> int:
+    with Session(Settings.from_env(job), "test") as session:
+        return session.holders(job["QUEUE"])
+
+
+def test_the_workers_of_a_killed_runner_stop_taking_items_and_give_back_what_they_hold(
+    env: dict[str, str],
+) -> None:
+    job = _job(env, items=40, seconds=0.3)
+    run = _run(job, "--drain")
+    _wait_for(lambda: _done(job) >= 4)
+
+    run.kill()  # SIGKILL: nothing of the runner's own runs
+    run.wait(timeout=30)
+    time.sleep(1)  # for the workers to end
+    settled = _done(job)
+    time.sleep(3)  # in which workers that went on would do 20 items
+
+    assert _done(job) == settled < 40, "no item was taken once the runner was gone"
+    assert _holders(job) == 0, "no worker holds an item"
+    ready, dead = read_depths(job["BROKER_URL"], job["QUEUE"])
+    assert (settled + ready, dead) == (40, 0), "every item is done or back in the queue"
+
+
+def test_sigterm_to_the_whole_group_waits_for_the_workers_and_says_what_they_gave_back(
+    env: dict[str, str],
+) -> None:
+    job = _job(env, items=3, seconds=60)
+    run = _run(job, under=("timeout", "-s", "TERM", "600"))
+    log = Path(".jobkit/run.log")
+    _wait_for(lambda: log.exists() and log.read_text().count(" took ") >= 2)
+
+    run.send_signal(signal.SIGTERM)  # timeout passes it to the whole group, as it does when due
+    _, stderr = run.communicate(timeout=60)
+
+    assert run.returncode == 128 + signal.SIGTERM, stderr
+    assert "went back to the queue" in stderr and "no worker held" not in stderr, stderr
+    assert stderr.count("item0") == 2, stderr
+    assert read_depths(job["BROKER_URL"], job["QUEUE"]) == (3, 0)
