@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -171,14 +172,19 @@ def test_a_megabyte_body_is_dead_lettered_at_once_and_quoted_short(env: dict[str
     assert reason.startswith("The message body is 1,000,000 bytes, more than an item's name")
 
 
+def _depth_and_worker(
+    env: dict[str, str], broker_url: str
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """`jobkit depth` and one worker, both given BROKER_URL `broker_url`."""
+    bad = {**env, "BROKER_URL": broker_url}
+    return jobkit(bad, "depth"), worker(bad)
+
+
 @pytest.mark.parametrize("password", ["pw/slash", "pw#hash", "pw?query"])
 def test_a_password_holding_url_delimiters_is_never_printed(
     env: dict[str, str], password: str
 ) -> None:
-    bad = {**env, "BROKER_URL": f"amqp://user:{password}@127.0.0.1:5672/%2F"}
-
-    depth = jobkit(bad, "depth")
-    result = worker(bad)
+    depth, result = _depth_and_worker(env, f"amqp://user:{password}@127.0.0.1:5672/%2F")
 
     assert depth.returncode == result.returncode == ExitCode.CONFIG
     for text in (depth.stdout, depth.stderr, result.stdout, result.stderr):
@@ -192,10 +198,7 @@ def test_a_password_holding_url_delimiters_is_never_printed(
 def test_a_broker_option_pika_cannot_use_is_one_line_and_exit_2(
     env: dict[str, str], option: str
 ) -> None:
-    bad = {**env, "BROKER_URL": f"{env['BROKER_URL']}?{option}"}
-
-    depth = jobkit(bad, "depth")
-    result = worker(bad)
+    depth, result = _depth_and_worker(env, f"{env['BROKER_URL']}?{option}")
 
     assert depth.returncode == result.returncode == ExitCode.CONFIG, depth.stderr
     assert len(depth.stderr.strip().splitlines()) == 1, depth.stderr

@@ -13,7 +13,7 @@ import pika
 import pytest
 from conftest import jobkit, read_depths
 
-from publisher.queue.published import read_published
+from publisher.queue.published import Published, read_published
 from publisher.queue.reconcile import reconcile
 from worker.errors import ExitCode
 from worker.storage.local import LocalStore
@@ -283,3 +283,12 @@ def test_two_publishes_of_the_same_names_at_once_queue_each_name_once(env: dict[
     assert stdout.count("Published 5000 items") == 1, stdout
     assert stdout.count("Skipped 5000 items already published") == 1, stdout
     assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == 5_000
+
+
+def test_a_name_an_earlier_publisher_left_unconfirmed_stays_so_when_it_goes_unsent_again() -> None:
+    published = Published(confirmed=set(), unconfirmed={"maybe-queued"})
+    published.sending(["maybe-queued", "fresh"])
+
+    published.settle([], ["maybe-queued", "fresh"])  # stopped before sending either
+
+    assert published.unconfirmed == {"maybe-queued"}

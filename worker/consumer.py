@@ -116,8 +116,7 @@ def _take(
         session.ack(delivery)
         log.info("acked %s (delivery tag %d)", item, delivery.tag)
         (verdict,) = verdicts
-        reason = _ALREADY_DONE if verdict is Verdict.ALREADY_DONE else ""
-        return Outcome(verdict, item, reason, number, seconds, took_at, phases)
+        return Outcome(verdict, item, _note(verdict), number, seconds, took_at, phases)
 
     reason = _one_line(error)
     if isinstance(error, InputError) or number > DELIVERY_LIMIT:
@@ -149,8 +148,13 @@ def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs
         log.error("failed %s: %s", name, _one_line(exc))
         seconds = round(time.monotonic() - started, 3)
         return Outcome(_failed(exc), name, _one_line(exc), seconds=seconds)
-    reason = _ALREADY_DONE if verdict is Verdict.ALREADY_DONE else ""
-    return Outcome(verdict, name, reason, seconds=round(time.monotonic() - started, 3))
+    seconds = round(time.monotonic() - started, 3)
+    return Outcome(verdict, name, _note(verdict), seconds=seconds)
+
+
+def _note(verdict: Verdict) -> str:
+    """The reason an outcome of a success gives: why nothing was done, if nothing was."""
+    return _ALREADY_DONE if verdict is Verdict.ALREADY_DONE else ""
 
 
 def _failed(error: BaseException) -> Verdict:

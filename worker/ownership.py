@@ -25,9 +25,11 @@ def claim_outputs(store: Store, item: str, outputs: Iterable[str], record: Recor
     """
     for output in sorted(outputs):
         check_output_name(item, output)
-        owner = _owner(store, output)
+        # Most outputs are new: their owner is made at once (or found, if another made it).
+        exists = _exists(store, output)
+        owner = _owner(store, output) if exists else None
         if owner is None:
-            if _exists(store, output) and not _recorded(store, output, record):
+            if exists and not _recorded(store, output, record):
                 raise InputError(
                     f"{item}: its output {output} would replace a file the kit did not write "
                     "there (an input?); move that file, or have OUTPUT_URL elsewhere."

@@ -14,7 +14,7 @@ from worker.builtin.outputs import OUTPUT_SUFFIX, is_output
 from worker.errors import ConfigError, InputError, JobkitError
 from worker.names import RECORD_SUFFIX, check_name
 from worker.settings import Settings
-from worker.storage.base import Store, open_store
+from worker.storage.base import open_store
 
 INPUT_SUFFIX = ".csv"
 
@@ -93,27 +93,15 @@ def publish_batch(
         try:
             confirmed = publish_items(settings, fresh, redo=force)
         except (PublishIncomplete, PublishInterrupted) as exc:
-            _settle(store, settings.queue, published, exc.confirmed, exc.unsent, again)
+            published.settle(exc.confirmed, exc.unsent)
+            write_published(store, settings.queue, published)
             raise
         except JobkitError:  # refused before any was sent
-            _settle(store, settings.queue, published, [], fresh, again)
+            published.settle([], fresh)
+            write_published(store, settings.queue, published)
             raise
-        _settle(store, settings.queue, published, confirmed, [], again)
+        published.settle(confirmed, [])
+        write_published(store, settings.queue, published)
     depth = read_depth(settings)
     done = read_ledger(store, settings.queue, set(skipped)).records if skipped else {}
     return BatchResult(confirmed, skipped, len(done), again, depth)
-
-
-def _settle(
-    store: Store,
-    queue: str,
-    published: Published,
-    confirmed: list[str],
-    unsent: list[str],
-    unsure_before: list[str],
-) -> None:
-    """Record what the broker confirmed; what went unsent now stays unconfirmed if an earlier
-    publisher had sent it without a confirm."""
-    before = set(unsure_before)
-    published.settle(confirmed, [name for name in unsent if name not in before])
-    write_published(store, queue, published)

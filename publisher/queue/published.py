@@ -24,6 +24,8 @@ class Published:
 
     confirmed: set[str] = field(default_factory=set)
     unconfirmed: set[str] = field(default_factory=set)  # sent; the broker's confirm never came
+    # Marked unconfirmed by this publisher, not by an earlier one: only these can turn out unsent.
+    _marked: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def expected(self) -> set[str]:
@@ -32,13 +34,16 @@ class Published:
 
     def sending(self, names: Iterable[str]) -> None:
         """`names` are about to be sent: unconfirmed until the broker confirms them."""
-        self.unconfirmed.update(names)
+        names = set(names)
+        self._marked = names - self.unconfirmed
+        self.unconfirmed |= names
 
     def settle(self, confirmed: Iterable[str], unsent: Iterable[str]) -> None:
-        """`confirmed` were confirmed; `unsent` were never sent after all."""
+        """`confirmed` were confirmed; `unsent` were not sent this time, and are no longer
+        unconfirmed unless an earlier publisher had sent them without a confirm."""
         confirmed = set(confirmed)
         self.confirmed |= confirmed
-        self.unconfirmed -= confirmed | set(unsent)
+        self.unconfirmed -= confirmed | (set(unsent) & self._marked)
 
     def to_bytes(self) -> bytes:
         document = {"confirmed": sorted(self.confirmed), "unconfirmed": sorted(self.unconfirmed)}
