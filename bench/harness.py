@@ -51,7 +51,10 @@ class Bench:
 def bench_run() -> Iterator[Bench]:
     """A `bench-<uuid>` queue and a temporary directory, deleted afterwards."""
     broker_url = os.environ.get("BROKER_URL") or Settings().broker_url
-    settings = Settings(broker_url=broker_url, queue=f"bench-{uuid.uuid4().hex[:12]}")
+    # A benchmark's queue holds nothing worth a wait for crash safety.
+    settings = Settings(
+        broker_url=broker_url, queue=f"bench-{uuid.uuid4().hex[:12]}", new_queue_wait_seconds=0
+    )
     root = Path(tempfile.mkdtemp(prefix="jobkit-bench-"))
     (root / "out").mkdir()
     try:

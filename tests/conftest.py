@@ -88,6 +88,8 @@ def env(
         "INPUT_URL": str(tmp_path / "in"),
         "OUTPUT_URL": str(tmp_path / "out"),
         "LOG_LEVEL": "INFO",
+        # Each test's queue is new; only the tests of crash safety wait for it to be safe.
+        "NEW_QUEUE_WAIT_SECONDS": "0",
     }
 
 

@@ -1,6 +1,8 @@
 """A private RabbitMQ node on its own ports, for tests that stop, kill or reconfigure a broker.
 
-The shared broker at BROKER_URL is never touched by these tests.
+The shared broker at BROKER_URL is never touched by these tests. Nodes run Debian's
+rabbitmq-server, or the one in the root JOBKIT_RABBITMQ_ROOT names (scripts/rabbitmq4-root:
+RabbitMQ 4), through chroot.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import time
 from pathlib import Path
 
 START_SECONDS = 90
+# A root of another RabbitMQ version; its nodes share an epmd of their own on this port.
+ROOT = Path(os.environ["JOBKIT_RABBITMQ_ROOT"]) if os.environ.get("JOBKIT_RABBITMQ_ROOT") else None
+ROOT_EPMD_PORT = 4371
 
 
 def free_port() -> int:
@@ -24,31 +29,41 @@ def free_port() -> int:
 
 
 class PrivateBroker:
-    """One rabbitmq-server node under a fresh directory; `config` lines go into rabbitmq.conf."""
+    """One rabbitmq-server node under a fresh directory; `config` lines go into rabbitmq.conf,
+    `advanced` (Erlang terms) into advanced.config."""
 
-    def __init__(self, config: list[str] | None = None) -> None:
+    def __init__(self, config: list[str] | None = None, advanced: str = "[].") -> None:
         # set before configure(), which names the listener's port
         self.port = free_port()
-        self.directory = Path(tempfile.mkdtemp(prefix="jobkit-node-", dir="/var/tmp"))
+        self.root = ROOT
+        tmp = Path("/var/tmp") if ROOT is None else ROOT / "var" / "tmp"
+        self.directory = Path(tempfile.mkdtemp(prefix="jobkit-node-", dir=tmp))
         self.directory.chmod(0o777)  # the node runs as user rabbitmq
+        # The directory as the node sees it: inside its root, if it has one.
+        seen = self.directory if ROOT is None else Path("/", self.directory.relative_to(ROOT))
         self.node = f"jobkit-test-{self.port}@localhost"
         self.configure(config or [])
         (self.directory / "rabbitmq-env.conf").write_text("")
+        (self.directory / "advanced.config").write_text(advanced + "\n")
         self.env = {
             **os.environ,
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(free_port()),
-            "RABBITMQ_BASE": str(self.directory),
-            "RABBITMQ_MNESIA_BASE": str(self.directory / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.directory / "log"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.directory / "enabled_plugins"),
-            "RABBITMQ_PID_FILE": str(self.directory / "pid"),
-            "RABBITMQ_CONFIG_FILE": str(self.directory / "rabbitmq.conf"),
-            "RABBITMQ_CONF_ENV_FILE": str(self.directory / "rabbitmq-env.conf"),
+            "RABBITMQ_BASE": str(seen),
+            "RABBITMQ_MNESIA_BASE": str(seen / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(seen / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(seen / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(seen / "pid"),
+            "RABBITMQ_CONFIG_FILE": str(seen / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(seen / "rabbitmq-env.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(seen / "advanced.config"),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         }
+        if ROOT is not None:  # its own cookie and epmd, apart from the system's nodes
+            self.env |= {"HOME": str(seen), "ERL_EPMD_PORT": str(ROOT_EPMD_PORT)}
+        self._pid_file = seen / "pid"
 
     def configure(self, lines: list[str]) -> None:
         """Write rabbitmq.conf: the private listener plus `lines`; takes effect at start."""
@@ -61,8 +76,10 @@ class PrivateBroker:
 
     def start(self) -> None:
         """Start the node and wait until it accepts connections."""
-        subprocess.run(["rabbitmq-server", "-detached"], env=self.env, check=True, timeout=60)
-        self.ctl("wait", str(self.directory / "pid"), "--timeout", str(START_SECONDS))
+        subprocess.run(
+            [*self._inside(), "rabbitmq-server", "-detached"], env=self.env, check=True, timeout=60
+        )
+        self.ctl("wait", str(self._pid_file), "--timeout", str(START_SECONDS))
         deadline = time.monotonic() + 30
         while not self.answers():
             if time.monotonic() > deadline:
@@ -77,7 +94,7 @@ class PrivateBroker:
 
     def stop(self) -> None:
         """Stop the node cleanly."""
-        self.ctl("stop", str(self.directory / "pid"))
+        self.ctl("stop", str(self._pid_file))
 
     def kill(self) -> None:
         """Kill the node's Erlang VM at once, as a crash would."""
@@ -102,9 +119,13 @@ class PrivateBroker:
                 self.kill()
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def _inside(self) -> list[str]:
+        """The command's prefix that runs it in the node's root."""
+        return [] if self.root is None else ["chroot", str(self.root)]
+
     def ctl(self, *args: str) -> str:
         return subprocess.run(
-            ["rabbitmqctl", "-n", self.node, "-q", *args],
+            [*self._inside(), "rabbitmqctl", "-n", self.node, "-q", *args],
             env=self.env,
             check=True,
             timeout=START_SECONDS + 30,

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import socket
 import ssl
 import time
@@ -25,7 +26,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingConnection
 
-from worker.errors import BrokerLost, BrokerUnavailable, ConfigError
+from worker.errors import AckTimedOut, BrokerLost, BrokerUnavailable, ConfigError
 from worker.settings import DEAD_QUEUE_SUFFIX, Settings, mask_url
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ _FIRST_RETRY_SECONDS = 0.5
 _MAX_RETRY_SECONDS = 8.0
 _ACCESS_REFUSED = 403  # the user lacks a permission
 _PRECONDITION_FAILED = 406  # the queue exists with other arguments
+# How RabbitMQ closes a channel that held a delivery past consumer_timeout.
+_ACK_TIMEOUT = re.compile(r"delivery acknowledgement .*timed out")
+_ACK_TIMEOUT_LIMIT = re.compile(r"Timeout value used: (\d+) ms")
 
 # A message is delivered at most DELIVERY_LIMIT + 1 times, then the broker dead-letters it.
 DELIVERY_LIMIT = 3
@@ -115,7 +119,10 @@ class Session:
 
     def __init__(self, settings: Settings, purpose: str) -> None:
         self.settings = settings
+        self._purpose = purpose
+        self._blocked_by = ""  # the alarm for which the broker blocks this connection
         self._connection = _connect(settings, purpose)
+        self._connection.add_on_connection_blocked_callback(self._on_blocked)
         self._open_channel()
 
     def __enter__(self) -> Session:
@@ -168,7 +175,7 @@ class Session:
                 f"RabbitMQ refused to declare queue {queue!r} for now ({exc.reply_text})."
             ) from exc
         except pika.exceptions.AMQPError as exc:
-            raise _lost(exc) from exc
+            raise self._lost(exc) from exc
         return int(result.method.message_count)
 
     def depth(self, queue: str) -> int:
@@ -181,6 +188,14 @@ class Session:
             return self.depth(queue)
         except _Missing:
             return 0
+
+    def exists(self, queue: str) -> bool:
+        """Whether `queue` exists."""
+        try:
+            self._passive(queue)
+        except _Missing:
+            return False
+        return True
 
     def look(self, queue: str) -> int:
         """The work queue's ready messages, declaring it only if it does not exist yet: a
@@ -204,7 +219,7 @@ class Session:
                 raise self._refused("look at", queue, "read") from exc
             raise _Missing(f"Queue {queue!r} does not exist; publish to it first.") from exc
         except pika.exceptions.AMQPError as exc:
-            raise _lost(exc) from exc
+            raise self._lost(exc) from exc
         return result.method
 
     def get(self, queue: str) -> Delivery | None:
@@ -249,9 +264,9 @@ class Session:
             self._open_channel()
             if exc.reply_code == _ACCESS_REFUSED:
                 raise self._refused("publish to", queue, "write") from exc
-            raise _lost(exc) from exc
+            raise self._lost(exc) from exc
         except pika.exceptions.AMQPError as exc:
-            raise _lost(exc) from exc
+            raise self._lost(exc) from exc
 
     def give_back(self, queue: str, delivery: Delivery) -> None:
         """Put `delivery` back on `queue` as a new message, confirmed, then ack the old one.
@@ -299,18 +314,49 @@ class Session:
             return int(self._channel.queue_purge(queue).method.message_count)
 
     def serve(self, seconds: float) -> None:
-        """Answer the broker (heartbeats) for `seconds`; 0 answers what is waiting and returns."""
+        """Answer the broker (heartbeats) for `seconds`; 0 answers what is waiting and returns.
+
+        Raises AckTimedOut when the broker took back what this session holds.
+        """
         with self._translated():
             if seconds > 0:
                 self._connection.sleep(seconds)
             else:
                 self._connection.process_data_events(time_limit=0)
+        if self._channel.is_closed:
+            # The broker closed the channel, keeping the connection, while this only answered
+            # heartbeats: what ends a held delivery is the acknowledgement timeout.
+            raise AckTimedOut("RabbitMQ closed the channel holding the item.", None)
 
     def _open_channel(self) -> None:
         """Open the channel, also after the broker closed it over an error."""
         with self._translated():
             self._channel = self._connection.channel()
         self._confirming = False
+
+    def _on_blocked(self, _connection: Any, frame: Any) -> None:
+        self._blocked_by = alarm_name(frame.method.reason)
+        log.warning(
+            "RabbitMQ blocks this %s's publishing (%s); waiting up to %g s "
+            "(BROKER_BLOCKED_SECONDS).",
+            self._purpose,
+            self._blocked_by,
+            self.settings.broker_blocked_seconds,
+        )
+
+    def _lost(self, exc: BaseException) -> BrokerLost:
+        if isinstance(exc, pika.exceptions.ChannelClosedByBroker) and _ACK_TIMEOUT.search(
+            exc.reply_text
+        ):
+            limit = _ACK_TIMEOUT_LIMIT.search(exc.reply_text)
+            return AckTimedOut(
+                f"RabbitMQ took the message back ({exc.reply_text}).",
+                int(limit.group(1)) / 1000 if limit else None,
+            )
+        if isinstance(exc, pika.exceptions.ConnectionBlockedTimeout):
+            whose = f"this {self._purpose}'s "
+            return BrokerLost(blocked_too_long(self.settings, self._blocked_by, whose) + ".")
+        return BrokerLost(f"Lost the connection to RabbitMQ ({exc!r}).")
 
     def _refused(self, operation: str, queue: str, permission: str) -> ConfigError:
         return ConfigError(refusal(self.settings, operation, queue, permission))
@@ -323,11 +369,11 @@ class Session:
             yield
         except pika.exceptions.ChannelClosedByBroker as exc:
             if refusal is None or exc.reply_code != _ACCESS_REFUSED:
-                raise _lost(exc) from exc
+                raise self._lost(exc) from exc
             self._open_channel()
             raise self._refused(*refusal) from exc
         except pika.exceptions.AMQPError as exc:
-            raise _lost(exc) from exc
+            raise self._lost(exc) from exc
 
 
 def refusal(settings: Settings, operation: str, queue: str, permission: str) -> str:
@@ -340,8 +386,19 @@ def refusal(settings: Settings, operation: str, queue: str, permission: str) -> 
     )
 
 
-def _lost(exc: BaseException) -> BrokerLost:
-    return BrokerLost(f"Lost the connection to RabbitMQ ({exc!r}).")
+def alarm_name(reason: str) -> str:
+    """What RabbitMQ's reason for blocking a connection ('low on memory') calls the alarm."""
+    kinds = [kind for kind in ("memory", "disk") if kind in reason]
+    return f"{' and '.join(kinds)} alarm" if kinds else f"alarm: {reason or 'unnamed'}"
+
+
+def blocked_too_long(settings: Settings, alarm: str, whose: str = "") -> str:
+    """Why `whose` publishing gave up: the broker blocked it longer than the setting."""
+    return (
+        f"RabbitMQ blocked {whose}publishing for {settings.broker_blocked_seconds:g} s "
+        f"({alarm or 'a memory or disk alarm'}); free memory or disk on the broker, or wait longer "
+        "with BROKER_BLOCKED_SECONDS"
+    )
 
 
 def _connect(settings: Settings, purpose: str) -> BlockingConnection:
@@ -397,6 +454,9 @@ def _parameters(url: str, settings: Settings, purpose: str) -> pika.URLParameter
             f"BROKER_URL {mask_url(url)!r} has an option pika cannot use ({reason}); see "
             "pika's URLParameters for the options and their values."
         ) from None
+    # Under a memory or disk alarm the broker blocks a publishing connection; without a
+    # timeout, pika would wait for it for ever.
+    params.blocked_connection_timeout = settings.broker_blocked_seconds
     params.client_properties = {
         "connection_name": f"jobkit-{purpose}@{socket.gethostname()}:{os.getpid()}"
     }

@@ -10,9 +10,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from worker.broker import DELIVERY_LIMIT, REDO_HEADER, Session, dead_queue_name
+from worker.broker import DELIVERY_LIMIT, REDO_HEADER, Delivery, Session, dead_queue_name
 from worker.done_records import is_current, make_record, read_record
-from worker.errors import BrokerLost, ExitCode, InputError, JobkitError, TaskError
+from worker.errors import AckTimedOut, BrokerLost, ExitCode, InputError, JobkitError, TaskError
 from worker.interruption import worker_interruption
 from worker.names import MAX_NAME_BYTES, brief, check_name, record_name
 from worker.outcome import Outcome, Verdict
@@ -67,11 +67,25 @@ def take_items(
         except BrokerLost as exc:
             # The broker returns the unacked message when the connection goes; a draining
             # worker goes on through the next node that answers.
-            log.error("%s The item goes back to the queue.", exc)
-            yield Outcome(Verdict.RETRY, reason=str(exc))
+            reason = _lost_reason(exc)
+            log.error("%s", reason)
+            yield Outcome(Verdict.RETRY, exc.item, reason)
             taken += 1
-            if not drain or worker_interruption.requested:
+            if not drain or worker_interruption.requested or exc.ends_drain:
                 return
+
+
+def _lost_reason(exc: BrokerLost) -> str:
+    """What a worker says of a connection or channel lost: an item held too long by name."""
+    if isinstance(exc, AckTimedOut):
+        limit = "" if exc.limit_seconds is None else f", {exc.limit_seconds:g} s"
+        return (
+            f"{exc.item} took longer than the broker's acknowledgement timeout "
+            f"(consumer_timeout{limit}) and RabbitMQ took it back for another try; raise "
+            "consumer_timeout above the longest item and keep TASK_TIMEOUT_SECONDS below it."
+        )
+    held = f"{exc.item}: " if exc.item else ""
+    return f"{held}{exc} The item goes back to the queue."
 
 
 def item_body(body: bytes) -> bytes:
@@ -87,15 +101,31 @@ def _take(
     if delivery is None:
         log.info("Queue %s is empty; nothing to do.", settings.queue)
         return Outcome(Verdict.EMPTY)
+    item = brief(item_body(delivery.body).decode("utf-8", errors="replace"))  # cut short
+    log.info("took %s (delivery tag %d, delivery %d)", item, delivery.tag, delivery.number)
+    try:
+        return _do(session, settings, task, inputs, outputs, delivery, item)
+    except BrokerLost as exc:
+        exc.item = item
+        raise
+
+
+def _do(
+    session: Session,
+    settings: Settings,
+    task: Task,
+    inputs: Store,
+    outputs: Store,
+    delivery: Delivery,
+    item: str,
+) -> Outcome:
+    """Do the item of `delivery`, then settle it: ack, give back, requeue or dead-letter."""
     took_at = round(time.time(), 3)
     started = time.monotonic()
-    body = item_body(delivery.body)
-    item = brief(body.decode("utf-8", errors="replace"))  # what no name can be, cut short
     number = delivery.number
-    log.info("took %s (delivery tag %d, delivery %d)", item, delivery.tag, number)
-
     phases: dict[str, float] = {}
     redo = bool(delivery.headers.get(REDO_HEADER))
+    body = item_body(delivery.body)
     untouched = worker_interruption.requested  # asked to stop while taking it
     verdicts: list[Verdict] = []
     error = None
@@ -251,9 +281,17 @@ def _run_while_serving(session: Session, work: Callable[[], None]) -> BaseExcept
 
     thread = threading.Thread(target=target, name="jobkit-task", daemon=True)
     thread.start()
-    while thread.is_alive() and not worker_interruption.requested:
-        session.serve(0)
-        thread.join(timeout=_POLL_SECONDS)
+    try:
+        while thread.is_alive() and not worker_interruption.requested:
+            session.serve(0)
+            thread.join(timeout=_POLL_SECONDS)
+    except BrokerLost as exc:
+        # The broker has taken the item back: stop the task, which would work on for nothing
+        # and could write while another worker does the item.
+        worker_interruption.stop_tasks()
+        thread.join(timeout=_STOP_GRACE_SECONDS)
+        exc.ends_drain = exc.ends_drain or thread.is_alive()
+        raise
     if thread.is_alive():
         # Stopped: a program task was killed and ends at once, removing its scratch files;
         # a function cannot be stopped and is left behind when the process ends.

@@ -50,6 +50,19 @@ class BrokerLost(JobkitError):
     """The connection to RabbitMQ failed while in use; what was unacked goes back to the queue."""
 
     exit_code = ExitCode.RETRY
+    item: str | None = None  # the item held when it failed, if any
+    ends_drain = False  # True when the worker must not take another item (a task runs on)
+
+
+class AckTimedOut(BrokerLost):
+    """RabbitMQ took a held message back: it was held past the delivery acknowledgement
+    timeout (consumer_timeout), `limit_seconds` if the broker said."""
+
+    ends_drain = True  # its channel is gone; the next worker starts afresh
+
+    def __init__(self, message: str, limit_seconds: float | None) -> None:
+        super().__init__(message)
+        self.limit_seconds = limit_seconds
 
 
 class InputError(JobkitError):

@@ -69,12 +69,16 @@ class Interruption:
         finally:
             self._deferred = False
 
+    def stop_tasks(self) -> None:
+        """Call what `on_request` registered, without a signal: the item was taken away."""
+        for callback in self._on_request:
+            callback()
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.signum is not None:
             return
         self.signum = signum
-        for callback in self._on_request:
-            callback()
+        self.stop_tasks()
         if not self._deferred:
             raise Interrupted(signum)
 

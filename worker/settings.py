@@ -142,6 +142,23 @@ class Settings:
         _seconds(0, 3600),
         show="{:g}".format,
     )
+    broker_blocked_seconds: float = _setting(
+        "BROKER_BLOCKED_SECONDS",
+        60.0,
+        "how long to wait while RabbitMQ blocks publishing (a memory or disk alarm) before "
+        "giving up",
+        _seconds(1, 3600),
+        show="{:g}".format,
+    )
+    new_queue_wait_seconds: float | None = _setting(
+        "NEW_QUEUE_WAIT_SECONDS",
+        None,
+        "after creating the work queue, how long 'jobkit publish' waits before it reports "
+        "messages confirmed: a quorum queue younger loses them if its only node crashes "
+        "[30 on RabbitMQ 3, 10 on 4; 0 for none]",
+        _seconds(0, 600),
+        show=lambda value: "" if value is None else f"{value:g}",
+    )
     queue: str = _setting(
         "QUEUE", "temperature_job", "the work queue; dead letters go to QUEUE.dead"
     )
@@ -179,13 +196,21 @@ class Settings:
         "the input's path, {output_dir} where its outputs go, {item} the item; exit 3 "
         "dead-letters the item, others retry it",
     )
-    # Under RabbitMQ's 30-minute delivery acknowledgement timeout, so the worker gives a hung
-    # item back itself, with a reason, before the broker closes its channel.
+    # Under the broker's delivery acknowledgement timeout, so the worker gives a hung item back
+    # itself, with a reason, before the broker closes its channel.
     task_timeout_seconds: float = _setting(
         "TASK_TIMEOUT_SECONDS",
         1500.0,
         "a program running longer is killed and its item retried",
         _seconds(0.001, 86400),
+        show="{:g}".format,
+    )
+    broker_ack_timeout_seconds: float = _setting(
+        "BROKER_ACK_TIMEOUT_SECONDS",
+        1800.0,
+        "the broker's delivery acknowledgement timeout (consumer_timeout), which "
+        "TASK_TIMEOUT_SECONDS must stay below; the RabbitMQ 'jobkit manifests' renders uses it",
+        _seconds(1, 7 * 86400),
         show="{:g}".format,
     )
     no_input: bool = _setting(
@@ -275,6 +300,14 @@ class Settings:
                 "queue (its dead letters would go to a queue named like another's); name the "
                 "work queue itself"
             )
+        if self.task_timeout_seconds >= self.broker_ack_timeout_seconds:
+            problems.append(
+                f"TASK_TIMEOUT_SECONDS ({self.task_timeout_seconds:g} s) is not below the "
+                f"broker's acknowledgement timeout ({self.broker_ack_timeout_seconds:g} s, "
+                "BROKER_ACK_TIMEOUT_SECONDS): RabbitMQ would take an item back while its program "
+                "still runs; lower it, or raise consumer_timeout on the broker and "
+                "BROKER_ACK_TIMEOUT_SECONDS with it"
+            )
         for name, url in (("INPUT_URL", self.input_url), ("OUTPUT_URL", self.output_url)):
             problems.extend(location_problems(name, url, self))
         return problems + self._task_problems()
@@ -309,7 +342,11 @@ class Settings:
 
     def task_env(self) -> dict[str, str]:
         """The variables that choose the task, as a worker elsewhere (a pod) must see them."""
-        chosen = ["TASK_COMMAND", "TASK_TIMEOUT_SECONDS"] if self.task_command else ["TASK"]
+        chosen = (
+            ["TASK_COMMAND", "TASK_TIMEOUT_SECONDS", "BROKER_ACK_TIMEOUT_SECONDS"]
+            if self.task_command
+            else ["TASK"]
+        )
         env = self._env()
         return {name: env[name] for name in chosen} | (
             {"NO_INPUT": "true"} if self.no_input else {}

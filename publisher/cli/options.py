@@ -210,6 +210,7 @@ def job_options(
         log_level=settings.log_level,
         drain=job.drain,
         task_env=tuple(settings.task_env().items()),
+        broker_ack_timeout_seconds=settings.broker_ack_timeout_seconds,
     )
 
 

@@ -58,6 +58,7 @@ class JobOptions:
     log_level: str = "INFO"
     drain: bool = False  # each pod takes items until the queue is empty
     task_env: tuple[tuple[str, str], ...] = ()  # TASK or TASK_COMMAND and the like; "" is unset
+    broker_ack_timeout_seconds: float = 1800.0  # the rendered RabbitMQ's consumer_timeout
 
 
 # The worker's exit codes that do not simply count against the backoff limit, in Kubernetes'
@@ -317,7 +318,11 @@ def render_files(
     one is used), the data claim (unless a host directory or a claim of one's own is), and the
     Job. A broker URL without a password gets a random one."""
     options = replace(options, azure_credentials=azure_credentials is not None)
-    files = {"rabbitmq.yaml": render_rabbitmq(options.secret, options.broker_replicas)}
+    files = {
+        "rabbitmq.yaml": render_rabbitmq(
+            options.secret, options.broker_replicas, options.broker_ack_timeout_seconds
+        )
+    }
     if not existing_secret:
         secret = render_secret(
             options.secret, with_password(broker_url), azure_credentials, example

@@ -27,12 +27,18 @@ cluster_partition_handling = pause_minority
 
 
 def render_rabbitmq(
-    secret: str, replicas: int = 1, storage: str = "1Gi", image: str = RABBITMQ_IMAGE
+    secret: str,
+    replicas: int = 1,
+    ack_timeout_seconds: float = 1800.0,
+    storage: str = "1Gi",
+    image: str = RABBITMQ_IMAGE,
 ) -> list[Manifest]:
     """RabbitMQ as a StatefulSet of `replicas` nodes with a persistent volume each, behind a
-    Service on 5672; with more than one, a PodDisruptionBudget keeps a majority up."""
+    Service on 5672; with more than one, a PodDisruptionBudget keeps a majority up. Its
+    delivery acknowledgement timeout is `ack_timeout_seconds`, which the settings keep above
+    the task timeout."""
     manifests = [
-        _config_map(replicas),
+        _config_map(replicas, ack_timeout_seconds),
         _service(),
         _nodes_service(),
         _stateful_set(secret, replicas, storage, image),
@@ -42,14 +48,15 @@ def render_rabbitmq(
     return manifests
 
 
-def _config_map(replicas: int) -> Manifest:
+def _config_map(replicas: int, ack_timeout_seconds: float) -> Manifest:
     plugins = "[rabbitmq_peer_discovery_k8s]." if replicas > 1 else "[]."
+    timeout = f"consumer_timeout = {round(ack_timeout_seconds * 1000)}\n"
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": f"{NAME}-config", "labels": labels("broker")},
         "data": {
-            "rabbitmq.conf": _CONFIG + (_CLUSTER_CONFIG if replicas > 1 else ""),
+            "rabbitmq.conf": _CONFIG + timeout + (_CLUSTER_CONFIG if replicas > 1 else ""),
             "enabled_plugins": plugins + "\n",
         },
     }

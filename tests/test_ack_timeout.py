@@ -1,0 +1,71 @@
+"""RabbitMQ's delivery acknowledgement timeout (consumer_timeout): a worker that held its item
+too long is told so by name, stops its task and gives way. A private node whose timeout is
+seconds, checked twice a second; bounded in time."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from conftest import jobkit, read_depths, worker
+from private_broker import PrivateBroker
+
+from worker.errors import ExitCode
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.rabbitmq4]
+
+LIMIT_MS = 2000
+PROGRAM = "sleep 47.25"  # a program no other test runs, to find it by its command line
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[PrivateBroker]:
+    # 3.10 checks the timeout on its channel tick, once a minute unless told otherwise.
+    broker = PrivateBroker(
+        [f"consumer_timeout = {LIMIT_MS}"], "[{rabbit, [{channel_tick_interval, 500}]}]."
+    )
+    broker.start()
+    yield broker
+    broker.remove()
+
+
+def test_a_worker_past_the_acknowledgement_timeout_names_it_and_stops_its_program(
+    node: PrivateBroker, env: dict[str, str]
+) -> None:
+    job = {
+        **env,
+        "BROKER_URL": node.url,
+        "TASK_COMMAND": PROGRAM,
+        "NO_INPUT": "true",
+        "TASK_TIMEOUT_SECONDS": "30",  # below the 1,800 s the kit is told; the broker says 2
+    }
+    assert jobkit(job, "publish", "slow-item").returncode == 0
+
+    result = worker(job, timeout=40)
+
+    assert result.returncode == ExitCode.RETRY, result.stderr
+    assert (
+        "slow-item took longer than the broker's acknowledgement timeout (consumer_timeout)"
+    ) in result.stdout, result.stdout
+    assert "Lost the connection" not in result.stdout + result.stderr
+    running = subprocess.run(["pgrep", "-f", PROGRAM], capture_output=True, text=True)
+    assert running.stdout == "", "the program runs on after its item was taken back"
+    assert read_depths(node.url, job["QUEUE"]) == (1, 0), "the item did not go back"
+
+
+def test_a_task_timeout_not_below_the_brokers_is_refused_before_any_item_is_taken(
+    node: PrivateBroker, env: dict[str, str]
+) -> None:
+    job = {**env, "BROKER_URL": node.url, "TASK_COMMAND": PROGRAM, "NO_INPUT": "true"}
+    assert jobkit(job, "publish", "an-item").returncode == 0
+    job["TASK_TIMEOUT_SECONDS"] = "2400"
+
+    result = jobkit(job, "run")
+
+    assert result.returncode == ExitCode.CONFIG, result.stdout + result.stderr
+    assert (
+        "TASK_TIMEOUT_SECONDS (2400 s) is not below the broker's acknowledgement timeout "
+        "(1800 s, BROKER_ACK_TIMEOUT_SECONDS)"
+    ) in result.stderr
+    assert read_depths(node.url, job["QUEUE"]) == (1, 0)

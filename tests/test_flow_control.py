@@ -1,0 +1,102 @@
+"""A broker that blocks publishers (a memory or disk alarm): every side says so, waits a bounded
+time, then gives up losing nothing. A private node, whose alarms are raised by lowering its
+limits; bounded in time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import jobkit, read_depths, worker
+from private_broker import PrivateBroker
+
+from worker.errors import ExitCode
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.rabbitmq4]
+
+# (rabbitmqctl command raising the alarm, the same lifting it, what the kit names it)
+ALARMS = {
+    "memory": (
+        ("set_vm_memory_high_watermark", "0.000001"),
+        ("set_vm_memory_high_watermark", "0.4"),
+        "memory",
+    ),
+    "disk": (("set_disk_free_limit", "100000GB"), ("set_disk_free_limit", "50MB"), "disk"),
+}
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[PrivateBroker]:
+    broker = PrivateBroker()
+    broker.start()
+    yield broker
+    broker.remove()
+
+
+@pytest.fixture
+def alarmed(
+    request: pytest.FixtureRequest, node: PrivateBroker, env: dict[str, str]
+) -> Iterator[tuple[dict[str, str], str]]:
+    """The job's environment on the private node, whose alarm `request.param` is raised once
+    the queue exists; lifted afterwards."""
+    raise_it, lift_it, word = ALARMS[request.param]
+    job = {
+        **env,
+        "BROKER_URL": node.url,
+        "BROKER_BLOCKED_SECONDS": "3",
+    }
+    assert jobkit(job, "depth").returncode == 0  # declares the queue, which publishes nothing
+    node.ctl(*raise_it)
+    yield job, word
+    node.ctl(*lift_it)
+
+
+@pytest.mark.parametrize("alarmed", ["memory", "disk"], indirect=True)
+def test_publish_under_an_alarm_names_it_gives_up_and_records_only_the_confirmed(
+    alarmed: tuple[dict[str, str], str], node: PrivateBroker
+) -> None:
+    job, word = alarmed
+    names = [f"item{number}.csv" for number in range(5)]
+
+    blocked = jobkit(job, "publish", *names, timeout=60)
+
+    assert blocked.returncode == ExitCode.CONFIG, blocked.stdout + blocked.stderr
+    said = blocked.stderr
+    assert f"RabbitMQ blocks publishing ({word} alarm)" in said, said
+    assert "waiting up to 3 s (BROKER_BLOCKED_SECONDS)" in said, said
+    assert "confirmed 0 of 5 items" in said and "blocked publishing for 3 s" in said, said
+    record = json.loads(
+        Path(job["OUTPUT_URL"], ".jobkit", f"{job['QUEUE']}.published.json").read_text()
+    )
+    assert record["confirmed"] == [], record
+
+    node.ctl(*ALARMS[word][1])
+    again = jobkit(job, "publish", *names, timeout=60)
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    # Sent while blocked, they may have been queued when the connection closed: sent again.
+    assert "had been sent before without a confirm and were sent again" in again.stdout
+    assert 5 <= read_depths(node.url, job["QUEUE"])[0] <= 10
+
+
+@pytest.mark.parametrize("alarmed", ["memory"], indirect=True)
+def test_a_worker_that_must_dead_letter_under_an_alarm_says_so_and_gives_the_item_back(
+    alarmed: tuple[dict[str, str], str], node: PrivateBroker
+) -> None:
+    job, _ = alarmed
+    node.ctl(*ALARMS["memory"][1])
+    assert jobkit(job, "publish", "missing.csv").returncode == 0
+    node.ctl(*ALARMS["memory"][0])
+
+    result = worker(job, timeout=60)  # the item is missing: it must be dead-lettered
+
+    assert result.returncode == ExitCode.RETRY, result.stderr
+    assert (
+        "RabbitMQ blocked this worker's publishing for 3 s (a memory or disk alarm)"
+        in result.stderr
+    )
+    node.ctl(*ALARMS["memory"][1])
+    # The dead letter it sent while blocked may reach the broker as the connection closes.
+    assert read_depths(node.url, job["QUEUE"])[0] == 1, "the item did not go back"
