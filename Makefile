@@ -53,7 +53,7 @@ FILES       ?= 6
 ROWS        ?= 525600
 RUN_FLAGS   ?=
 
-.PHONY: help setup broker azurite amqp-tools chromium data publish run status purge demo test lint \
+.PHONY: help setup broker azurite amqp-tools chromium data publish run status purge demo test test-rabbitmq4 lint \
         clean bench chaos check manifests image kind-up kind-load deploy-broker
 
 help: ## list the targets
@@ -128,9 +128,14 @@ else
 endif
 	@echo "The batch report: $(CURDIR)/.jobkit/report.html (open it in a browser)"
 
-test: setup broker azurite amqp-tools chromium ## run the whole test suite, then the linters
+test: setup broker azurite amqp-tools chromium ## run the whole test suite, its broker tests again on RabbitMQ 4, then the linters
 	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/pytest -q
+	@$(MAKE) --no-print-directory test-rabbitmq4
 	@$(MAKE) --no-print-directory lint
+
+test-rabbitmq4: setup azurite amqp-tools ## the tests that talk to a broker, against private RabbitMQ 4.0 nodes (a Debian 13 root, built once)
+	root=$$(scripts/rabbitmq4-root) && JOBKIT_RABBITMQ_ROOT=$$root \
+	  $(BIN)/python tests/private_broker.py $(BIN)/pytest -q -m '(rabbitmq and not slow) or rabbitmq4'
 
 chaos: setup ## bounded fault sessions on private brokers: worker kills and broker restarts, then a cluster losing its queue's leader
 	$(BIN)/python tests/chaos.py --items 40 --kills 15 --restarts 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -22,10 +23,21 @@ ROOT = Path(os.environ["JOBKIT_RABBITMQ_ROOT"]) if os.environ.get("JOBKIT_RABBIT
 ROOT_EPMD_PORT = 4371
 
 
+# Below Linux's ephemeral range (32768 on): a port the system hands out to no outgoing
+# connection between its choice here and the node's start, or its restart.
+_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port nothing listens on, outside the ephemeral range."""
+    while True:
+        port = random.choice(_PORTS)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class PrivateBroker:
@@ -79,12 +91,29 @@ class PrivateBroker:
         subprocess.run(
             [*self._inside(), "rabbitmq-server", "-detached"], env=self.env, check=True, timeout=60
         )
-        self.ctl("wait", str(self._pid_file), "--timeout", str(START_SECONDS))
+        try:
+            self.ctl("wait", str(self._pid_file), "--timeout", str(START_SECONDS))
+        except subprocess.SubprocessError as exc:
+            raise RuntimeError(
+                f"private broker {self.node} did not start: {self._log_tail()}"
+            ) from exc
         deadline = time.monotonic() + 30
         while not self.answers():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"private broker on {self.port} does not answer")
             time.sleep(0.2)
+
+    def _log_tail(self, lines: int = 15) -> str:
+        """The last lines of the node's logs, for a start that failed."""
+        logs = sorted((self.directory / "log").glob("*.log"))
+        return (
+            "\n".join(
+                f"{path.name}: {line}"
+                for path in logs
+                for line in path.read_text(errors="replace").splitlines()[-lines:]
+            )
+            or "no log"
+        )
 
     def join(self, seed: PrivateBroker) -> None:
         """Make this running node a member of `seed`'s cluster (it forgets its own data)."""
@@ -162,3 +191,22 @@ class PrivateCluster:
     def remove(self) -> None:
         for node in reversed(self.nodes):
             node.remove()
+
+
+def main(argv: list[str]) -> int:
+    """`python tests/private_broker.py COMMAND...`: run COMMAND with BROKER_URL naming a
+    private node of its own (RabbitMQ 4 with JOBKIT_RABBITMQ_ROOT), removed afterwards."""
+    node = PrivateBroker()
+    try:
+        node.start()
+        version = node.ctl("eval", "rabbit_misc:version().").strip().strip('"')
+        print(f"RabbitMQ {version} on 127.0.0.1:{node.port}", flush=True)
+        return subprocess.run(argv, env={**os.environ, "BROKER_URL": node.url}).returncode
+    finally:
+        node.remove()
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
