@@ -120,9 +120,7 @@ class Session:
     def __init__(self, settings: Settings, purpose: str) -> None:
         self.settings = settings
         self._purpose = purpose
-        self._blocked_by = ""  # the alarm for which the broker blocks this connection
         self._connection = _connect(settings, purpose)
-        self._connection.add_on_connection_blocked_callback(self._on_blocked)
         self._open_channel()
 
     def __enter__(self) -> Session:
@@ -334,16 +332,6 @@ class Session:
             self._channel = self._connection.channel()
         self._confirming = False
 
-    def _on_blocked(self, _connection: Any, frame: Any) -> None:
-        self._blocked_by = alarm_name(frame.method.reason)
-        log.warning(
-            "RabbitMQ blocks this %s's publishing (%s); waiting up to %g s "
-            "(BROKER_BLOCKED_SECONDS).",
-            self._purpose,
-            self._blocked_by,
-            self.settings.broker_blocked_seconds,
-        )
-
     def _lost(self, exc: BaseException) -> BrokerLost:
         if isinstance(exc, pika.exceptions.ChannelClosedByBroker) and _ACK_TIMEOUT.search(
             exc.reply_text
@@ -354,8 +342,9 @@ class Session:
                 int(limit.group(1)) / 1000 if limit else None,
             )
         if isinstance(exc, pika.exceptions.ConnectionBlockedTimeout):
+            # A blocking connection hears of the alarm, and which one, only after this.
             whose = f"this {self._purpose}'s "
-            return BrokerLost(blocked_too_long(self.settings, self._blocked_by, whose) + ".")
+            return BrokerLost(blocked_too_long(self.settings, "", whose) + ".")
         return BrokerLost(f"Lost the connection to RabbitMQ ({exc!r}).")
 
     def _refused(self, operation: str, queue: str, permission: str) -> ConfigError:
