@@ -100,3 +100,23 @@ def test_a_worker_that_must_dead_letter_under_an_alarm_says_so_and_gives_the_ite
     node.ctl(*ALARMS["memory"][1])
     # The dead letter it sent while blocked may reach the broker as the connection closes.
     assert read_depths(node.url, job["QUEUE"])[0] == 1, "the item did not go back"
+
+
+@pytest.mark.parametrize("alarmed", ["memory"], indirect=True)
+def test_the_runner_says_while_a_worker_waits_on_a_blocked_publish(
+    alarmed: tuple[dict[str, str], str], node: PrivateBroker
+) -> None:
+    job, _ = alarmed
+    node.ctl(*ALARMS["memory"][1])
+    assert jobkit(job, "publish", "missing.csv").returncode == 0
+    node.ctl(*ALARMS["memory"][0])
+    job["BROKER_BLOCKED_SECONDS"] = "6"
+
+    run = jobkit(job, "run", "--backoff-limit", "0", timeout=90)
+
+    said = run.stdout
+    assert "missing.csv: RabbitMQ has not confirmed" in said, said
+    assert "a memory or disk alarm blocks publishing" in said, said
+    assert run.returncode == ExitCode.RETRY, said
+    node.ctl(*ALARMS["memory"][1])
+    assert read_depths(node.url, job["QUEUE"])[0] == 1, "the item did not go back"

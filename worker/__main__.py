@@ -14,7 +14,7 @@ import sys
 from worker.consumer import do_named, item_body, take_items
 from worker.errors import EXIT_CODE_HELP, JobkitError
 from worker.interruption import Interrupted, worker_interruption
-from worker.outcome import Outcome, Verdict, drain_exit_code
+from worker.outcome import Outcome, Verdict, drain_exit_code, notice_line
 from worker.settings import Settings, settings_help, with_task
 from worker.startup import prepare_process, stop_now
 from worker.storage.base import open_store
@@ -94,7 +94,9 @@ def _run(args: argparse.Namespace) -> int:
             outcomes.append(do_named(item, settings, task, inputs, outputs))
             print(outcomes[-1].to_json(), flush=True)
         for outcome in (
-            [] if args.stdin else take_items(settings, task, inputs, outputs, args.drain)
+            []
+            if args.stdin
+            else take_items(settings, task, inputs, outputs, args.drain, _print_notice)
         ):
             print(outcome.to_json(), flush=True)
             outcomes.append(outcome)
@@ -109,6 +111,10 @@ def _run(args: argparse.Namespace) -> int:
         print(outcome.to_json(), flush=True)
         return int(outcome.code)
     return int(drain_exit_code(outcomes))
+
+
+def _print_notice(text: str) -> None:
+    print(notice_line(text), flush=True)
 
 
 def _configure_logging(level: str) -> None:

@@ -13,8 +13,9 @@ import os
 import re
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,9 @@ _FIRST_RETRY_SECONDS = 0.5
 _MAX_RETRY_SECONDS = 8.0
 _ACCESS_REFUSED = 403  # the user lacks a permission
 _PRECONDITION_FAILED = 406  # the queue exists with other arguments
+_SLOW_CONFIRM_SECONDS = 2.0  # a confirm takes milliseconds, unless the broker blocks publishing
+# How RabbitMQ closes a connection it cannot serve for now: a node shutting down, a vhost down.
+_STOPPING = re.compile(r"CONNECTION_FORCED|shutdown|is down")
 # How RabbitMQ closes a channel that held a delivery past consumer_timeout.
 _ACK_TIMEOUT = re.compile(r"delivery acknowledgement .*timed out")
 _ACK_TIMEOUT_LIMIT = re.compile(r"Timeout value used: (\d+) ms")
@@ -117,8 +121,12 @@ class Session:
 
     _confirming: bool  # the channel is in confirm mode, switched on by the first publish
 
-    def __init__(self, settings: Settings, purpose: str) -> None:
+    def __init__(
+        self, settings: Settings, purpose: str, on_wait: Callable[[str], None] | None = None
+    ) -> None:
+        """`on_wait` hears, as well as the log, when a publish waits long for its confirm."""
         self.settings = settings
+        self._on_wait = on_wait
         self._purpose = purpose
         self._connection = _connect(settings, purpose)
         self._open_channel()
@@ -251,6 +259,10 @@ class Session:
         Raises BrokerLost when it is refused or returned as unroutable.
         """
         properties = message_properties(body, headers)
+        # pika's blocking connection hears that the broker blocks it only once the wait is over.
+        watch = threading.Timer(_SLOW_CONFIRM_SECONDS, self._say_waiting, (body, queue))
+        watch.daemon = True
+        watch.start()
         try:
             if not self._confirming:  # a round trip that most workers, which never publish, skip
                 self._channel.confirm_delivery()
@@ -265,6 +277,19 @@ class Session:
             raise self._lost(exc) from exc
         except pika.exceptions.AMQPError as exc:
             raise self._lost(exc) from exc
+        finally:
+            watch.cancel()
+
+    def _say_waiting(self, body: bytes, queue: str) -> None:
+        text = (
+            f"{body.decode(errors='replace')}: RabbitMQ has not confirmed its message to {queue!r} "
+            f"for {_SLOW_CONFIRM_SECONDS:g} s; a memory or disk alarm blocks publishing, most "
+            f"likely: waiting up to {self.settings.broker_blocked_seconds:g} s "
+            "(BROKER_BLOCKED_SECONDS)"
+        )
+        log.warning("%s", text)
+        if self._on_wait is not None:
+            self._on_wait(text)
 
     def give_back(self, queue: str, delivery: Delivery) -> None:
         """Put `delivery` back on `queue` as a new message, confirmed, then ack the old one.
@@ -410,20 +435,24 @@ def _connect(settings: Settings, purpose: str) -> BlockingConnection:
                 "BROKER_URL."
             ) from exc
         except pika.exceptions.ProbableAccessDeniedError as exc:
-            raise BrokerUnavailable(
-                f"RabbitMQ at {where} denied access to the virtual host; check the vhost in "
-                "BROKER_URL and the user's permissions."
-            ) from exc
-        except (pika.exceptions.AMQPConnectionError, OSError) as exc:
-            reason = _reason(exc)
-            if time.monotonic() + delay > deadline or _is_certificate_error(exc):
+            # pika calls any close while a connection opens a denial, also a node's shutdown
+            # or a vhost still starting: those pass, like an unreachable node.
+            if not _STOPPING.search(str(exc)):
                 raise BrokerUnavailable(
-                    f"Cannot reach RabbitMQ at {where} ({reason}). "
-                    "Start it with 'make broker' or set BROKER_URL."
+                    f"RabbitMQ at {where} denied access to the virtual host; check the vhost in "
+                    "BROKER_URL and the user's permissions."
                 ) from exc
-            log.warning("RabbitMQ at %s: %s; retrying in %.1f s.", where, reason, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, _MAX_RETRY_SECONDS)
+            failure, reason = exc, "stopping or starting"
+        except (pika.exceptions.AMQPConnectionError, OSError) as exc:
+            failure, reason = exc, _reason(exc)
+        if time.monotonic() + delay > deadline or _is_certificate_error(failure):
+            raise BrokerUnavailable(
+                f"Cannot reach RabbitMQ at {where} ({reason}). "
+                "Start it with 'make broker' or set BROKER_URL."
+            ) from failure
+        log.warning("RabbitMQ at %s: %s; retrying in %.1f s.", where, reason, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, _MAX_RETRY_SECONDS)
 
 
 def connection_parameters(settings: Settings, purpose: str) -> list[pika.URLParameters]:

@@ -39,11 +39,17 @@ def take_one(settings: Settings, task: Task, inputs: Store, outputs: Store) -> O
 
 
 def take_items(
-    settings: Settings, task: Task, inputs: Store, outputs: Store, drain: bool
+    settings: Settings,
+    task: Task,
+    inputs: Store,
+    outputs: Store,
+    drain: bool,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[Outcome]:
     """Yield the outcome of each item taken, one at a time: one item, or with `drain` every
     item until the queue is empty or an item fails transiently (it goes back to the queue);
-    a lost connection does not end a drain, which goes on through another node.
+    a lost connection does not end a drain, which goes on through another node. `on_wait`
+    hears when the broker keeps the worker waiting (an alarm).
 
     Yields one "empty" outcome when no item was there at all; raises BrokerUnavailable or
     ConfigError before any message is taken.
@@ -51,7 +57,7 @@ def take_items(
     taken = 0
     while True:
         try:
-            with Session(settings, "worker") as session:
+            with Session(settings, "worker", on_wait) as session:
                 session.declare(settings.queue)
                 while True:
                     with worker_interruption.deferred():

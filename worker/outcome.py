@@ -91,6 +91,20 @@ class Outcome:
             return None
 
 
+def notice_line(text: str) -> str:
+    """The JSON line a worker prints while it waits on something its runner should show."""
+    return json.dumps({"notice": text})
+
+
+def read_notice(line: str) -> str | None:
+    """The notice a worker printed as `line`, or None when the line is not one."""
+    try:
+        notice = json.loads(line).get("notice")
+    except (ValueError, AttributeError):
+        return None
+    return notice if isinstance(notice, str) else None
+
+
 def drain_exit_code(outcomes: list[Outcome]) -> ExitCode:
     """RETRY if an item failed transiently, else DEAD if one was dead-lettered, else DONE."""
     codes = {outcome.code for outcome in outcomes}

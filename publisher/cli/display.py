@@ -55,8 +55,13 @@ def job_progress(console: Console, enabled: bool) -> Iterator[Any]:
 
     with progress:
         task = progress.add_task("job", total=0, done=0, failed=0, dead=0, remaining=0)
+        shown = 0  # notices printed so far
 
         def update(report: JobReport) -> None:
+            nonlocal shown
+            for notice in report.notices[shown:] if enabled else []:  # --json: stdout is JSON
+                progress.console.print(notice, markup=False, highlight=False)
+            shown = len(report.notices)
             remaining = report.remaining
             finished = report.finished
             progress.update(

@@ -14,7 +14,7 @@ from publisher.run.spawn import WorkerProcess, WorkerSpawner
 from worker.broker import Session, dead_queue_name
 from worker.errors import BrokerLost, ExitCode
 from worker.interruption import Interruption
-from worker.outcome import Outcome, Verdict
+from worker.outcome import Outcome, Verdict, read_notice
 from worker.settings import Settings, setting_names
 from worker.storage.base import open_store
 from worker.tasks import load_task
@@ -162,7 +162,13 @@ class LocalRunner:
     def _reap(self, report: JobReport) -> None:
         for worker in list(self._workers):
             exited = worker.process.poll() is not None
-            for outcome in _new_outcomes(worker):  # after poll(): an exited worker's last lines
+            for line in _new_lines(worker):  # after poll(): an exited worker's last lines
+                notice = read_notice(line)
+                if notice is not None:
+                    report.notices.append(notice)
+                outcome = Outcome.from_json(line)
+                if outcome is None:
+                    continue
                 worker.codes.append(int(outcome.code))
                 self._count(report, outcome.verdict, outcome.item or "", outcome.reason)
                 report.attempts.append(
@@ -212,14 +218,13 @@ class LocalRunner:
         ]
 
 
-def _new_outcomes(worker: _Worker) -> list[Outcome]:
-    """The outcome lines the worker printed since the last call."""
+def _new_lines(worker: _Worker) -> list[str]:
+    """The whole lines the worker printed since the last call: outcomes and notices."""
     worker.process.output.seek(worker.read_to)
     text = worker.process.output.read()
     complete = text[: text.rfind(b"\n") + 1]
     worker.read_to += len(complete)
-    lines = complete.decode(errors="replace").splitlines()
-    return [outcome for line in lines if (outcome := Outcome.from_json(line)) is not None]
+    return complete.decode(errors="replace").splitlines()
 
 
 class _QueueWatch:

@@ -64,6 +64,7 @@ class JobReport:
     stop_code: ExitCode = ExitCode.DONE  # the run's exit code when it stopped early
     started_at: float = 0.0  # Unix time
     attempts: list[Attempt] = field(default_factory=list)  # one per worker outcome, in order
+    notices: list[str] = field(default_factory=list)  # what workers said while they waited
 
     @property
     def succeeded(self) -> int:
