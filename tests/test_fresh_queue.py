@@ -44,7 +44,7 @@ def test_messages_confirmed_to_a_queue_publish_created_survive_a_crash_at_once(
         node.start()
 
         assert published.returncode == 0, published.stderr
-        assert f"Queue {job['QUEUE']!r} is new: waiting" in published.stderr, published.stderr
         assert _depth_after_restart(node, job["QUEUE"]) == 20, "confirmed messages were lost"
+        assert f"Queue {job['QUEUE']!r} is new: waiting" in published.stderr, published.stderr
     finally:
         node.remove()
