@@ -24,6 +24,7 @@ from bench.figures import (
     end_to_end,
     memory,
     per_item,
+    program_items,
     publishing,
 )
 from bench.harness import bench_run
@@ -35,6 +36,8 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 YEAR_FILES = 6
 QUARTER_FILES = 48  # the batch of the comparison with Celery
 SMALL_FILES, SMALL_ROWS, SMALL_SAMPLE = 1_000, 1_440, 100  # a day of readings each
+DAY_FILES = 2_000  # the many-small-items comparison with Celery
+PROGRAM_ITEMS, PROGRAM_TARGET = 20_000, 500.0
 PUBLISHED, SEED_PUBLISHED = 100_000, 5_000
 ROUNDS = 7
 LEDGER_ITEMS = 100_000
@@ -74,10 +77,14 @@ def main() -> int:
         quarters = write_samples(
             LocalStore(bench.root / "quarter"), QUARTER_FILES, ROWS_PER_YEAR // 4, 0
         )
+        days = write_samples(LocalStore(bench.root / "day"), DAY_FILES, SMALL_ROWS, 0)
         with celery_worker(bench) as celery:
+            on_days = measure(bench, celery, bench.root / "day", days, 3, per_item=False)
             on_quarters = measure(bench, celery, bench.root / "quarter", quarters, ROUNDS)
             on_years = measure(bench, celery, bench.root / "year", years, ROUNDS)
-        figures.extend(against_celery(on_quarters, on_years))
+        figures.extend(against_celery(on_days, on_quarters, on_years))
+        _say("a program per item")
+        figures.append(program_items(bench, PROGRAM_ITEMS, PROGRAM_TARGET))
         _say("costs per item")
         costs.update(cost.start_up(bench, 5))
         costs.update(cost.broker_round_trips(bench, 500))

@@ -76,8 +76,16 @@ def celery_worker(bench: Bench) -> Iterator[CeleryPeer]:
             connection.default_channel.queue_delete(peer.queue)
 
 
-def measure(bench: Bench, celery: CeleryPeer, inputs: Path, names: list[str], rounds: int) -> Batch:
-    """Each side on `names`, interleaved round by round."""
+def measure(
+    bench: Bench,
+    celery: CeleryPeer,
+    inputs: Path,
+    names: list[str],
+    rounds: int,
+    per_item: bool = True,
+) -> Batch:
+    """Each side on `names`, interleaved round by round; a process per item only if
+    `per_item` (0 s otherwise)."""
     output = bench.root / "out"
     env = bench.env(inputs)
     runner = [JOBKIT, "run", "--parallelism", "2", "--log-file", str(bench.root / "log")]
@@ -92,8 +100,11 @@ def measure(bench: Bench, celery: CeleryPeer, inputs: Path, names: list[str], ro
         times["celery"].append(celery.batch(inputs, output, names))
         bench.publish(names)
         times["drain"].append(run_process([*runner, "--drain"], env).seconds)
-        bench.publish(names)
-        times["per_item"].append(run_process(runner, env).seconds)
+        if per_item:
+            bench.publish(names)
+            times["per_item"].append(run_process(runner, env).seconds)
+        else:
+            times["per_item"].append(0.0)
         started = time.perf_counter()
         processes = [subprocess.Popen(floor, env=env) for floor in floors]
         if any(process.wait() for process in processes):
@@ -102,15 +113,16 @@ def measure(bench: Bench, celery: CeleryPeer, inputs: Path, names: list[str], ro
     return Batch(len(names), **{side: statistics.median(t) for side, t in times.items()})
 
 
-def figures(quarters: Batch, years: Batch) -> list[Figure]:
-    """The three rows of the table: each of the kit's modes against Celery, and a process per
-    item against no queue at all."""
+def figures(days: Batch, quarters: Batch, years: Batch) -> list[Figure]:
+    """The rows of the table: each of the kit's modes against Celery, and a process per item
+    against no queue at all."""
     rows = [
+        ("drain", days.drain, days.celery, "Celery", 1.0),
         ("drain", quarters.drain, quarters.celery, "Celery", 1.25),
         ("a process per item", quarters.per_item, quarters.celery, "Celery", 2.5),
         ("a process per item", years.per_item, years.floor, "no queue", 1.5),
     ]
-    batches = [quarters, quarters, years]
+    batches = [days, quarters, quarters, years]
     return [
         Figure(
             f"{batch.files} files, jobkit run -p 2, {mode}",
@@ -120,8 +132,9 @@ def figures(quarters: Batch, years: Batch) -> list[Figure]:
             False,
             f"<= {limit}x {name}",
             ours <= limit * peer,
-            f"Celery (warm) {batch.celery:.3f} s, --drain {batch.drain:.3f} s, a process per "
-            f"item {batch.per_item:.3f} s, no queue (two processes) {batch.floor:.3f} s",
+            f"Celery (warm) {batch.celery:.3f} s, --drain {batch.drain:.3f} s, "
+            + (f"a process per item {batch.per_item:.3f} s, " if batch.per_item else "")
+            + f"no queue (two processes) {batch.floor:.3f} s",
             peer=name,
         )
         for (mode, ours, peer, name, limit), batch in zip(rows, batches, strict=True)
