@@ -51,8 +51,8 @@ def main() -> int:
     costs: dict[str, float] = {}
     with bench_run() as bench:
         _say("writing sample data")
-        years = write_samples(LocalStore(bench.root / "year"), YEAR_FILES, ROWS_PER_YEAR, 0)
-        smalls = write_samples(LocalStore(bench.root / "small"), SMALL_FILES, SMALL_ROWS, 0)
+        years = _samples(bench.root / "year", YEAR_FILES, ROWS_PER_YEAR)
+        smalls = _samples(bench.root / "small", SMALL_FILES, SMALL_ROWS)
         year, out = bench.root / "year" / years[0], bench.root / "out"
         _say("aggregation")
         figure, found = aggregation(year, out, ROUNDS)
@@ -74,10 +74,8 @@ def main() -> int:
         figures.append(end_to_end(bench, bench.root / "year", years, 5))
         figures.append(end_to_end(bench, bench.root / "year", years, 5, drain=True))
         _say("against a warm Celery worker")
-        quarters = write_samples(
-            LocalStore(bench.root / "quarter"), QUARTER_FILES, ROWS_PER_YEAR // 4, 0
-        )
-        days = write_samples(LocalStore(bench.root / "day"), DAY_FILES, SMALL_ROWS, 0)
+        quarters = _samples(bench.root / "quarter", QUARTER_FILES, ROWS_PER_YEAR // 4)
+        days = _samples(bench.root / "day", DAY_FILES, SMALL_ROWS)
         with celery_worker(bench) as celery:
             on_days = measure(bench, celery, bench.root / "day", days, 3, per_item=False)
             on_quarters = measure(bench, celery, bench.root / "quarter", quarters, ROUNDS)
@@ -111,6 +109,12 @@ def main() -> int:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(_table(figures, costs, model, total))
     return 0
+
+
+def _samples(directory: Path, files: int, rows: int) -> list[str]:
+    """Write `files` sample inputs of `rows` readings each into a new `directory`."""
+    directory.mkdir()
+    return write_samples(LocalStore(directory), files, rows, 0)
 
 
 def _model(costs: dict[str, float], figures: list[Figure]) -> dict[str, dict[str, float]]:

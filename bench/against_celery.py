@@ -86,7 +86,9 @@ def measure(
 ) -> Batch:
     """Each side on `names`, interleaved round by round; a process per item only if
     `per_item` (0 s otherwise)."""
-    output = bench.root / "out"
+    # Each side its own outputs: the kit refuses to replace a result it did not write.
+    output = bench.root / "out-peers"
+    output.mkdir(exist_ok=True)
     env = bench.env(inputs)
     runner = [JOBKIT, "run", "--parallelism", "2", "--log-file", str(bench.root / "log")]
     half = len(names) // 2

@@ -130,7 +130,9 @@ def test_drain_mode_does_every_item_and_reports_each_one(env: dict[str, str]) ->
 
     assert code == 0, report
     assert sorted(report["done"]) == [f"temperature{i}.csv" for i in range(1, 7)]  # type: ignore[arg-type]
-    assert report["failures"] == [] and report["empty"] == 0
+    # A worker that starts once the other has taken the last items (one in hand, one ahead)
+    # finds the queue empty: a success without an item.
+    assert report["failures"] == [] and report["empty"] <= 1
     assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 0)
 
 

@@ -242,10 +242,11 @@ class Session:
             message_id=properties.message_id,
         )
 
-    def ack(self, delivery: Delivery) -> None:
-        """Settle `delivery` for good: it leaves the queue."""
+    def ack(self, delivery: Delivery, multiple: bool = False) -> None:
+        """Settle `delivery` for good: it leaves the queue; with `multiple`, so do the
+        deliveries taken before it and not yet settled."""
         with self._translated():
-            self._channel.basic_ack(delivery.tag)
+            self._channel.basic_ack(delivery.tag, multiple=multiple)
 
     def requeue(self, delivery: Delivery) -> None:
         """Give `delivery` back to its queue for another try, counting towards the limit."""

@@ -55,30 +55,116 @@ def take_items(
     ConfigError before any message is taken.
     """
     taken = 0
+    if drain:
+        outputs.group_writes()
     while True:
         try:
             with Session(settings, "worker", on_wait) as session:
                 session.declare(settings.queue)
-                while True:
-                    with worker_interruption.deferred():
-                        outcome = _take(session, settings, task, inputs, outputs)
-                    if outcome.item is None and taken:
-                        return
-                    yield outcome
-                    taken += 1
-                    if not drain or outcome.item is None or outcome.verdict is Verdict.RETRY:
-                        return
-                    if worker_interruption.requested:
-                        return
+                draining = _Drain(session, outputs, settings.queue) if drain else None
+                for outcome in _outcomes(session, settings, task, inputs, outputs, draining):
+                    if outcome.item is not None or not taken:  # "empty" only if nothing was
+                        yield outcome
+                        taken += 1
+                if draining is not None:
+                    draining.give_back()
+                return
         except BrokerLost as exc:
-            # The broker returns the unacked message when the connection goes; a draining
-            # worker goes on through the next node that answers.
+            # The broker returns the unacked messages when the connection goes; a draining
+            # worker keeps what it stored for them (they come back, found done) and goes on
+            # through the next node that answers.
+            outputs.commit()
             reason = _lost_reason(exc)
             log.error("%s", reason)
             yield Outcome(Verdict.RETRY, exc.item, reason)
             taken += 1
             if not drain or worker_interruption.requested or exc.ends_drain:
                 return
+
+
+def _outcomes(
+    session: Session,
+    settings: Settings,
+    task: Task,
+    inputs: Store,
+    outputs: Store,
+    draining: _Drain | None,
+) -> Iterator[Outcome]:
+    """Take and do one item, or with `draining` items until the queue is empty, one fails
+    transiently or the worker is asked to stop; yield each outcome once its item is settled
+    (with `draining`, items done are acked in groups)."""
+    while True:
+        with worker_interruption.deferred():
+            outcome = _take(session, settings, task, inputs, outputs, draining)
+        held = draining is not None and outcome.item is not None and outcome.verdict.succeeded
+        if draining is not None and (not held or draining.due() or worker_interruption.requested):
+            yield from draining.release()
+        if not held:
+            yield outcome
+        if draining is None or outcome.item is None or outcome.verdict is Verdict.RETRY:
+            return
+        if worker_interruption.requested:
+            return
+
+
+class _Drain:
+    """What a draining worker holds beside the item in hand: the next item, taken while this
+    one is done (never more than that one not started), and items done but not yet acked,
+    whose writes are put in place together, durably, then acked with one ack (a group
+    commit)."""
+
+    ITEMS = 16  # at most this many held done
+    SECONDS = 0.2  # nor for longer than this, so that the runner sees progress
+
+    def __init__(self, session: Session, outputs: Store, queue: str) -> None:
+        self._session = session
+        self._outputs = outputs
+        self._queue = queue
+        self._next: Delivery | None = None
+        self._held: list[tuple[Delivery, Outcome]] = []
+        self._since = 0.0
+
+    def take(self) -> Delivery | None:
+        """The next item: the one taken ahead, else one from the queue."""
+        delivery, self._next = self._next, None
+        return delivery or self._session.get(self._queue)
+
+    def take_ahead(self) -> None:
+        """Take the next item now, while the one in hand is being done."""
+        if self._next is None and not worker_interruption.requested:
+            self._next = self._session.get(self._queue)
+
+    def give_back(self) -> None:
+        """Give the item taken ahead back, unstarted, costing it no delivery."""
+        if self._next is not None:
+            self._session.give_back(self._queue, self._next)
+            self._next = None
+
+    def hold(self, delivery: Delivery, outcome: Outcome) -> None:
+        if not self._held:
+            self._since = time.monotonic()
+        self._held.append((delivery, outcome))
+
+    def due(self) -> bool:
+        """Whether to release now: enough held, held long enough, or items so slow that the
+        next would keep this one waiting long."""
+        _, last = self._held[-1]
+        return (
+            len(self._held) >= self.ITEMS
+            or time.monotonic() - self._since >= self.SECONDS
+            or last.seconds >= self.SECONDS
+        )
+
+    def release(self) -> list[Outcome]:
+        """Put the held items' writes in place, ack them all, and return their outcomes."""
+        if not self._held:
+            return []
+        held, self._held = self._held, []
+        self._outputs.commit()
+        self._session.ack(held[-1][0], multiple=True)  # the one taken ahead came later
+        for delivery, outcome in held:
+            log.info("acked %s (delivery tag %d)", outcome.item, delivery.tag)
+        return [outcome for _, outcome in held]
 
 
 def _lost_reason(exc: BrokerLost) -> str:
@@ -101,16 +187,21 @@ def item_body(body: bytes) -> bytes:
 
 
 def _take(
-    session: Session, settings: Settings, task: Task, inputs: Store, outputs: Store
+    session: Session,
+    settings: Settings,
+    task: Task,
+    inputs: Store,
+    outputs: Store,
+    draining: _Drain | None = None,
 ) -> Outcome:
-    delivery = session.get(settings.queue)
+    delivery = draining.take() if draining is not None else session.get(settings.queue)
     if delivery is None:
         log.info("Queue %s is empty; nothing to do.", settings.queue)
         return Outcome(Verdict.EMPTY)
     item = brief(item_body(delivery.body).decode("utf-8", errors="replace"))  # cut short
     log.info("took %s (delivery tag %d, delivery %d)", item, delivery.tag, delivery.number)
     try:
-        return _do(session, settings, task, inputs, outputs, delivery, item)
+        return _do(session, settings, task, inputs, outputs, delivery, item, draining)
     except BrokerLost as exc:
         exc.item = item
         raise
@@ -124,8 +215,10 @@ def _do(
     outputs: Store,
     delivery: Delivery,
     item: str,
+    draining: _Drain | None,
 ) -> Outcome:
-    """Do the item of `delivery`, then settle it: ack, give back, requeue or dead-letter."""
+    """Do the item of `delivery`, then settle it: ack (or hold it to ack with others), give
+    back, requeue or dead-letter."""
     took_at = round(time.time(), 3)
     started = time.monotonic()
     number = delivery.number
@@ -138,6 +231,7 @@ def _do(
     if not untouched:
         error = _run_while_serving(
             session,
+            draining.take_ahead if draining is not None else lambda: None,
             lambda: verdicts.append(
                 _process(item, body, task, inputs, outputs, settings, number, redo, phases)
             ),
@@ -149,10 +243,14 @@ def _do(
         log.warning("%s: %s", item, reason)
         return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases)
     if error is None:
+        (verdict,) = verdicts
+        outcome = Outcome(verdict, item, _note(verdict), number, seconds, took_at, phases)
+        if draining is not None:
+            draining.hold(delivery, outcome)
+            return outcome
         session.ack(delivery)
         log.info("acked %s (delivery tag %d)", item, delivery.tag)
-        (verdict,) = verdicts
-        return Outcome(verdict, item, _note(verdict), number, seconds, took_at, phases)
+        return outcome
 
     reason = _one_line(error)
     if isinstance(error, InputError) or number > DELIVERY_LIMIT:
@@ -272,8 +370,11 @@ def _read(item: str, body: bytes, inputs: Store, settings: Settings) -> bytes:
     return data
 
 
-def _run_while_serving(session: Session, work: Callable[[], None]) -> BaseException | None:
-    """Run `work` in a thread while this thread answers the broker (heartbeats).
+def _run_while_serving(
+    session: Session, meanwhile: Callable[[], None], work: Callable[[], None]
+) -> BaseException | None:
+    """Run `work` in a thread while this thread does `meanwhile` once, then answers the broker
+    (heartbeats).
 
     Returns the exception `work` raised, or None.
     """
@@ -288,6 +389,7 @@ def _run_while_serving(session: Session, work: Callable[[], None]) -> BaseExcept
     thread = threading.Thread(target=target, name="jobkit-task", daemon=True)
     thread.start()
     try:
+        meanwhile()
         while thread.is_alive() and not worker_interruption.requested:
             session.serve(0)
             thread.join(timeout=_POLL_SECONDS)

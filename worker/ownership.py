@@ -35,6 +35,10 @@ def claim_outputs(store: Store, item: str, outputs: Iterable[str], record: Recor
                     "there (an input?); move that file, or have OUTPUT_URL elsewhere."
                 )
             owner = store.create(owner_name(output), item.encode()).decode()
+            if not owner:
+                # Made in a group whose writes a crash cut short: no output of it was stored.
+                store.write(owner_name(output), item.encode())
+                owner = item
         if owner != item:
             raise InputError(
                 f"{item}: its output {output} is item {owner}'s already; rename one of the "
@@ -43,8 +47,9 @@ def claim_outputs(store: Store, item: str, outputs: Iterable[str], record: Recor
 
 
 def _owner(store: Store, output: str) -> str | None:
+    """Who owns `output`: None when nobody does, or a crash left the claim empty."""
     try:
-        return store.read(owner_name(output)).decode()
+        return store.read(owner_name(output)).decode() or None
     except InputError:
         return None
 

@@ -111,6 +111,12 @@ class BlobStore:
             written = blob.upload_blob(data, overwrite=True, content_settings=_content(data))
         return _etag(written["etag"])
 
+    def group_writes(self) -> None:
+        """Nothing to group: each upload is in place, durably, when it returns."""
+
+    def commit(self) -> None:
+        """Nothing to do: each upload was in place, durably, when it returned."""
+
     def create(self, name: str, data: bytes) -> bytes:
         """Upload `data` as a new blob unless one is there; returns what is there then."""
         try:

@@ -65,6 +65,15 @@ class Store(Protocol):
         """Store `data` as `name`, replacing it whole; returns its version (as Entry has it).
         StorageError when that fails."""
 
+    def group_writes(self) -> None:
+        """From now on, writes may take effect together at each `commit` (one flush to disk
+        for many files, where that is cheaper); a write not yet committed is not there, and a
+        crash loses it whole."""
+
+    def commit(self) -> None:
+        """Put every write since the last commit in place, durably. StorageError when that
+        fails."""
+
     def create(self, name: str, data: bytes) -> bytes:
         """Store `data` as `name` unless something is stored there already; returns what is
         stored then: `data`, or what was there. Of two creating one name at once, one wins."""

@@ -18,6 +18,7 @@ from worker.errors import ConfigError, InputError, StorageError
 from worker.names import KIT_DIR, check_name
 from worker.scratch import owner_prefix, remove_stale
 from worker.storage.base import Entry
+from worker.storage.durable import Group, fsync_path
 
 if TYPE_CHECKING:
     from worker.storage.base import StorageSettings
@@ -43,6 +44,7 @@ class LocalStore:
         self.root = root
         self.makes_root = create
         self._directories: dict[Path, bool] = {}  # directory -> whether it resolves inside
+        self._group: Group | None = None  # with group_writes: writes not yet committed
 
     def __str__(self) -> str:
         return str(self.root)
@@ -138,12 +140,29 @@ class LocalStore:
         """
         path = self.path(name)
         try:
-            with self._written(name, data) as temporary:
+            with self._written(name, data, flush=self._group is None) as temporary:
+                if self._group is not None:
+                    self._group.add(temporary, path)
+                    return _version(os.stat(temporary))  # a move keeps its size and time
                 os.replace(temporary, path)
-            _fsync_directory(path.parent)
+            fsync_path(path.parent)
             return _version(path.stat())
         except OSError as exc:
             raise StorageError(f"{name}: cannot write {path} ({exc.strerror}).") from exc
+
+    def group_writes(self) -> None:
+        """From now on, writes take effect together at each `commit`: two flushes to disk for
+        them all. Until then a write is not there, and a crash loses it whole."""
+        self._group = Group(self.root)
+
+    def commit(self) -> None:
+        """Put every write since the last commit in place, durably (at once without
+        group_writes)."""
+        if self._group is not None:
+            try:
+                self._group.commit()
+            except OSError as exc:
+                raise StorageError(f"cannot store in {self.root} ({exc.strerror}).") from exc
 
     def create(self, name: str, data: bytes) -> bytes:
         """Store `data` as `name` unless a file is there; returns what is there then.
@@ -152,22 +171,23 @@ class LocalStore:
         """
         path = self.path(name)
         try:
-            with self._written(name, data) as temporary:
+            with self._written(name, data, flush=self._group is None) as temporary:
                 try:
                     os.link(temporary, path)
                 except FileExistsError:
                     return path.read_bytes()
                 finally:
                     os.unlink(temporary)
-            _fsync_directory(path.parent)
+            if self._group is None:  # else the group's commit makes the link durable
+                fsync_path(path.parent)
             return data
         except OSError as exc:
             raise StorageError(f"{name}: cannot create {path} ({exc.strerror}).") from exc
 
     @contextmanager
-    def _written(self, name: str, data: bytes) -> Iterator[str]:
-        """A temporary file holding `data`, on disk, for the block to move into place as `name`;
-        removed if the block fails."""
+    def _written(self, name: str, data: bytes, flush: bool = True) -> Iterator[str]:
+        """A temporary file holding `data`, on disk if `flush`, for the block to move into place
+        as `name`; removed if the block fails."""
         if not self.root.is_dir():  # deleted meanwhile: a worker never makes its location
             raise StorageError(f"{name}: the directory {self.root} is gone; cannot write there.")
         self.path(name).parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +196,9 @@ class LocalStore:
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
+                if flush:
+                    file.flush()
+                    os.fsync(file.fileno())
             os.chmod(temporary, 0o644)
             yield temporary
         except BaseException:
@@ -259,11 +280,3 @@ class LocalStore:
 
 def _version(info: os.stat_result) -> str:
     return f"{info.st_size}:{info.st_mtime_ns}"
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
