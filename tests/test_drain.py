@@ -29,6 +29,11 @@ def _slow(env: dict[str, str], seconds: float) -> dict[str, str]:
     }
 
 
+def _publish_samples(env: dict[str, str], files: int, rows: int) -> None:
+    assert jobkit(env, "data", "--files", str(files), "--rows", str(rows)).returncode == 0
+    assert jobkit(env, "publish").returncode == 0
+
+
 def _drain(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "worker", "--drain"],
@@ -42,8 +47,7 @@ def _drain(env: dict[str, str]) -> subprocess.Popen[str]:
 def test_a_draining_worker_holds_at_most_one_item_it_has_not_started(
     env: dict[str, str],
 ) -> None:
-    assert jobkit(env, "data", "--files", "6", "--rows", "100").returncode == 0
-    assert jobkit(env, "publish").returncode == 0
+    _publish_samples(env, files=6, rows=100)
     worker = _drain(_slow(env, 1.5))
     try:
         lowest = 6
@@ -68,8 +72,7 @@ def test_a_draining_worker_holds_at_most_one_item_it_has_not_started(
 def test_what_a_killed_draining_worker_reported_done_is_stored_and_nothing_is_lost(
     env: dict[str, str],
 ) -> None:
-    assert jobkit(env, "data", "--files", "40", "--rows", "1440").returncode == 0
-    assert jobkit(env, "publish").returncode == 0
+    _publish_samples(env, files=40, rows=1440)
     worker = _drain(_slow(env, 0.02))
     assert worker.stdout is not None
     lines = []

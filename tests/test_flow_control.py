@@ -81,16 +81,21 @@ def test_publish_under_an_alarm_names_it_gives_up_and_records_only_the_confirmed
     assert 5 <= read_depths(node.url, job["QUEUE"])[0] <= 10
 
 
+def _publish_unblocked(node: PrivateBroker, job: dict[str, str], name: str) -> None:
+    """Publish `name` with the memory alarm lifted for the while."""
+    node.ctl(*ALARMS["memory"][1])
+    assert jobkit(job, "publish", name).returncode == 0
+    node.ctl(*ALARMS["memory"][0])
+
+
 @pytest.mark.parametrize("alarmed", ["memory"], indirect=True)
 def test_a_worker_that_must_dead_letter_under_an_alarm_says_so_and_gives_the_item_back(
     alarmed: tuple[dict[str, str], str], node: PrivateBroker
 ) -> None:
     job, _ = alarmed
-    node.ctl(*ALARMS["memory"][1])
-    assert jobkit(job, "publish", "missing.csv").returncode == 0
-    node.ctl(*ALARMS["memory"][0])
+    _publish_unblocked(node, job, "missing.csv")  # missing: its worker must dead-letter it
 
-    result = worker(job, timeout=60)  # the item is missing: it must be dead-lettered
+    result = worker(job, timeout=60)
 
     assert result.returncode == ExitCode.RETRY, result.stderr
     assert (
@@ -107,9 +112,7 @@ def test_the_runner_says_while_a_worker_waits_on_a_blocked_publish(
     alarmed: tuple[dict[str, str], str], node: PrivateBroker
 ) -> None:
     job, _ = alarmed
-    node.ctl(*ALARMS["memory"][1])
-    assert jobkit(job, "publish", "missing.csv").returncode == 0
-    node.ctl(*ALARMS["memory"][0])
+    _publish_unblocked(node, job, "missing.csv")  # missing: its worker must dead-letter it
     job["BROKER_BLOCKED_SECONDS"] = "6"
 
     run = jobkit(job, "run", "--backoff-limit", "0", timeout=90)

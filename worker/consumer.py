@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 from worker.broker import DELIVERY_LIMIT, REDO_HEADER, Delivery, Session, dead_queue_name
 from worker.done_records import is_current, make_record, read_record
+from worker.drain import Drain
 from worker.errors import AckTimedOut, BrokerLost, ExitCode, InputError, JobkitError, TaskError
 from worker.interruption import worker_interruption
 from worker.names import MAX_NAME_BYTES, brief, check_name, record_name
@@ -61,7 +62,7 @@ def take_items(
         try:
             with Session(settings, "worker", on_wait) as session:
                 session.declare(settings.queue)
-                draining = _Drain(session, outputs, settings.queue) if drain else None
+                draining = Drain(session, outputs, settings.queue) if drain else None
                 for outcome in _outcomes(session, settings, task, inputs, outputs, draining):
                     if outcome.item is not None or not taken:  # "empty" only if nothing was
                         yield outcome
@@ -88,7 +89,7 @@ def _outcomes(
     task: Task,
     inputs: Store,
     outputs: Store,
-    draining: _Drain | None,
+    draining: Drain | None,
 ) -> Iterator[Outcome]:
     """Take and do one item, or with `draining` items until the queue is empty, one fails
     transiently or the worker is asked to stop; yield each outcome once its item is settled
@@ -105,66 +106,6 @@ def _outcomes(
             return
         if worker_interruption.requested:
             return
-
-
-class _Drain:
-    """What a draining worker holds beside the item in hand: the next item, taken while this
-    one is done (never more than that one not started), and items done but not yet acked,
-    whose writes are put in place together, durably, then acked with one ack (a group
-    commit)."""
-
-    ITEMS = 16  # at most this many held done
-    SECONDS = 0.2  # nor for longer than this, so that the runner sees progress
-
-    def __init__(self, session: Session, outputs: Store, queue: str) -> None:
-        self._session = session
-        self._outputs = outputs
-        self._queue = queue
-        self._next: Delivery | None = None
-        self._held: list[tuple[Delivery, Outcome]] = []
-        self._since = 0.0
-
-    def take(self) -> Delivery | None:
-        """The next item: the one taken ahead, else one from the queue."""
-        delivery, self._next = self._next, None
-        return delivery or self._session.get(self._queue)
-
-    def take_ahead(self) -> None:
-        """Take the next item now, while the one in hand is being done."""
-        if self._next is None and not worker_interruption.requested:
-            self._next = self._session.get(self._queue)
-
-    def give_back(self) -> None:
-        """Give the item taken ahead back, unstarted, costing it no delivery."""
-        if self._next is not None:
-            self._session.give_back(self._queue, self._next)
-            self._next = None
-
-    def hold(self, delivery: Delivery, outcome: Outcome) -> None:
-        if not self._held:
-            self._since = time.monotonic()
-        self._held.append((delivery, outcome))
-
-    def due(self) -> bool:
-        """Whether to release now: enough held, held long enough, or items so slow that the
-        next would keep this one waiting long."""
-        _, last = self._held[-1]
-        return (
-            len(self._held) >= self.ITEMS
-            or time.monotonic() - self._since >= self.SECONDS
-            or last.seconds >= self.SECONDS
-        )
-
-    def release(self) -> list[Outcome]:
-        """Put the held items' writes in place, ack them all, and return their outcomes."""
-        if not self._held:
-            return []
-        held, self._held = self._held, []
-        self._outputs.commit()
-        self._session.ack(held[-1][0], multiple=True)  # the one taken ahead came later
-        for delivery, outcome in held:
-            log.info("acked %s (delivery tag %d)", outcome.item, delivery.tag)
-        return [outcome for _, outcome in held]
 
 
 def _lost_reason(exc: BrokerLost) -> str:
@@ -192,7 +133,7 @@ def _take(
     task: Task,
     inputs: Store,
     outputs: Store,
-    draining: _Drain | None = None,
+    draining: Drain | None = None,
 ) -> Outcome:
     delivery = draining.take() if draining is not None else session.get(settings.queue)
     if delivery is None:
@@ -215,7 +156,7 @@ def _do(
     outputs: Store,
     delivery: Delivery,
     item: str,
-    draining: _Drain | None,
+    draining: Drain | None,
 ) -> Outcome:
     """Do the item of `delivery`, then settle it: ack (or hold it to ack with others), give
     back, requeue or dead-letter."""
