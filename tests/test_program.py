@@ -89,6 +89,19 @@ def test_a_program_exiting_3_dead_letters_its_item_with_its_last_standard_error_
     assert reason.endswith("/notes.txt"), reason
 
 
+def test_a_program_given_only_its_item_runs_without_scratch_and_is_judged_the_same(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    publish_items(settings, ["job-7"])
+    program = {**_command(env, tmp_path, FAILS, "3", "{item} is not a job"), "NO_INPUT": "true"}
+
+    result = worker(program)
+
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
+    assert reason.endswith("exited 3: reading the input | checking the header | job-7 is not a job")
+
+
 def test_a_program_exiting_1_is_retried_until_the_delivery_limit_dead_letters_it(
     env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:

@@ -39,6 +39,7 @@ SCRATCH = Path(tempfile.gettempdir(), "jobkit-scratch")
 
 REASON_LINES = 5  # the last lines of the program's standard error that make a failure's reason
 _PLACEHOLDER = re.compile(r"\{(?:input|output_dir|item)\}")
+_SCRATCH_PLACES = {"{input}", "{output_dir}"}  # the placeholders that need a scratch directory
 _RELAY_WAIT_SECONDS = 5.0  # for a program's output after it ended (a child may hold it open)
 _PR_SET_PDEATHSIG = 1
 # Resolved now, not in the forked child, where only async-signal-safe work belongs.
@@ -88,6 +89,11 @@ def run_program(
     Raises InputError when it exits 3, TaskError on another non-zero exit or a timeout (then
     its whole process group is killed), with its last standard error lines as the reason.
     """
+    if not _SCRATCH_PLACES & set(_PLACEHOLDER.findall(" ".join(words))):
+        # Nothing to put in place for it and nothing to collect: no scratch directory.
+        argv = [_fill(word, {"{item}": item}) for word in words]
+        _check(words, item, timeout, *_run(argv, timeout, environment))
+        return {}
     SCRATCH.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=SCRATCH, prefix=owner_prefix()) as scratch:
         input_path = Path(scratch, "input", PurePosixPath(item).name)
@@ -98,19 +104,26 @@ def run_program(
             input_path.write_bytes(data)
         places = {"{input}": str(input_path), "{output_dir}": str(output_dir), "{item}": item}
         argv = [_fill(word, places) for word in words]
-        code, stderr = _run(argv, timeout, environment)
-        program = "'" + " ".join(words) + "'"  # as configured, placeholders unfilled
-        last = " | ".join(line for line in stderr if line) or "no standard error output"
-        if code is None:
-            raise TaskError(
-                f"{item}: {program} ran longer than TASK_TIMEOUT_SECONDS ({timeout:g} s) and was "
-                f"killed; last standard error: {last}"
-            )
-        if code == ExitCode.DEAD:
-            raise InputError(f"{item}: {program} exited 3: {last}")
-        if code != 0:
-            raise TaskError(f"{item}: {program} {describe_exit_status(code)}: {last}")
+        _check(words, item, timeout, *_run(argv, timeout, environment))
         return {beside_item(item, name): data for name, data in _outputs(output_dir).items()}
+
+
+def _check(
+    words: list[str], item: str, timeout: float, code: int | None, stderr: list[str]
+) -> None:
+    """Raise what a program's end `code` means (None: killed at the timeout), with its last
+    standard error lines as the reason; nothing for exit 0."""
+    program = "'" + " ".join(words) + "'"  # as configured, placeholders unfilled
+    last = " | ".join(line for line in stderr if line) or "no standard error output"
+    if code is None:
+        raise TaskError(
+            f"{item}: {program} ran longer than TASK_TIMEOUT_SECONDS ({timeout:g} s) and was "
+            f"killed; last standard error: {last}"
+        )
+    if code == ExitCode.DEAD:
+        raise InputError(f"{item}: {program} exited 3: {last}")
+    if code != 0:
+        raise TaskError(f"{item}: {program} {describe_exit_status(code)}: {last}")
 
 
 def _fill(word: str, places: dict[str, str]) -> str:
