@@ -88,9 +88,17 @@ class PrivateBroker:
 
     def start(self) -> None:
         """Start the node and wait until it accepts connections."""
+        self.launch()
+        self.wait_started()
+
+    def launch(self) -> None:
+        """Start the node, without waiting for it."""
         subprocess.run(
             [*self._inside(), "rabbitmq-server", "-detached"], env=self.env, check=True, timeout=60
         )
+
+    def wait_started(self) -> None:
+        """Wait until the launched node accepts connections."""
         try:
             self.ctl("wait", str(self._pid_file), "--timeout", str(START_SECONDS))
         except subprocess.SubprocessError as exc:
@@ -175,8 +183,10 @@ class PrivateCluster:
         return ",".join(node.url for node in self.nodes)
 
     def start(self) -> None:
+        for node in self.nodes:  # side by side: a node's start is mostly waiting
+            node.launch()
         for node in self.nodes:
-            node.start()
+            node.wait_started()
         seed = self.nodes[0]
         for node in self.nodes[1:]:
             node.join(seed)
