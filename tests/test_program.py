@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +39,12 @@ HANGS = """\
 sleep 60 &
 echo $! > "$1"
 wait
+"""
+LEAVES_A_CHILD = """\
+sleep 60 &
+echo $! > "$1"
+printf 'no header' >&2
+exit 3
 """
 WAITS = """\
 sleep 0; echo $$ > "$1"
@@ -100,6 +108,21 @@ def test_a_program_given_only_its_item_runs_without_scratch_and_is_judged_the_sa
     assert result.returncode == ExitCode.DEAD, result.stderr
     (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
     assert reason.endswith("exited 3: reading the input | checking the header | job-7 is not a job")
+
+
+def test_a_program_is_judged_by_its_own_exit_while_a_child_it_left_keeps_its_output_open(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    _publish_file(settings)
+    pid_file = tmp_path / "child.pid"
+    program = _command(env, tmp_path, LEAVES_A_CHILD, str(pid_file))
+
+    result = worker({**program, "TASK_TIMEOUT_SECONDS": "40"})
+
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
+    assert reason.endswith("exited 3: no header"), reason  # its last line, without a newline
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def test_a_program_exiting_1_is_retried_until_the_delivery_limit_dead_letters_it(

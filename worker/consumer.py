@@ -6,7 +6,6 @@ One item and exit is the default; drain mode repeats the same step until the que
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -20,6 +19,7 @@ from worker.outcome import Outcome, Verdict
 from worker.ownership import claim_outputs
 from worker.settings import Settings
 from worker.storage.base import Store
+from worker.task_thread import TaskThread
 from worker.tasks.contract import Task
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 _POLL_SECONDS = 0.2
 _ALREADY_DONE = "already done from this input (its success record and outputs match); not redone"
 _STOP_GRACE_SECONDS = 5.0  # for a stopped task to end, before its item is given back anyway
+_tasks = TaskThread()
 
 
 def take_one(settings: Settings, task: Task, inputs: Store, outputs: Store) -> Outcome:
@@ -314,42 +315,31 @@ def _read(item: str, body: bytes, inputs: Store, settings: Settings) -> bytes:
 def _run_while_serving(
     session: Session, meanwhile: Callable[[], None], work: Callable[[], None]
 ) -> BaseException | None:
-    """Run `work` in a thread while this thread does `meanwhile` once, then answers the broker
-    (heartbeats).
+    """Run `work` in the task thread while this thread does `meanwhile` once, then answers the
+    broker (heartbeats).
 
     Returns the exception `work` raised, or None.
     """
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            work()
-        except BaseException as exc:  # handed to the caller, which decides the item's fate
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="jobkit-task", daemon=True)
-    thread.start()
+    running = _tasks.start(work)
     try:
         meanwhile()
-        while thread.is_alive() and not worker_interruption.requested:
+        while not running.done.is_set() and not worker_interruption.requested:
             session.serve(0)
-            thread.join(timeout=_POLL_SECONDS)
+            running.done.wait(timeout=_POLL_SECONDS)
     except BrokerLost as exc:
         # The broker has taken the item back: stop the task, which would work on for nothing
         # and could write while another worker does the item.
         worker_interruption.stop_tasks()
-        thread.join(timeout=_STOP_GRACE_SECONDS)
-        exc.ends_drain = exc.ends_drain or thread.is_alive()
+        exc.ends_drain = exc.ends_drain or not running.done.wait(timeout=_STOP_GRACE_SECONDS)
         raise
-    if thread.is_alive():
-        # Stopped: a program task was killed and ends at once, removing its scratch files;
-        # a function cannot be stopped and is left behind when the process ends.
-        thread.join(timeout=_STOP_GRACE_SECONDS)
-        if thread.is_alive():
-            return TaskError("the task was still running when the worker was asked to stop")
-    if errors and not isinstance(errors[0], JobkitError):
-        log.error("unexpected error in the task", exc_info=errors[0])
-    return errors[0] if errors else None
+    # Stopped: a program task was killed and ends at once, removing its scratch files; a
+    # function cannot be stopped and is left behind when the process ends.
+    if not running.done.wait(timeout=_STOP_GRACE_SECONDS):
+        return TaskError("the task was still running when the worker was asked to stop")
+    error = running.error
+    if error is not None and not isinstance(error, JobkitError):
+        log.error("unexpected error in the task", exc_info=error)
+    return error
 
 
 def _one_line(error: BaseException) -> str:
