@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pika
 import pytest
+from private_broker import PrivateBroker
 
 from worker.broker import REASON_HEADER, dead_queue_name
 from worker.settings import DEFAULT_BROKER_URL, Settings
@@ -41,6 +42,16 @@ def _require(host: str, port: int, what: str, how: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def private_node() -> Iterator[PrivateBroker]:
+    """A RabbitMQ node of the module's own, for tests that raise its alarms or change its users;
+    removed after the module."""
+    node = PrivateBroker()
+    node.start()
+    yield node
+    node.remove()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,6 @@ from private_broker import PrivateBroker
 from worker.errors import ExitCode
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[PrivateBroker]:
-    broker = PrivateBroker()
-    broker.start()
-    yield broker
-    broker.remove()
 
 
 def _make_user(node: PrivateBroker, env_file: Path, queue: str) -> str:
@@ -41,10 +32,12 @@ def _make_user(node: PrivateBroker, env_file: Path, queue: str) -> str:
 
 
 def test_the_kits_own_user_runs_the_job_in_its_own_vhost(
-    node: PrivateBroker, env: dict[str, str], tmp_path: Path
+    private_node: PrivateBroker, env: dict[str, str], tmp_path: Path
 ) -> None:
-    url = _make_user(node, tmp_path / "broker.env", env["QUEUE"])
-    assert url.startswith("amqp://jobkit:") and url.endswith(f"@127.0.0.1:{node.port}/jobkit")
+    url = _make_user(private_node, tmp_path / "broker.env", env["QUEUE"])
+    assert url.startswith("amqp://jobkit:") and url.endswith(
+        f"@127.0.0.1:{private_node.port}/jobkit"
+    )
     env = {**env, "BROKER_URL": url}
     Path(env["INPUT_URL"], "a.csv").write_text("Datetime,Temperature\n2017-12-01 00:00:00,1\n")
 
@@ -56,9 +49,9 @@ def test_the_kits_own_user_runs_the_job_in_its_own_vhost(
 
 
 def test_the_kits_own_user_may_not_use_another_queue_and_is_told_so(
-    node: PrivateBroker, env: dict[str, str], tmp_path: Path
+    private_node: PrivateBroker, env: dict[str, str], tmp_path: Path
 ) -> None:
-    url = _make_user(node, tmp_path / "broker.env", env["QUEUE"])
+    url = _make_user(private_node, tmp_path / "broker.env", env["QUEUE"])
 
     other = jobkit({**env, "BROKER_URL": url, "QUEUE": "someone-elses"}, "depth")
 
@@ -69,9 +62,9 @@ def test_the_kits_own_user_may_not_use_another_queue_and_is_told_so(
 
 
 def test_the_kits_own_user_may_not_enter_other_vhosts(
-    node: PrivateBroker, env: dict[str, str], tmp_path: Path
+    private_node: PrivateBroker, env: dict[str, str], tmp_path: Path
 ) -> None:
-    url = _make_user(node, tmp_path / "broker.env", env["QUEUE"])
+    url = _make_user(private_node, tmp_path / "broker.env", env["QUEUE"])
 
     other = jobkit({**env, "BROKER_URL": url.rsplit("/", 1)[0] + "/%2F"}, "depth")
 
@@ -80,21 +73,23 @@ def test_the_kits_own_user_may_not_enter_other_vhosts(
 
 
 def test_running_it_again_keeps_the_users_password(
-    node: PrivateBroker, env: dict[str, str], tmp_path: Path
+    private_node: PrivateBroker, env: dict[str, str], tmp_path: Path
 ) -> None:
     env_file = tmp_path / "broker.env"
 
-    assert _make_user(node, env_file, env["QUEUE"]) == _make_user(node, env_file, env["QUEUE"])
+    assert _make_user(private_node, env_file, env["QUEUE"]) == _make_user(
+        private_node, env_file, env["QUEUE"]
+    )
 
 
 def test_granting_another_queue_keeps_the_queues_granted_before(
-    node: PrivateBroker, env: dict[str, str], tmp_path: Path
+    private_node: PrivateBroker, env: dict[str, str], tmp_path: Path
 ) -> None:
     first, second = env["QUEUE"], env["QUEUE"] + "-second"
     env_file = tmp_path / "broker.env"
-    _make_user(node, env_file, first)
-    url = _make_user(node, env_file, second)
-    _make_user(node, env_file, first)  # granted already: changes nothing
+    _make_user(private_node, env_file, first)
+    url = _make_user(private_node, env_file, second)
+    _make_user(private_node, env_file, first)  # granted already: changes nothing
 
     for queue in (first, second):
         depth = jobkit({**env, "BROKER_URL": url, "QUEUE": queue}, "depth")
@@ -114,23 +109,24 @@ def test_granting_another_queue_keeps_the_queues_granted_before(
     ids=["read-only depth", "no configure", "no write", "no read"],
 )
 def test_a_refusal_names_the_operation_the_queue_and_the_missing_permission(
-    node: PrivateBroker,
+    private_node: PrivateBroker,
     env: dict[str, str],
     permissions: tuple[str, str, str],
     command: str,
     refusal: str | None,
 ) -> None:
     queue = env["QUEUE"]
-    assert jobkit({**env, "BROKER_URL": node.url}, "depth").returncode == 0  # as guest: made
+    as_guest = {**env, "BROKER_URL": private_node.url}
+    assert jobkit(as_guest, "depth").returncode == 0  # as guest: made
     user = f"limited-{abs(hash(permissions)) % 10_000}"
-    node.ctl("add_user", user, "secret")
-    node.ctl("set_permissions", "-p", "/", user, *permissions)
-    limited = {**env, "BROKER_URL": f"amqp://{user}:secret@127.0.0.1:{node.port}/%2F"}
+    private_node.ctl("add_user", user, "secret")
+    private_node.ctl("set_permissions", "-p", "/", user, *permissions)
+    limited = {**env, "BROKER_URL": f"amqp://{user}:secret@127.0.0.1:{private_node.port}/%2F"}
     limited["NO_INPUT"] = "true"
 
     arguments = {"publish": ["one"], "purge": ["--yes"]}.get(command, [])
     result = jobkit(limited, command, *arguments)
-    node.ctl("delete_user", user)
+    private_node.ctl("delete_user", user)
 
     if refusal is None:
         assert result.returncode == 0, result.stderr

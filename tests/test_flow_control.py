@@ -27,35 +27,27 @@ ALARMS = {
 }
 
 
-@pytest.fixture(scope="module")
-def node() -> Iterator[PrivateBroker]:
-    broker = PrivateBroker()
-    broker.start()
-    yield broker
-    broker.remove()
-
-
 @pytest.fixture
 def alarmed(
-    request: pytest.FixtureRequest, node: PrivateBroker, env: dict[str, str]
+    request: pytest.FixtureRequest, private_node: PrivateBroker, env: dict[str, str]
 ) -> Iterator[tuple[dict[str, str], str]]:
-    """The job's environment on the private node, whose alarm `request.param` is raised once
+    """The job's environment on the private private_node, whose alarm `request.param` is raised once
     the queue exists; lifted afterwards."""
     raise_it, lift_it, word = ALARMS[request.param]
     job = {
         **env,
-        "BROKER_URL": node.url,
+        "BROKER_URL": private_node.url,
         "BROKER_BLOCKED_SECONDS": "3",
     }
     assert jobkit(job, "depth").returncode == 0  # declares the queue, which publishes nothing
-    node.ctl(*raise_it)
+    private_node.ctl(*raise_it)
     yield job, word
-    node.ctl(*lift_it)
+    private_node.ctl(*lift_it)
 
 
 @pytest.mark.parametrize("alarmed", ["memory", "disk"], indirect=True)
 def test_publish_under_an_alarm_names_it_gives_up_and_records_only_the_confirmed(
-    alarmed: tuple[dict[str, str], str], node: PrivateBroker
+    alarmed: tuple[dict[str, str], str], private_node: PrivateBroker
 ) -> None:
     job, word = alarmed
     names = [f"item{number}.csv" for number in range(5)]
@@ -72,13 +64,13 @@ def test_publish_under_an_alarm_names_it_gives_up_and_records_only_the_confirmed
     )
     assert record["confirmed"] == [], record
 
-    node.ctl(*ALARMS[word][1])
+    private_node.ctl(*ALARMS[word][1])
     again = jobkit(job, "publish", *names, timeout=60)
 
     assert again.returncode == 0, again.stdout + again.stderr
     # Sent while blocked, they may have been queued when the connection closed: sent again.
     assert "had been sent before without a confirm and were sent again" in again.stdout
-    assert 5 <= read_depths(node.url, job["QUEUE"])[0] <= 10
+    assert 5 <= read_depths(private_node.url, job["QUEUE"])[0] <= 10
 
 
 def _publish_unblocked(node: PrivateBroker, job: dict[str, str], name: str) -> None:
@@ -90,10 +82,10 @@ def _publish_unblocked(node: PrivateBroker, job: dict[str, str], name: str) -> N
 
 @pytest.mark.parametrize("alarmed", ["memory"], indirect=True)
 def test_a_worker_that_must_dead_letter_under_an_alarm_says_so_and_gives_the_item_back(
-    alarmed: tuple[dict[str, str], str], node: PrivateBroker
+    alarmed: tuple[dict[str, str], str], private_node: PrivateBroker
 ) -> None:
     job, _ = alarmed
-    _publish_unblocked(node, job, "missing.csv")  # missing: its worker must dead-letter it
+    _publish_unblocked(private_node, job, "missing.csv")  # missing: its worker must dead-letter it
 
     result = worker(job, timeout=60)
 
@@ -102,17 +94,17 @@ def test_a_worker_that_must_dead_letter_under_an_alarm_says_so_and_gives_the_ite
         "RabbitMQ blocked this worker's publishing for 3 s (a memory or disk alarm)"
         in result.stderr
     )
-    node.ctl(*ALARMS["memory"][1])
+    private_node.ctl(*ALARMS["memory"][1])
     # The dead letter it sent while blocked may reach the broker as the connection closes.
-    assert read_depths(node.url, job["QUEUE"])[0] == 1, "the item did not go back"
+    assert read_depths(private_node.url, job["QUEUE"])[0] == 1, "the item did not go back"
 
 
 @pytest.mark.parametrize("alarmed", ["memory"], indirect=True)
 def test_the_runner_says_while_a_worker_waits_on_a_blocked_publish(
-    alarmed: tuple[dict[str, str], str], node: PrivateBroker
+    alarmed: tuple[dict[str, str], str], private_node: PrivateBroker
 ) -> None:
     job, _ = alarmed
-    _publish_unblocked(node, job, "missing.csv")  # missing: its worker must dead-letter it
+    _publish_unblocked(private_node, job, "missing.csv")  # missing: its worker must dead-letter it
     job["BROKER_BLOCKED_SECONDS"] = "6"
 
     run = jobkit(job, "run", "--backoff-limit", "0", timeout=90)
@@ -121,5 +113,5 @@ def test_the_runner_says_while_a_worker_waits_on_a_blocked_publish(
     assert "missing.csv: RabbitMQ has not confirmed" in said, said
     assert "a memory or disk alarm blocks publishing" in said, said
     assert run.returncode == ExitCode.RETRY, said
-    node.ctl(*ALARMS["memory"][1])
-    assert read_depths(node.url, job["QUEUE"])[0] == 1, "the item did not go back"
+    private_node.ctl(*ALARMS["memory"][1])
+    assert read_depths(private_node.url, job["QUEUE"])[0] == 1, "the item did not go back"
