@@ -61,7 +61,9 @@ def take_items(
         outputs.group_writes()
     while True:
         try:
-            with Session(settings, "worker", on_wait) as session:
+            # Connected, the worker may hold items between those it reports (one taken ahead,
+            # some done and not yet acked): a signal asks it to stop and give them back.
+            with Session(settings, "worker", on_wait) as session, worker_interruption.deferred():
                 session.declare(settings.queue)
                 draining = Drain(session, outputs, settings.queue) if drain else None
                 for outcome in _outcomes(session, settings, task, inputs, outputs, draining):

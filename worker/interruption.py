@@ -62,12 +62,13 @@ class Interruption:
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
-        """Within the block a signal only sets `requested`; the block checks it and ends."""
-        self._deferred = True
+        """Within the block (blocks may nest) a signal only sets `requested`; the block checks
+        it and ends."""
+        outer, self._deferred = self._deferred, True
         try:
             yield
         finally:
-            self._deferred = False
+            self._deferred = outer
 
     def stop_tasks(self) -> None:
         """Call what `on_request` registered, without a signal: the item was taken away."""

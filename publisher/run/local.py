@@ -126,6 +126,10 @@ class LocalRunner:
             else:
                 report.queued = read_depth()
                 wanted = max(report.completions - report.succeeded, report.queued)
+                if self.drain and self._workers:
+                    # Running workers take whatever is queued; what they hold unreported needs
+                    # no new worker, which would find the queue empty.
+                    wanted = report.queued
                 if not self._workers and wanted <= 0:
                     return
                 while (
