@@ -98,8 +98,7 @@ def _outcomes(
     transiently or the worker is asked to stop; yield each outcome once its item is settled
     (with `draining`, items done are acked in groups)."""
     while True:
-        with worker_interruption.deferred():
-            outcome = _take(session, settings, task, inputs, outputs, draining)
+        outcome = _take(session, settings, task, inputs, outputs, draining)  # signals put off
         held = draining is not None and outcome.item is not None and outcome.verdict.succeeded
         if draining is not None and (not held or draining.due() or worker_interruption.requested):
             yield from draining.release()

@@ -167,16 +167,16 @@ def _wait(process: subprocess.Popen[bytes], timeout: float) -> tuple[int | None,
         process.stdout.fileno(): _Relay("stdout", None),
         process.stderr.fileno(): _Relay("stderr", tail),
     }
-    ended = _end_of(process)
-    running, expired = True, False
+    ended = _end_of(process)  # registered until the program has ended
+    expired = False
     deadline = time.monotonic() + timeout  # then, once it has ended, its output's
     with selectors.DefaultSelector() as selector:
         for descriptor in (*relays, ended):
             selector.register(descriptor, selectors.EVENT_READ)
-        while running or selector.get_map():
+        while selector.get_map():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                if not running:
+                if ended not in selector.get_map():
                     break  # a child of the program holds its output open: no longer read
                 expired = True
                 _kill_group(process.pid)
@@ -184,7 +184,6 @@ def _wait(process: subprocess.Popen[bytes], timeout: float) -> tuple[int | None,
                 continue
             for key, _ in selector.select(remaining):
                 if key.fd == ended:
-                    running = False
                     selector.unregister(ended)
                     deadline = time.monotonic() + _RELAY_WAIT_SECONDS
                 elif not relays[key.fd].feed(os.read(key.fd, _CHUNK_BYTES)):
