@@ -68,11 +68,11 @@ def small_item(small: Path, out: Path, rounds: int) -> dict[str, float]:
     inputs, outputs = LocalStore(small.parent), LocalStore(out)
 
     def work() -> None:
-        data = inputs.read(small.name)
+        data, source = inputs.read_listed(small.name)
         results = aggregate_item(small.name, data)
         versions = {name: outputs.write(name, content) for name, content in results.items()}
         record = make_record(
-            small.name, "bench", "aggregate", data, results, versions, deliveries=1, seconds=0.0
+            small.name, "bench", "aggregate", data, source, results, versions, 1, 0.0
         )
         outputs.write(record_name(small.name), record.to_bytes())
 

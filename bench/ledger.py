@@ -28,6 +28,7 @@ def status_at_scale(bench: Bench, items: int) -> dict[str, float]:
             bench.settings.queue,
             "bench",
             name.encode(),
+            None,
             {output.name: result},
             {output.name: f"{info.st_size}:{info.st_mtime_ns}"},
             deliveries=1,

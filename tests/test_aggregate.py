@@ -117,6 +117,22 @@ def test_columns_may_come_in_any_order() -> None:
             HEADER + "2017-12-31 23:59:61,2\n",
             "t.csv: line 2: Datetime '2017-12-31 23:59:61' is not a date and time that exists",
         ),
+        (
+            HEADER + "2017-12-01 00:00:00,1\n17-12-01 00:00:00,2\n",
+            "t.csv: line 3: Datetime '17-12-01 00:00:00' does not start with a four-digit year",
+        ),
+        (
+            HEADER + "01-12-17 00:00:00,2\n",
+            "t.csv: line 2: Datetime '01-12-17 00:00:00' does not start with a four-digit year",
+        ),
+        (
+            HEADER + "0000-01-01 00:00:00,2\n",
+            "t.csv: line 2: Datetime 0000-01-01 00:00:00 is before the year 1",
+        ),
+        (
+            HEADER + "2017-12-01 00:00:00,1\n" + HEADER + "2017-12-01 00:01:00,2\n",
+            "t.csv: line 3: Datetime 'Datetime' is not in the form %Y-%m-%d %H:%M:%S",
+        ),
     ],
 )
 def test_malformed_input_raises_an_input_error_saying_what_and_where(
@@ -202,3 +218,10 @@ def test_a_reason_quotes_a_short_excerpt_of_the_input() -> None:
         aggregate_csv(b"Datetime,Temperature\n2017-12-01 00:00:00," + b"w" * 5000 + b"\n", "b.csv")
 
     assert len(str(error.value)) < 200, str(error.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_is_named_as_such_not_as_binary_data(encoding: str) -> None:
+    data = (HEADER + "2017-12-01 00:00:00,1.0\n").encode(encoding)
+    with pytest.raises(InputError, match=r"^t\.csv: UTF-16 text .*save it as UTF-8"):
+        aggregate_csv(data, "t.csv")

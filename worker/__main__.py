@@ -15,6 +15,7 @@ from worker.consumer import do_named, item_body, take_items
 from worker.errors import EXIT_CODE_HELP, JobkitError
 from worker.interruption import Interrupted, worker_interruption
 from worker.outcome import Outcome, Verdict, drain_exit_code, notice_line
+from worker.ownership import claim_location
 from worker.settings import Settings, settings_help, with_task
 from worker.startup import prepare_process, stop_now
 from worker.storage.base import open_store
@@ -88,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         if not settings.no_input:
             inputs.check()
         outputs.check(writable=True)
+        claim_location(outputs, settings.queue)
         task = load_task(settings)
         if args.stdin:
             item = item_body(sys.stdin.buffer.read())  # amqp-consume pipes the body as it is

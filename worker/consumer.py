@@ -18,7 +18,7 @@ from worker.names import MAX_NAME_BYTES, brief, check_name, record_name
 from worker.outcome import Outcome, Verdict
 from worker.ownership import claim_outputs
 from worker.settings import Settings
-from worker.storage.base import Store
+from worker.storage.base import Entry, Store
 from worker.task_thread import TaskThread
 from worker.tasks.contract import Task
 
@@ -259,9 +259,15 @@ def _process(
     """
     phases = {} if phases is None else phases
     started = time.monotonic()
-    data = _read(item, body, inputs, settings)
+    data, source = _read(item, body, inputs, settings)
     lap = _lap(phases, "read", started)
     record = read_record(outputs, item)
+    if record is not None and record.queue != settings.queue:
+        raise InputError(
+            f"{item}: its success record in OUTPUT_URL is queue {record.queue!r}'s, which a "
+            f"record of queue {settings.queue!r} would replace; give each queue an OUTPUT_URL "
+            "of its own."
+        )
     if not redo and is_current(outputs, record, settings.task_label, data):
         log.info("%s: %s", item, _ALREADY_DONE)
         return Verdict.ALREADY_DONE
@@ -274,7 +280,15 @@ def _process(
         log.info("stored %s in %s (%d bytes)", name, outputs, len(content))
     seconds = time.monotonic() - started
     done = make_record(
-        item, settings.queue, settings.task_label, data, results, versions, delivery, seconds
+        item,
+        settings.queue,
+        settings.task_label,
+        data,
+        source,
+        results,
+        versions,
+        delivery,
+        seconds,
     )
     outputs.write(record_name(item), done.to_bytes())
     _lap(phases, "store", lap)
@@ -288,8 +302,9 @@ def _lap(phases: dict[str, float], phase: str, since: float) -> float:
     return now
 
 
-def _read(item: str, body: bytes, inputs: Store, settings: Settings) -> bytes:
-    """The item's input: the stored file it names or, with NO_INPUT, the message body itself."""
+def _read(item: str, body: bytes, inputs: Store, settings: Settings) -> tuple[bytes, Entry | None]:
+    """The item's input, as stored: the file it names (with its entry) or, with NO_INPUT, the
+    message body itself (with none)."""
     if len(body) > MAX_NAME_BYTES:
         raise InputError(
             f"The message body is {len(body):,} bytes, more than an item's name may be "
@@ -301,16 +316,16 @@ def _read(item: str, body: bytes, inputs: Store, settings: Settings) -> bytes:
         raise InputError(f"The message body {body[:60]!r} is not UTF-8 text.") from exc
     if settings.no_input:
         check_name(item)  # its success record is stored under its name
-        return body
+        return body, None
     size, limit = inputs.size(item), settings.max_input_bytes
     if size > limit:  # refused before reading: a clear dead letter, not an out-of-memory kill
         raise InputError(
             f"{item}: {size:,} bytes is more than MAX_INPUT_BYTES ({limit:,}); split the file, "
             "or raise the limit together with the worker's memory."
         )
-    data = inputs.read(item)
+    data, source = inputs.read_listed(item)
     log.info("read %s (%d bytes)", item, len(data))
-    return data
+    return data, source
 
 
 def _run_while_serving(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from worker.errors import InputError
 from worker.names import record_name
-from worker.storage.base import Store
+from worker.storage.base import Entry, Store
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ class Record:
     seconds: float
     task: str = ""  # the task that did it (TASK, or TASK_COMMAND); "" in older records
     versions: dict[str, str] = field(default_factory=dict)  # output -> its version when stored
+    # The input as the store listed it when read ("" with NO_INPUT, and in older records): a
+    # later listing that shows the same needs no reading to know the input is unchanged.
+    input_version: str = ""
+    input_md5: str = ""  # where the store keeps one (Azure's Content-MD5)
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode() + b"\n"
@@ -48,13 +52,14 @@ def make_record(
     queue: str,
     task: str,
     data: bytes,
+    source: Entry | None,
     outputs: dict[str, bytes],
     versions: dict[str, str],
     deliveries: int,
     seconds: float,
 ) -> Record:
-    """The record of `item`, taken from `queue`, done by `task` from input `data` into
-    `outputs`, stored as `versions`."""
+    """The record of `item`, taken from `queue`, done by `task` from input `data` (stored as
+    `source`; None without an input file) into `outputs`, stored as `versions`."""
     return Record(
         item=item,
         queue=queue,
@@ -67,6 +72,8 @@ def make_record(
         seconds=round(seconds, 3),
         task=task,
         versions=versions,
+        input_version=source.version if source else "",
+        input_md5=source.md5.hex() if source and source.md5 else "",
     )
 
 
@@ -92,3 +99,16 @@ def is_current(store: Store, record: Record | None, task: str, data: bytes) -> b
         (digest := store.digest(name)) is not None and digest.hex() == md5
         for name, md5 in record.outputs.items()
     )
+
+
+def input_changed(record: Record, listed: Entry) -> bool | None:
+    """Whether the input now `listed` differs from the one `record` was made from: by size,
+    then by version or the listed digest; None when only reading it can tell (same size, a
+    new time, and no digest listed)."""
+    if record.input_bytes != listed.size:
+        return True
+    if record.input_version and record.input_version == listed.version:
+        return False
+    if record.input_md5 and listed.md5 is not None:
+        return record.input_md5 != listed.md5.hex()
+    return None

@@ -1,4 +1,5 @@
-"""Each output belongs to one item: the first to store it. A clash is refused before anything
+"""Each output location keeps the success records of one queue, and each output belongs to
+one item: the first to store it. A clash is refused before anything
 is overwritten, and so is a file the kit did not write (an input, when inputs and outputs
 share a location).
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from worker.done_records import Record
-from worker.errors import InputError
-from worker.names import check_output_name, owner_name
+from worker.errors import ConfigError, InputError
+from worker.names import KIT_DIR, check_output_name, owner_name
 from worker.storage.base import Store
 
 
@@ -67,3 +68,22 @@ def _recorded(store: Store, output: str, record: Record | None) -> bool:
         return False
     digest = store.digest(output)
     return digest is not None and digest.hex() == record.outputs[output]
+
+
+LOCATION_OWNER = f"{KIT_DIR}/queue"
+
+
+def claim_location(store: Store, queue: str) -> None:
+    """Make `queue` the one whose success records `store` keeps, unless another queue's are
+    kept there: then ConfigError naming it. Records are kept by item name, so two queues'
+    records in one location would replace each other."""
+    try:
+        owner = store.read(LOCATION_OWNER).decode()
+    except InputError:
+        owner = store.create(LOCATION_OWNER, queue.encode()).decode()
+    if owner and owner != queue:
+        raise ConfigError(
+            f"OUTPUT_URL {store} keeps the success records of queue {owner!r}; give queue "
+            f"{queue!r} an OUTPUT_URL of its own (its records would replace {owner!r}'s), or "
+            f"set QUEUE={owner}."
+        )

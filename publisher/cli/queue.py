@@ -30,8 +30,8 @@ def publish(
         bool,
         typer.Option(
             "--force",
-            help="Publish also the items already published to the queue; they are done again, "
-            "even those done.",
+            help="Publish also the items done and those already published to the queue; they "
+            "are done again, even those done.",
         ),
     ] = False,
     as_json: JsonOption = False,
@@ -39,15 +39,16 @@ def publish(
     """Publish one persistent message per item and wait until the broker confirms each. Items
     are file names under INPUT_URL, or anything at all for a task run with NO_INPUT (parameters,
     key ranges, frame numbers); they are published as given, without looking them up. What the
-    broker confirmed is kept with the outputs, so 'jobkit status' can account for every item;
-    items already published to the queue are skipped unless --force is given, and two
-    publishers of one queue take turns.
+    broker confirmed is kept with the outputs, so 'jobkit status' can account for every item.
+    As make does, it skips the items done whose input is unchanged since (by size and time, or
+    the store's MD5, else its SHA-256) and those published before and not done (queued, held
+    or dead-lettered), unless --force is given; two publishers of one queue take turns.
 
     Example: jobkit publish temperature1.csv temperature2.csv
     """
     from publisher.queue.batch import check_items, find_inputs, publish_batch
     from publisher.queue.publish import PublishInterrupted, read_items
-    from publisher.queue.reconcile import some_names
+    from publisher.queue.reconcile import SHOWN, some_names
 
     with load_settings() as settings:
         items = list(names or []) + (read_items(source) if source else [])
@@ -83,7 +84,9 @@ def publish(
             {
                 "queue": settings.queue,
                 "confirmed": len(result.confirmed),
-                "skipped": result.skipped,
+                "done": result.done,
+                "waiting": result.waiting,
+                "redone": result.redone,
                 "sent_again": result.again,
                 "depth": result.depth,
             }
@@ -94,6 +97,14 @@ def publish(
         f"broker; {result.depth} ready in the queue.",
         markup=False,
     )
+    if result.redone:
+        changed = sorted(result.redone)
+        why = "; ".join(f"{name}: {result.redone[name]}" for name in changed[:SHOWN])
+        more = f"; and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
+        out.print(
+            f"Of those, {_items(len(changed))} had been done and will be done again ({why}{more}).",
+            markup=False,
+        )
     if result.again:
         out.print(
             f"{_items(len(result.again))} ({some_names(result.again)}) had been sent before "
@@ -101,14 +112,21 @@ def publish(
             "takes a copy of an item already done acks it without doing it again.",
             markup=False,
         )
-    if result.skipped:
+    if result.done:
         out.print(
-            f"Skipped {_items(len(result.skipped))} already published to {settings.queue!r} "
-            f"({some_names(result.skipped)}): {result.skipped_done} done, the others queued, "
-            "held by a worker or dead-lettered ('jobkit status' says which). --force publishes "
-            "them again, to be done again.",
+            f"Skipped {_items(len(result.done))} done, with inputs unchanged since "
+            f"({some_names(result.done)}).",
             markup=False,
         )
+    if result.waiting:
+        out.print(
+            f"Skipped {_items(len(result.waiting))} published to {settings.queue!r} before and "
+            f"not done ({some_names(result.waiting)}): queued, held by a worker or "
+            "dead-lettered ('jobkit status' says which).",
+            markup=False,
+        )
+    if result.done or result.waiting:
+        out.print("--force publishes the skipped items too, to be done again.", markup=False)
 
 
 def _say_waiting(queue: str) -> None:
@@ -130,17 +148,28 @@ def depth() -> None:
         out.print(read_depth(settings))
 
 
-def status(as_json: JsonOption = False) -> None:
+def status(
+    as_json: JsonOption = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Check every output and input by a digest of its bytes, read now, not by the "
+            "size and time the store lists (which an edit by 'cp -p' or 'rsync -t' keeps).",
+        ),
+    ] = False,
+) -> None:
     """Show the queue's depth, every dead letter with its reason, the outputs written, and
-    whether every published item is done, dead-lettered or queued.
+    whether every published item is done, dead-lettered or queued. An item is done while its
+    outputs are those its success record names and its input the one it was made from.
 
-    Example: jobkit status --json
+    Example: jobkit status --verify
     """
     from publisher.cli.display import print_status
     from publisher.queue.status import read_status
 
     with load_settings() as settings:
-        snapshot = read_status(settings)
+        snapshot = read_status(settings, verify)
     if as_json:
         print_json(
             {

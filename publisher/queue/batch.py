@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from publisher.queue.ledger import read_ledger
 from publisher.queue.publish import PublishIncomplete, PublishInterrupted, publish_items
 from publisher.queue.published import Published, publishing, read_published, write_published
+from publisher.queue.reconcile import STALE_WHY
 from publisher.queue.status import read_depth
 from worker.builtin.outputs import OUTPUT_SUFFIX, is_output
 from worker.errors import ConfigError, InputError, JobkitError
 from worker.names import RECORD_SUFFIX, check_name
+from worker.ownership import claim_location
 from worker.settings import Settings
 from worker.storage.base import open_store
 
@@ -32,8 +34,9 @@ class BatchResult:
     """What publishing a batch did."""
 
     confirmed: list[str]
-    skipped: list[str]  # published to the queue before: not again
-    skipped_done: int  # of those, how many are done
+    done: list[str]  # done, and their inputs unchanged since: not again
+    waiting: list[str]  # published to the queue before and not done: queued, held or dead
+    redone: dict[str, str]  # of those published, the ones done before, with why again
     again: list[str]  # sent before without a confirm, so maybe queued: sent again
     depth: int  # ready in the queue after
 
@@ -75,19 +78,34 @@ def check_items(items: list[str]) -> list[str]:
 def publish_batch(
     settings: Settings, items: list[str], force: bool, on_wait: Callable[[], None]
 ) -> BatchResult:
-    """Publish one message per item not published to the queue before (all with `force`,
+    """Publish one message per item not done now and not already published to the queue: the
+    new, and those whose input or outputs changed since they were done (all with `force`,
     whose messages say to do them again even if done), and record what the broker confirmed.
 
     Waits, after calling `on_wait`, while another publisher of the queue is at work. Raises
     PublishIncomplete or PublishInterrupted after recording what was and was not confirmed.
     """
     store = open_store(settings.output_url, settings, create=True)
+    inputs = None if settings.no_input else open_store(settings.input_url, settings)
     with publishing(store, settings.queue, on_wait):
+        claim_location(store, settings.queue)
         published = read_published(store, settings.queue) or Published()
-        already = set() if force else published.confirmed
-        skipped = [name for name in items if name in already]
-        fresh = [name for name in items if name not in already]
+        ledger = read_ledger(store, settings.queue, published.expected | set(items), inputs)
+        redone = {item: STALE_WHY for item in ledger.stale} | ledger.broken
+        done = [] if force else [name for name in items if name in ledger.records]
+        waiting = (
+            []
+            if force
+            else [
+                name
+                for name in items
+                if name in published.confirmed and name not in ledger.records and name not in redone
+            ]
+        )
+        skipped = set(done) | set(waiting)
+        fresh = [name for name in items if name not in skipped]
         again = [name for name in fresh if name in published.unconfirmed]
+        published.confirmed |= set(done)  # of this batch too, done already
         published.sending(fresh)
         write_published(store, settings.queue, published)
         try:
@@ -102,6 +120,5 @@ def publish_batch(
             raise
         published.settle(confirmed, [])
         write_published(store, settings.queue, published)
-    depth = read_depth(settings)
-    done = read_ledger(store, settings.queue, set(skipped)).records if skipped else {}
-    return BatchResult(confirmed, skipped, len(done), again, depth)
+    redone = {name: why for name, why in redone.items() if name in set(fresh)}
+    return BatchResult(confirmed, done, waiting, redone, again, read_depth(settings))

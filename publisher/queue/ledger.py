@@ -5,7 +5,8 @@ Reading 100,000 records one by one takes seconds from a disk and far longer from
 what was read is kept in `.jobkit/<queue>.ledger.json` by each record's version as the store
 lists it: a record is read again only when it changed. An output is checked by its digest
 where the listing gives one (Azure), else by its version (size and time): its digest is
-computed only when that differs from the one recorded.
+computed only when that differs from the one recorded. An item's input is checked the same
+way, against the size, version and MD5 its record keeps: a changed one makes the item stale.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from worker.done_records import Record, read_record
+from worker.done_records import Record, input_changed, read_record
 from worker.errors import ConfigError, InputError, StorageError
 from worker.names import KIT_DIR, RECORD_SUFFIX
 from worker.storage.base import Entry, Store
@@ -30,14 +31,21 @@ class Ledger:
 
     records: dict[str, Record]  # item -> its record, for the items done whose record holds
     broken: dict[str, str]  # item -> why its record no longer holds
+    stale: list[str]  # items done from an input that has changed since: to be done again
     by_digest: int  # outputs checked by a digest (listed, or computed)
     by_version: int  # outputs checked by size and time alone
+    read_now: int = 0  # files whose digests were computed from their bytes, with `verify`
 
     def checked(self) -> str:
         """How the outputs were checked, in a few words."""
         checked = self.by_digest + self.by_version
         if not checked:
             return "no outputs to check"
+        if self.read_now:
+            return (
+                f"all {checked} outputs and the inputs checked by digest, {self.read_now} "
+                "files read now (--verify)"
+            )
         if not self.by_version:
             return f"all {checked} outputs checked by digest"
         return f"{checked} outputs checked by name, size and time" + (
@@ -45,9 +53,17 @@ class Ledger:
         )
 
 
-def read_ledger(store: Store, queue: str, published: set[str] | None) -> Ledger:
+def read_ledger(
+    store: Store,
+    queue: str,
+    published: set[str] | None,
+    inputs: Store | None = None,
+    verify: bool = False,
+) -> Ledger:
     """The records of `queue`'s items: of the names published to it when that is known, else
-    of those whose records say they came from it."""
+    of those whose records say they came from it. With `inputs`, where the items' files are,
+    an item whose input changed since it was done is stale, not done. With `verify`, every
+    output's and input's digest is computed from its bytes, whatever the listing says."""
     inventory = store.inventory()
     kept = _load(store, queue)
     records: dict[str, Record] = {}
@@ -65,28 +81,38 @@ def read_ledger(store: Store, queue: str, published: set[str] | None) -> Ledger:
         if record is None or (published is None and record.queue != queue):
             continue
         records[item], versions[item] = record, entry.version
-    check = _Check(store, inventory)
+    check = _Check(store, inventory, inputs if records else None, verify)
     broken = check.shared(records)
     for item, record in records.items():
         problem = check.outputs(record)
         if problem and item not in broken:
             broken[item] = problem
+    stale = {item for item, record in records.items() if item not in broken and check.stale(record)}
     if read or check.verified_any or len(records) != len(kept):
         fresh = {item: (versions[item], check.verified(record)) for item, record in records.items()}
         _save(store, queue, fresh)
-    holding = {item: record for item, record in records.items() if item not in broken}
-    return Ledger(holding, broken, check.by_digest, check.by_version)
+    holding = {
+        item: record for item, record in records.items() if item not in broken and item not in stale
+    }
+    return Ledger(holding, broken, sorted(stale), check.by_digest, check.by_version, check.read_now)
 
 
 class _Check:
-    """Checks records' outputs against one listing of the store."""
+    """Checks records' outputs and inputs against one listing of each store."""
 
-    def __init__(self, store: Store, inventory: dict[str, Entry]) -> None:
+    def __init__(
+        self, store: Store, inventory: dict[str, Entry], inputs: Store | None, verify: bool
+    ) -> None:
         self.store = store
         self.inventory = inventory
+        self.inputs = inputs
+        self.input_listing = inputs.inventory() if inputs is not None else {}
+        self.verify = verify
         self.by_digest = 0
         self.by_version = 0
+        self.read_now = 0
         self._verified: dict[str, str] = {}  # output -> its version, its digest now checked
+        self._inputs_verified: dict[str, Entry] = {}  # item -> its input, its digest now checked
 
     def shared(self, records: dict[str, Record]) -> dict[str, str]:
         """The items whose records name an output another item's record names too."""
@@ -100,7 +126,7 @@ class _Check:
                 others = ", ".join(other for other in sorted(items) if other != item)
                 broken[item] = (
                     f"its output {output} is also {others}'s, and only the last written is "
-                    "kept: rename one input, then publish both again with --force"
+                    "kept: rename one input"
                 )
         return broken
 
@@ -109,15 +135,32 @@ class _Check:
         for output, md5 in record.outputs.items():
             entry = self.inventory.get(output)
             if entry is None:
-                return f"its output {output} is gone; publish it again with --force"
+                return f"its output {output} is gone"
             if not self._holds(output, md5, entry, record.versions.get(output)):
-                return (
-                    f"its output {output} changed after it was stored; publish it again with "
-                    "--force"
-                )
+                return f"its output {output} changed after it was stored"
         return ""
 
+    def stale(self, record: Record) -> bool:
+        """True when the input `record` was made from has changed since; an input no longer
+        there leaves the results standing."""
+        listed = self.input_listing.get(record.item)
+        if self.inputs is None or listed is None:
+            return False
+        changed = None if self.verify else input_changed(record, listed)
+        if changed is None:
+            self.read_now += self.verify
+            digest = self.inputs.hash(record.item, "sha256")
+            changed = digest is None or digest.hex() != record.input_sha256
+            if not changed:
+                self._inputs_verified[record.item] = listed
+        return changed
+
     def _holds(self, output: str, md5: str, entry: Entry, version: str | None) -> bool:
+        if self.verify:
+            self.by_digest += 1
+            self.read_now += 1
+            digest = self.store.hash(output, "md5")
+            return digest is not None and digest.hex() == md5
         if entry.md5 is not None:
             self.by_digest += 1
             return entry.md5.hex() == md5
@@ -133,14 +176,21 @@ class _Check:
 
     @property
     def verified_any(self) -> bool:
-        return bool(self._verified)
+        return bool(self._verified) or bool(self._inputs_verified)
 
     def verified(self, record: Record) -> Record:
-        """`record` with the versions of the outputs whose digests were checked now, so that
-        the next check needs none."""
+        """`record` with the versions of its outputs and input whose digests were checked now,
+        so that the next check needs none."""
         versions = {
             output: self._verified[output] for output in record.outputs if output in self._verified
         }
+        listed = self._inputs_verified.get(record.item)
+        if listed is not None:
+            record = dataclasses.replace(
+                record,
+                input_version=listed.version,
+                input_md5=listed.md5.hex() if listed.md5 else record.input_md5,
+            )
         if not versions:
             return record
         return dataclasses.replace(record, versions={**record.versions, **versions})

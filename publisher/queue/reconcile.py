@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SHOWN = 10  # names listed in a message, at most
+STALE_WHY = "its input changed after it was done"
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Reconciliation:
     broken: dict[str, str] = field(default_factory=dict)  # once done, no longer: item -> why
     unconfirmed: list[str] = field(default_factory=list)  # sent, never confirmed by the broker
     checked: str = ""  # how the outputs of the done were checked
+    stale: list[str] = field(default_factory=list)  # once done, their inputs changed since
 
     @property
     def in_flight(self) -> int:
@@ -55,6 +57,7 @@ class Reconciliation:
             "done_and_dead_lettered": self.done_and_dead,
             "no_longer_done": self.broken,
             "unconfirmed": self.unconfirmed,
+            "stale": self.stale,
             "checked": self.checked,
             "adds_up": self.adds_up,
         }
@@ -75,8 +78,15 @@ class Reconciliation:
         ]
         if self.broken:
             notes.append(self._broken())
-        if self.unaccounted > 0:
-            notes.append(self._unaccounted())
+        if self.stale:
+            count = len(self.stale)
+            notes.append(
+                f"{_are(count)} stale, {STALE_WHY} ({some_names(self.stale)}): 'jobkit publish' "
+                "does "
+                f"{'it' if count == 1 else 'them'} again."
+            )
+        if self.unaccounted > 0 and (unaccounted := self._unaccounted()):
+            notes.append(unaccounted)
         elif self.unaccounted < 0:
             notes.append(
                 f"{_are(-self.unaccounted)} queued beyond those outstanding: published twice, or "
@@ -93,7 +103,7 @@ class Reconciliation:
                 f"{_are(len(self.done_and_dead))} both done and dead-lettered "
                 f"({some_names(self.done_and_dead)}); 'jobkit dead list' says why."
             )
-        if self.checked and self.done:
+        if self.checked and (self.done or self.broken):
             notes.append(f"Done means its success record holds: {self.checked}.")
         return " ".join(notes)
 
@@ -103,8 +113,8 @@ class Reconciliation:
         more = f"; and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
         return (
             f"{_are(len(items))} done no longer, {_its(len(items))} results not "
-            f"{_its(len(items))} own ({shown}{more}). 'jobkit publish --force "
-            f"{' '.join(items)}' does them again."
+            f"{_its(len(items))} own ({shown}{more}): 'jobkit publish' does "
+            f"{'it' if len(items) == 1 else 'them'} again."
         )
 
     def _unaccounted(self) -> str:
@@ -124,10 +134,13 @@ class Reconciliation:
                 "done, dead-lettered, queued nor held by a worker; once no worker holds one, "
                 "'jobkit status' names them."
             )
+        lost = [name for name in self.outstanding if name not in set(self.stale)]
+        if not lost:
+            return ""
         return (
-            f"{_are(count)} neither done, dead-lettered nor queued ({names}): lost; publish "
-            f"{'it' if count == 1 else 'them'} again with 'jobkit publish --force "
-            f"{' '.join(self.outstanding)}'."
+            f"{_are(len(lost))} neither done, dead-lettered nor queued ({some_names(lost)}): "
+            f"lost; publish {'it' if len(lost) == 1 else 'them'} again with 'jobkit publish "
+            f"--force {' '.join(lost)}'."
         )
 
 
@@ -140,6 +153,7 @@ def reconcile(
     broken: dict[str, str] | None = None,
     unconfirmed: set[str] | None = None,
     checked: str = "",
+    stale: list[str] | None = None,
 ) -> Reconciliation:
     """Count the published items by where they are (done wins over dead-lettered; an item
     whose record no longer holds is neither)."""
@@ -157,6 +171,7 @@ def reconcile(
         broken={item: why for item, why in broken.items() if item in names},
         unconfirmed=sorted(unconfirmed or ()),
         checked=checked,
+        stale=sorted(names & set(stale or ())),
     )
 
 

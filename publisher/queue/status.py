@@ -27,16 +27,20 @@ class QueueStatus:
     records: dict[str, Record] = field(default_factory=dict)  # item -> its success record
 
 
-def read_status(settings: Settings) -> QueueStatus:
+def read_status(settings: Settings, verify: bool = False) -> QueueStatus:
     """Read the queue depth and how many messages workers hold, every dead letter (left in
-    place), the success records (checked) and what was published."""
+    place), the success records (checked against the outputs and the inputs; with `verify`,
+    by digests computed from every file's bytes) and what was published."""
     with Session(settings, "status") as session:
         ready = session.look(settings.queue)
         holders = session.holders(settings.queue)
         dead = peek_dead_letters(session, settings.queue)
     store = open_store(settings.output_url, settings)
     published = read_published(store, settings.queue)
-    ledger = read_ledger(store, settings.queue, published.expected if published else None)
+    inputs = None if settings.no_input else open_store(settings.input_url, settings)
+    ledger = read_ledger(
+        store, settings.queue, published.expected if published else None, inputs, verify
+    )
     reconciliation = reconcile(
         published.expected if published else None,
         set(ledger.records),
@@ -46,6 +50,7 @@ def read_status(settings: Settings) -> QueueStatus:
         ledger.broken,
         published.unconfirmed if published else set(),
         ledger.checked(),
+        ledger.stale,
     )
     outputs = sorted({output for record in ledger.records.values() for output in record.outputs})
     return QueueStatus(

@@ -15,6 +15,7 @@ from worker.broker import Session, dead_queue_name
 from worker.errors import BrokerLost, ExitCode
 from worker.interruption import Interruption
 from worker.outcome import Outcome, Verdict, read_notice
+from worker.ownership import claim_location
 from worker.settings import Settings, setting_names
 from worker.storage.base import open_store
 from worker.tasks import load_task
@@ -81,6 +82,7 @@ class LocalRunner:
         started, started_at = time.monotonic(), time.time()
         outputs = open_store(self.settings.output_url, self.settings, create=True)
         outputs.check(writable=True)
+        claim_location(outputs, self.settings.queue)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         watch = _QueueWatch(self.settings)
         try:

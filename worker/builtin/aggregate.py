@@ -32,6 +32,7 @@ _CONVERT = pacsv.ConvertOptions(
 # ('2017-12-01', '2017-12-01 10:05', a 'T' separator); _is_plain rules those out.
 _CONVERT_FAST = pacsv.ConvertOptions(column_types=_TYPES, include_columns=list(_TYPES))
 _PLAIN_HEADERS = (b"Datetime,Temperature", b"Temperature,Datetime")
+_YEAR_ONE = int(np.datetime64("0001-01-01", "s").astype(np.int64))  # there is no year 0
 _EXCERPT = 60  # characters of the input a reason quotes, at most
 _SNIFF_BYTES = 8192  # text never holds a NUL byte; binary files almost always do early on
 _DATETIME_TEXT = pacsv.ConvertOptions(
@@ -83,6 +84,11 @@ def _read_readings(data: bytes, name: str) -> tuple[Ints, Floats]:
     """(epoch seconds, values with NaN for missing ones), in file order."""
     if not data or data.isspace():  # not strip(): that would copy the whole file
         raise InputError(f"{name}: the file is empty (expected a 'Datetime,Temperature' header).")
+    if _is_utf16(data[:_SNIFF_BYTES]):
+        raise InputError(
+            f"{name}: UTF-16 text (it begins {data[:16]!r}); save it as UTF-8, e.g. with "
+            "'iconv -f UTF-16 -t UTF-8'."
+        )
     if b"\0" in data[:_SNIFF_BYTES]:
         raise InputError(
             f"{name}: binary data, not a CSV (it begins {data[:16]!r}); "
@@ -97,7 +103,22 @@ def _read_readings(data: bytes, name: str) -> tuple[Ints, Floats]:
     missing = first_missing(times)
     if missing is not None:
         raise InputError(f"{name}: line {missing + 2}: the Datetime is empty.")
-    return int_values(times), float_values(table.column("Temperature"))
+    seconds = int_values(times)
+    earliest = int(seconds.argmin())
+    if seconds[earliest] < _YEAR_ONE:
+        raise InputError(
+            f"{name}: line {earliest + 2}: Datetime {_stamp(int(seconds[earliest]))} is before "
+            "the year 1, which does not exist in the calendar."
+        )
+    return seconds, float_values(table.column("Temperature"))
+
+
+def _is_utf16(start: bytes) -> bool:
+    """True for text in UTF-16: a byte-order mark, or ASCII with a NUL byte beside each."""
+    if start.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    even, odd = start[0::2], start[1::2]
+    return len(start) >= 2 and (even.strip(b"\0") == b"") != (odd.strip(b"\0") == b"")
 
 
 def _parse_fast(data: bytes) -> pa.Table | None:
@@ -159,6 +180,13 @@ def _check_calendar(data: bytes, table: pa.Table, name: str) -> None:
             f"{name}: line {row + 2}: Datetime {_excerpt(text[row].as_py())} is not a date and "
             "time that exists."
         )
+    # strptime's %Y takes one to four digits: '17-12-01' would be the year 17.
+    short = pc.index(pc.invert(pc.match_substring_regex(text, r"^(\s*\d{4}-|$)")), True).as_py()
+    if short >= 0:
+        raise InputError(
+            f"{name}: line {short + 2}: Datetime {_excerpt(text[short].as_py())} does not start "
+            f"with a four-digit year; write it as {DATETIME_FORMAT}."
+        )
     # Arrow's strptime skips blanks before a date and refuses them after: refused both ways.
     padded = pc.index(pc.match_substring_regex(text, r"^\s|\s$"), True).as_py()
     if padded >= 0:
@@ -195,8 +223,11 @@ def _excerpt(text: str) -> str:
 
 
 def _line_of(data: bytes, column: int, value: str) -> str:
-    """'line N: ' for the first line whose field `column` is `value`, or '' if not found."""
-    for number, line in enumerate(io.BytesIO(data), start=1):
+    """'line N: ' for the first line below the header whose field `column` is `value`, or ''
+    if not found."""
+    lines = io.BytesIO(data)
+    lines.readline()  # the header: a value found there is a second header line's, further on
+    for number, line in enumerate(lines, start=2):
         fields = line.rstrip(b"\r\n").split(b",")
         if column < len(fields) and fields[column].decode(errors="replace") == value:
             return f"line {number}: "

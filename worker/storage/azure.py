@@ -95,8 +95,27 @@ class BlobStore:
 
     def read(self, name: str) -> bytes:
         """The blob's bytes; InputError when there is no such blob."""
+        return self.read_listed(name)[0]
+
+    def read_listed(self, name: str) -> tuple[bytes, Entry]:
+        """The blob's bytes, with the size, ETag and MD5 of the version downloaded."""
         with self._translated(name):
-            return bytes(self.container.download_blob(self._blob(name)).readall())
+            download = self.container.download_blob(self._blob(name))
+            data = bytes(download.readall())
+        md5 = download.properties.content_settings.content_md5
+        return data, Entry(len(data), _etag(download.properties.etag), bytes(md5) if md5 else None)
+
+    def hash(self, name: str, algorithm: str) -> bytes | None:
+        """The `algorithm` digest of the blob's bytes, downloaded now in chunks; None when there
+        is no such blob."""
+        digest = hashlib.new(algorithm)
+        try:
+            with self._translated(name):
+                for chunk in self.container.download_blob(self._blob(name)).chunks():
+                    digest.update(chunk)
+        except InputError:
+            return None
+        return digest.digest()
 
     def size(self, name: str) -> int:
         """The blob's size in bytes, unread; InputError when there is no such blob."""

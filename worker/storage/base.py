@@ -58,6 +58,9 @@ class Store(Protocol):
     def read(self, name: str) -> bytes:
         """The bytes of `name`; InputError when it does not exist, StorageError when unreadable."""
 
+    def read_listed(self, name: str) -> tuple[bytes, Entry]:
+        """The bytes of `name` and the entry a listing shows for just those bytes; as `read`."""
+
     def size(self, name: str) -> int:
         """The size of `name` in bytes, unread; InputError when it does not exist."""
 
@@ -89,6 +92,10 @@ class Store(Protocol):
 
     def digest(self, name: str) -> bytes | None:
         """The MD5 of what is stored as `name`, or None when nothing is."""
+
+    def hash(self, name: str, algorithm: str) -> bytes | None:
+        """The digest (a hashlib algorithm's) of the bytes stored as `name`, computed from them
+        now, or None when nothing is stored there."""
 
     def lock(self, name: str, on_wait: Callable[[], None]) -> AbstractContextManager[None]:
         """Hold the lock `name` for the block, waiting (after calling `on_wait` once) while

@@ -102,6 +102,10 @@ class LocalStore:
     def read(self, name: str) -> bytes:
         """The bytes of `name`; raises InputError when it does not exist, StorageError when it
         changed while it was read (a file still being written: another try reads it whole)."""
+        return self.read_listed(name)[0]
+
+    def read_listed(self, name: str) -> tuple[bytes, Entry]:
+        """The bytes of `name` and its size and version while they were read; as `read`."""
         path = self.path(name)
         try:
             before = path.stat()
@@ -112,7 +116,7 @@ class LocalStore:
                     f"{name}: the file changed while it was read (still being written?); "
                     "another try reads it again."
                 )
-            return data
+            return data, Entry(after.st_size, _version(after), None)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise InputError(f"{name}: no such file in {self.root}.") from exc
         except OSError as exc:
@@ -208,11 +212,18 @@ class LocalStore:
 
     def digest(self, name: str) -> bytes | None:
         """The MD5 of the file `name`, or None when there is none."""
+        return self.hash(name, "md5")
+
+    def hash(self, name: str, algorithm: str) -> bytes | None:
+        """The `algorithm` digest of the file `name`, read now; None when there is none."""
         path = self.path(name)
         if not path.is_file():
             return None
-        with path.open("rb") as file:
-            return hashlib.file_digest(file, "md5").digest()
+        try:
+            with path.open("rb") as file:
+                return hashlib.file_digest(file, algorithm).digest()
+        except OSError as exc:
+            raise StorageError(f"{name}: cannot read {path} ({exc.strerror}).") from exc
 
     def list(self, suffix: str = "") -> list[str]:
         """Names of the files below the root that end with `suffix`, sorted; [] if no root."""
