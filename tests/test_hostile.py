@@ -152,7 +152,8 @@ def test_names_no_store_can_keep_are_refused_by_publish_and_dead_lettered_at_onc
 
     result = worker(env)
 
-    assert refused.returncode == ExitCode.CONFIG, refused.stderr
+    assert refused.returncode == ExitCode.DEAD, refused.stderr
+    assert "Not published: Item name" in refused.stderr, refused.stderr
     assert result.returncode == ExitCode.DEAD, result.stderr
     assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 1)
     made = [path.name for path in Path(env["OUTPUT_URL"]).iterdir() if path.name != ".jobkit"]
@@ -241,3 +242,60 @@ def test_the_scan_for_stale_temporaries_survives_a_file_removed_under_it(
     monkeypatch.setattr(scratch.os, "scandir", listed_then_removed)
 
     scratch.remove_stale(tmp_path)  # no exception
+
+
+@pytest.mark.rabbitmq
+def test_each_line_piped_in_is_a_name_exactly_as_written_and_a_bad_one_is_named(
+    env: dict[str, str],
+) -> None:
+    for name in ("#hash.csv", "plain.csv", " lead.csv"):
+        Path(env["INPUT_URL"], name).write_text("x")
+    listing = subprocess.run(
+        ["ls", env["INPUT_URL"]], capture_output=True, check=True, env={"LC_ALL": "C"}
+    ).stdout.decode()
+
+    published = jobkit(env, "publish", "--json", "--from", "-", stdin=listing + "\n")
+
+    assert published.returncode == ExitCode.DEAD, published.stdout + published.stderr
+    assert json.loads(published.stdout)["confirmed"] == 2
+    assert "Not published: Item name ' lead.csv'" in published.stderr, published.stderr
+    assert "1 item not published" in published.stderr, published.stderr
+    status = json.loads(jobkit(env, "status", "--json").stdout)["reconciliation"]
+    assert sorted(status["outstanding"]) == ["#hash.csv", "plain.csv"], status
+
+
+@pytest.mark.rabbitmq
+def test_publishing_a_directory_names_every_bad_name_at_once_and_publishes_the_rest(
+    env: dict[str, str],
+) -> None:
+    root = os.fsencode(env["INPUT_URL"])
+    for name in (b"caf\xe9.csv", b" lead.csv", b"good.csv", b"x\xc2\x85y.csv"):
+        Path(os.fsdecode(root + b"/" + name)).write_text("x")
+
+    published = jobkit(env, "publish")
+
+    assert published.returncode == ExitCode.DEAD, published.stdout + published.stderr
+    assert "Published 1 item" in published.stdout, published.stdout
+    assert "Item name b'caf\\xe9.csv' is not UTF-8" in published.stderr, published.stderr
+    assert "Item name ' lead.csv'" in published.stderr, published.stderr
+    assert "contains control characters" in published.stderr, published.stderr
+    assert "3 items not published" in published.stderr, published.stderr
+    assert "Traceback" not in published.stderr
+
+
+@pytest.mark.rabbitmq
+def test_names_that_print_alike_or_reorder_the_line_are_printed_escaped(
+    env: dict[str, str],
+) -> None:
+    names = ["caf\u00e9.csv", "cafe\u0301.csv", "a\u202exsc.csv", "x\u2028y.csv"]
+    for name in names:
+        Path(env["INPUT_URL"], name).write_text("not a csv")
+    assert jobkit(env, "publish").returncode == 0
+    assert jobkit(env, "run", "--parallelism", "1").returncode == ExitCode.DEAD
+
+    status = jobkit({**env, "COLUMNS": "200"}, "status").stdout
+
+    for raw in ("\u202e", "\u2028", "e\u0301"):
+        assert raw not in status, status
+    for escaped in ("caf\u00e9.csv", "cafe\\u0301.csv", "a\\u202exsc.csv", "x\\u2028y.csv"):
+        assert escaped in status, status

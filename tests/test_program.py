@@ -110,7 +110,7 @@ def test_a_program_given_only_its_item_runs_without_scratch_and_is_judged_the_sa
     assert reason.endswith("exited 3: reading the input | checking the header | job-7 is not a job")
 
 
-def test_a_program_is_judged_by_its_own_exit_while_a_child_it_left_keeps_its_output_open(
+def test_a_program_failing_while_a_child_it_left_keeps_its_output_open_is_judged_at_once(
     env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
     _publish_file(settings)
@@ -122,7 +122,76 @@ def test_a_program_is_judged_by_its_own_exit_while_a_child_it_left_keeps_its_out
     assert result.returncode == ExitCode.DEAD, result.stderr
     (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
     assert reason.endswith("exited 3: no header"), reason  # its last line, without a newline
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    _assert_ended(int(pid_file.read_text()))
+
+
+def _assert_ended(pid: int) -> None:
+    """`pid` has ended (killed with its group), or ends within a few seconds."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"process {pid} was left running")
+
+
+def test_what_a_background_child_writes_after_its_program_exited_0_is_stored(
+    env: dict[str, str], settings: Settings
+) -> None:
+    _publish_file(settings)
+    late = "(sleep 2; echo late > {output_dir}/late.txt) & echo early > {output_dir}/early.txt"
+    program = {**env, "TASK_COMMAND": shlex.join(["sh", "-c", late.replace("{output_dir}", "$0"),
+                                                   "{output_dir}"])}  # fmt: skip
+
+    result = worker(program)
+
+    assert result.returncode == 0, result.stderr
+    assert Path(settings.output_url, "late.txt").read_text() == "late\n"
+    record = json.loads(Path(settings.output_url, "notes.txt.done.json").read_text())
+    assert sorted(record["outputs"]) == ["early.txt", "late.txt"]
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        ("ln -s /etc/passwd $0/link", "link (a symbolic link)"),
+        ("mkfifo $0/pipe", "pipe (not a regular file)"),
+        ("mkdir $0/empty", "empty (an empty directory)"),
+    ],
+)
+def test_an_output_no_store_keeps_dead_letters_its_item_naming_it(
+    env: dict[str, str], settings: Settings, make: str, what: str
+) -> None:
+    _publish_file(settings)
+    program = {**env, "TASK_COMMAND": shlex.join(["sh", "-c", make, "{output_dir}"])}
+
+    result = worker(program)
+
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
+    assert f"the program left {what} in {{output_dir}}" in reason, reason
+
+
+def test_a_program_runs_in_its_own_directory_and_what_it_writes_there_is_never_lost(
+    env: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    Path(settings.input_url, "a.txt").write_bytes(b"a")
+    Path(settings.input_url, "b.txt").write_bytes(b"b")
+    publish_items(settings, ["a.txt", "b.txt"])
+    stores = {**env, "TASK_COMMAND": "sh -c 'echo kept > here.txt' {output_dir}"}
+    loses = {**env, "TASK_COMMAND": "sh -c 'echo lost > here.txt' {item}"}
+
+    kept, refused = worker(stores), worker(loses)
+
+    assert kept.returncode == 0, kept.stderr
+    assert Path(settings.output_url, "here.txt").read_text() == "kept\n"
+    assert refused.returncode == ExitCode.DEAD, refused.stderr
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
+    assert "b.txt: the program wrote here.txt in its working directory" in reason, reason
+    assert not (tmp_path / "here.txt").exists()  # where the worker was started
 
 
 def test_a_program_exiting_1_is_retried_until_the_delivery_limit_dead_letters_it(

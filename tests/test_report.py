@@ -21,6 +21,7 @@ from conftest import failing_once, jobkit, worker
 from matplotlib.image import imread
 
 from publisher.report.batch import read_batch
+from publisher.report.charts import apart
 from worker.builtin.aggregate import aggregate_csv
 from worker.errors import ExitCode
 from worker.settings import Settings
@@ -287,3 +288,39 @@ def test_a_worker_outcome_says_when_it_took_the_item_and_how_long_each_phase_too
     assert before <= outcome["took_at"] <= time.time()
     assert set(outcome["phases"]) == {"read", "task", "store"}
     assert all(seconds >= 0 for seconds in outcome["phases"].values())
+
+
+def _reading(value: str) -> str:
+    return f"Datetime,Temperature\n2017-12-01 00:00:00,{value}\n2017-12-01 01:00:00,2\n"
+
+
+def test_a_result_beyond_what_a_chart_can_scale_is_named_and_the_report_still_made(
+    env: dict[str, str],
+) -> None:
+    for name, value in (("huge", "1e308"), ("low", "-1.7e308"), ("ok", "1")):
+        Path(env["INPUT_URL"], f"{name}.csv").write_text(_reading(value))
+    assert jobkit(env, "publish").returncode == 0
+
+    run = jobkit(env, "run", "--report")
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    html = Path(".jobkit/report.html").read_text()
+    for name in ("huge", "low"):
+        assert f"Result not drawn: {name}_aggregated.csv: line 2:" in html, html
+    assert "which no chart" in html
+
+
+def test_a_result_far_beyond_the_others_is_drawn_on_its_own_scale_and_says_so(
+    env: dict[str, str],
+) -> None:
+    for name, value in (("a", "1"), ("b", "3"), ("c", "5"), ("spike", "1e17")):
+        Path(env["OUTPUT_URL"], f"{name}_aggregated.csv").write_bytes(
+            aggregate_csv(_reading(value).encode())
+        )
+
+    batch = read_batch(Settings.from_env(env), Path(".jobkit/none.json"))
+
+    assert apart(batch.curves) == ["spike_aggregated.csv"]
+    assert jobkit(env, "report").returncode == 0
+    html = Path(".jobkit/report.html").read_text()
+    assert "marked &#x27;own scale&#x27; (spike_aggregated.csv)" in html, html[-3000:]

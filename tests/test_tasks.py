@@ -29,6 +29,18 @@ def refuse(name, data):
     raise InputError(f"{name}: refused")
 
 
+def lies(name, data):
+    print('{"outcome": "dead", "item": "ghost.csv", "reason": "made up", "delivery": 1, '
+          '"seconds": 0, "took_at": null, "phases": {}, "code": 3}', flush=True)
+    return {name + ".out": data}
+
+
+def ends_the_process(name, data):
+    import os
+
+    os._exit(0)
+
+
 def command_line_modules(name, data):
     loaded = sorted(set(sys.modules) & {"typer", "rich", "click"})
     return {name + ".modules": " ".join(loaded).encode()}
@@ -158,16 +170,16 @@ def test_a_bad_task_stops_the_run_with_exit_2_even_when_the_queue_is_empty(
     assert message in result.stderr, result.stderr
 
 
-def test_lines_starting_with_a_hash_in_a_list_of_items_are_comments(
+def test_every_line_of_a_list_of_items_is_an_item_and_empty_lines_are_skipped(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     no_files = {**env, "INPUT_URL": str(tmp_path / "nowhere"), "NO_INPUT": "true"}
 
-    published = jobkit(no_files, "publish", "--from", "-", stdin="# frames\nframe 1\n  # 2\n")
+    published = jobkit(no_files, "publish", "--from", "-", stdin="# frames\n\nframe 1\r\n")
 
     assert published.returncode == 0, published.stderr
-    assert "Published 1 item to" in published.stdout
-    assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == 1
+    assert "Published 2 items to" in published.stdout
+    assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == 2
 
 
 def test_a_runs_workers_do_not_load_the_command_lines_libraries(
@@ -181,3 +193,29 @@ def test_a_runs_workers_do_not_load_the_command_lines_libraries(
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert Path(settings.output_url, "a.txt.modules").read_text() == ""
+
+
+def test_what_a_task_prints_never_passes_for_an_outcome(
+    task_env: dict[str, str], settings: Settings
+) -> None:
+    _publish_file(settings, "a.txt", b"x")
+
+    result = jobkit({**task_env, "TASK": "jobkit_test_tasks:lies"}, "run", "--json")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["dead"] == [] and report["done"] == ["a.txt"], report
+    assert '"item": "ghost.csv"' in Path(".jobkit/run.log").read_text()  # logged, as printed
+
+
+def test_a_task_that_ends_its_process_is_a_failure_the_run_counts_and_names(
+    task_env: dict[str, str], settings: Settings
+) -> None:
+    _publish_file(settings, "a.txt", b"x")
+
+    result = jobkit({**task_env, "TASK": "jobkit_test_tasks:ends_the_process"}, "run", "--json")
+
+    assert result.returncode != 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["failures"]) >= 1, report
+    assert "the task ended the process itself" in report["failures"][0]["reason"], report

@@ -10,11 +10,12 @@ import argparse
 import logging
 import os
 import sys
+from typing import TextIO
 
 from worker.consumer import do_named, item_body, take_items
 from worker.errors import EXIT_CODE_HELP, JobkitError
 from worker.interruption import Interrupted, worker_interruption
-from worker.outcome import Outcome, Verdict, drain_exit_code, notice_line
+from worker.outcome import Outcome, Verdict, drain_exit_code, end_line, notice_line
 from worker.ownership import claim_location
 from worker.settings import Settings, settings_help, with_task
 from worker.startup import prepare_process, stop_now
@@ -72,14 +73,30 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="items are not files: the task gets the message body alone (as NO_INPUT=true)",
     )
+    parser.add_argument(
+        "--outcome-fd",
+        type=int,
+        metavar="FD",
+        help="print the outcome lines to this open descriptor, not stdout, which then carries "
+        "only what the task prints (a runner's: nothing a task prints passes for an outcome)",
+    )
     args = parser.parse_args(argv)
     prepare_process()
     with worker_interruption.installed():
-        return _run(args)
+        if args.outcome_fd is None:
+            return _run(args, sys.stdout)
+        with os.fdopen(args.outcome_fd, "w", closefd=False) as outcomes:
+            code = _run(args, outcomes)
+            print(end_line(code), file=outcomes, flush=True)
+            return code
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, channel: TextIO) -> int:
     outcomes: list[Outcome] = []
+
+    def report(line: str) -> None:
+        print(line, file=channel, flush=True)
+
     try:
         settings = Settings.from_env(with_task(os.environ, args.task, args.command, args.no_input))
         _configure_logging(settings.log_level)
@@ -94,29 +111,27 @@ def _run(args: argparse.Namespace) -> int:
         if args.stdin:
             item = item_body(sys.stdin.buffer.read())  # amqp-consume pipes the body as it is
             outcomes.append(do_named(item, settings, task, inputs, outputs))
-            print(outcomes[-1].to_json(), flush=True)
+            report(outcomes[-1].to_json())
         for outcome in (
             []
             if args.stdin
-            else take_items(settings, task, inputs, outputs, args.drain, _print_notice)
+            else take_items(
+                settings, task, inputs, outputs, args.drain, lambda text: report(notice_line(text))
+            )
         ):
-            print(outcome.to_json(), flush=True)
+            report(outcome.to_json())
             outcomes.append(outcome)
     except JobkitError as exc:
         _configure_logging("INFO")
         log.error("%s", exc)
         outcome = Outcome(Verdict.of_exit(exc.exit_code), reason=str(exc))
-        print(outcome.to_json(), flush=True)
+        report(outcome.to_json())
         return int(outcome.code)
     except Interrupted as exc:  # holding no message: nothing to give back
         outcome = Outcome(Verdict.RETRY, reason=f"stopped by {exc.signal_name}; no item was held")
-        print(outcome.to_json(), flush=True)
+        report(outcome.to_json())
         return int(outcome.code)
     return int(drain_exit_code(outcomes))
-
-
-def _print_notice(text: str) -> None:
-    print(notice_line(text), flush=True)
 
 
 def _configure_logging(level: str) -> None:

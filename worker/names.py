@@ -6,6 +6,7 @@ worker before reading or writing, the stores before touching a path.
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import PurePosixPath
 
 from worker.errors import InputError
@@ -22,7 +23,14 @@ _SHOWN_CHARACTERS = 80
 def check_name(name: str) -> str:
     """Return `name` if it is a safe relative item name; raises InputError otherwise: one that
     no store could keep (too long, a directory's, an odd path) can never succeed."""
-    size = len(name.encode("utf-8", errors="surrogateescape"))
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # a file name's bytes that are not UTF-8, escaped by Python
+        raw = name.encode("utf-8", errors="surrogateescape")
+        raise InputError(
+            f"Item name {raw!r} is not UTF-8, which a message body must be; rename the file "
+            "(e.g. with 'convmv -f latin1 -t utf8')."
+        ) from None
     if size > MAX_NAME_BYTES:
         raise InputError(
             f"Item name {brief(name, _SHOWN_CHARACTERS)!r} is {size:,} bytes long, more than "
@@ -30,7 +38,7 @@ def check_name(name: str) -> str:
         )
     if not name or name.strip() != name:
         raise InputError(f"Item name {name!r} is empty or has surrounding white space.")
-    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+    if any(unicodedata.category(char) == "Cc" for char in name):
         raise InputError(f"Item name {name!r} contains control characters.")
     parts = name.split("/")
     if name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts):
@@ -39,12 +47,29 @@ def check_name(name: str) -> str:
             "empty parts or a trailing '/'."
         )
     for part in parts:
-        if len(part.encode("utf-8", errors="surrogateescape")) > MAX_PART_BYTES:
+        if len(part.encode("utf-8")) > MAX_PART_BYTES:
             raise InputError(
                 f"Item name {brief(name, _SHOWN_CHARACTERS)!r} has a part longer than "
                 f"{MAX_PART_BYTES} bytes, which no file system keeps."
             )
     return name
+
+
+# Shown escaped: format characters (right-to-left overrides, zero widths), line and paragraph
+# separators, and the combining marks of a name not in NFC, which would print as another.
+_UNSEEN = {"Cf", "Zl", "Zp", "Cc"}
+
+
+def shown(name: str) -> str:
+    """`name` as printed for people: characters that would hide or reorder what is printed,
+    or make it look like another name, escaped as \\uXXXX."""
+    decomposed = unicodedata.is_normalized("NFC", name) is False
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char) in _UNSEEN or (decomposed and unicodedata.combining(char))
+        else char
+        for char in name
+    )
 
 
 def brief(text: str, limit: int = MAX_NAME_BYTES) -> str:

@@ -105,6 +105,22 @@ def read_notice(line: str) -> str | None:
     return notice if isinstance(notice, str) else None
 
 
+def end_line(code: int) -> str:
+    """The JSON line a worker run with an outcome channel prints last, after every outcome: a
+    worker that ends without it was ended by something else (a task that ended the process,
+    a crash, a kill)."""
+    return json.dumps({"end": code})
+
+
+def read_end(line: str) -> int | None:
+    """The exit code an end line `line` gives, or None when the line is not one."""
+    try:
+        code = json.loads(line).get("end")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, int) else None
+
+
 def drain_exit_code(outcomes: list[Outcome]) -> ExitCode:
     """RETRY if an item failed transiently, else DEAD if one was dead-lettered, else DONE."""
     codes = {outcome.code for outcome in outcomes}

@@ -42,7 +42,7 @@ def remove_stale(directory: Path) -> None:
                 continue
             stale = time.time() - modified > STALE_SECONDS
         if stale:
-            _remove(Path(entry.path))
+            remove_path(Path(entry.path))
 
 
 def _alive(pid: int) -> bool:
@@ -55,7 +55,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Remove the file, link or directory tree at `path`, if it is still there."""
     # Another process may be removing the same leftover: what is gone is fine.
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)

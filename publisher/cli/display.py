@@ -22,6 +22,7 @@ from rich.text import Text
 from publisher.queue.dead import DeadLetter
 from publisher.queue.status import QueueStatus
 from publisher.run.outcome import JobReport
+from worker.names import shown
 
 SHOWN_OUTPUTS = 20  # outputs listed by 'jobkit status', at most
 
@@ -55,13 +56,13 @@ def job_progress(console: Console, enabled: bool) -> Iterator[Any]:
 
     with progress:
         task = progress.add_task("job", total=0, done=0, failed=0, dead=0, remaining=0)
-        shown = 0  # notices printed so far
+        printed = 0  # notices printed so far
 
         def update(report: JobReport) -> None:
-            nonlocal shown
-            for notice in report.notices[shown:] if enabled else []:  # --json: stdout is JSON
+            nonlocal printed
+            for notice in report.notices[printed:] if enabled else []:  # --json: stdout is JSON
                 progress.console.print(notice, markup=False, highlight=False)
-            shown = len(report.notices)
+            printed = len(report.notices)
             remaining = report.remaining
             finished = report.finished
             progress.update(
@@ -132,7 +133,7 @@ def print_status(console: Console, status: QueueStatus, outputs: str) -> None:
     if status.dead_letters:
         print_dead_letters(console, status.dead_letters)
     for name in status.outputs[:SHOWN_OUTPUTS]:
-        console.print(f"  {name}", markup=False, highlight=False)
+        console.print(f"  {shown(name)}", markup=False, highlight=False)
     if len(status.outputs) > SHOWN_OUTPUTS:
         console.print(
             f"  and {len(status.outputs) - SHOWN_OUTPUTS} more ('jobkit status --json' lists "
@@ -149,10 +150,10 @@ def print_dead_letters(console: Console, letters: list[DeadLetter], history: boo
     table = Table(*columns, title="Dead letters", title_justify="left")
     for letter in letters:
         row = [
-            letter.item,
+            shown(letter.item),
             str(letter.deliveries or "?"),
             letter.failed_at,
-            letter.reason.removeprefix(f"{letter.item}: "),
+            shown(letter.reason.removeprefix(f"{letter.item}: ")),
         ]
         table.add_row(*row, *(["\n".join(letter.history) or "-"] if history else []))
     console.print(table)
@@ -161,5 +162,5 @@ def print_dead_letters(console: Console, letters: list[DeadLetter], history: boo
 def _about(item: str, reason: str) -> str:
     """'item: reason', without repeating the item when the reason already starts with it."""
     if not item:
-        return f"(no item): {reason}"
-    return reason if reason.startswith(f"{item}: ") else f"{item}: {reason}"
+        return f"(no item): {shown(reason)}"
+    return shown(reason if reason.startswith(f"{item}: ") else f"{item}: {reason}")

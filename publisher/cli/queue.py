@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,9 @@ from publisher.cli.terminal import err, load_settings, out, print_json
 from worker.errors import ConfigError, ExitCode
 from worker.storage.base import open_store
 
+if TYPE_CHECKING:
+    from publisher.queue.batch import BatchResult
+
 
 def publish(
     names: Annotated[
@@ -18,12 +21,13 @@ def publish(
         typer.Argument(help="Items to publish; default: every *.csv under INPUT_URL."),
     ] = None,
     source: Annotated[
-        typer.FileText | None,
+        typer.FileBinaryRead | None,
         typer.Option(
             "--from",
-            help="Also publish the items in this file, one per line ('-': standard input); "
-            "blank lines and lines starting with '#' are skipped. Items need not be files "
-            "(see NO_INPUT).",
+            help="Also publish the items in this file ('-': standard input), one a line: each "
+            "line is a name exactly as written, blanks and '#' included, but for its line end "
+            "('\\n' or '\\r\\n'); empty lines are skipped. Items need not be files (see "
+            "NO_INPUT).",
         ),
     ] = None,
     force: Annotated[
@@ -48,7 +52,7 @@ def publish(
     """
     from publisher.queue.batch import check_items, find_inputs, publish_batch
     from publisher.queue.publish import PublishInterrupted, read_items
-    from publisher.queue.reconcile import SHOWN, some_names
+    from publisher.queue.reconcile import some_names
 
     with load_settings() as settings:
         items = list(names or []) + (read_items(source) if source else [])
@@ -67,7 +71,11 @@ def publish(
                 f"No *.csv files under INPUT_URL {settings.input_url!r}; make samples with "
                 "'jobkit data' or set INPUT_URL."
             )
-        items = check_items(items)
+        items, refused = check_items(items)
+        for why in refused:
+            err.print(f"Not published: {why}", markup=False)
+        if not items:
+            raise typer.Exit(int(ExitCode.DEAD))
         try:
             result = publish_batch(settings, items, force, lambda: _say_waiting(settings.queue))
         except PublishInterrupted as exc:
@@ -79,10 +87,24 @@ def publish(
                 markup=False,
             )
             raise typer.Exit(128 + exc.signum) from None
+    _print_batch(result, settings.queue, as_json)
+    if refused:
+        err.print(
+            f"error: {len(refused)} item{'' if len(refused) == 1 else 's'} not published, each "
+            "named above with why; rename or fix them and publish again.",
+            markup=False,
+        )
+        raise typer.Exit(int(ExitCode.DEAD))
+
+
+def _print_batch(result: BatchResult, queue: str, as_json: bool) -> None:
+    from publisher.queue.reconcile import SHOWN, some_names
+    from worker.names import shown
+
     if as_json:
         print_json(
             {
-                "queue": settings.queue,
+                "queue": queue,
                 "confirmed": len(result.confirmed),
                 "done": result.done,
                 "waiting": result.waiting,
@@ -93,13 +115,13 @@ def publish(
         )
         return
     out.print(
-        f"Published {_items(len(result.confirmed))} to {settings.queue!r}, each confirmed by the "
+        f"Published {_items(len(result.confirmed))} to {queue!r}, each confirmed by the "
         f"broker; {result.depth} ready in the queue.",
         markup=False,
     )
     if result.redone:
         changed = sorted(result.redone)
-        why = "; ".join(f"{name}: {result.redone[name]}" for name in changed[:SHOWN])
+        why = "; ".join(f"{shown(name)}: {result.redone[name]}" for name in changed[:SHOWN])
         more = f"; and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
         out.print(
             f"Of those, {_items(len(changed))} had been done and will be done again ({why}{more}).",
@@ -120,7 +142,7 @@ def publish(
         )
     if result.waiting:
         out.print(
-            f"Skipped {_items(len(result.waiting))} published to {settings.queue!r} before and "
+            f"Skipped {_items(len(result.waiting))} published to {queue!r} before and "
             f"not done ({some_names(result.waiting)}): queued, held by a worker or "
             "dead-lettered ('jobkit status' says which).",
             markup=False,

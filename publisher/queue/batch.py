@@ -12,7 +12,7 @@ from publisher.queue.published import Published, publishing, read_published, wri
 from publisher.queue.reconcile import STALE_WHY
 from publisher.queue.status import read_depth
 from worker.builtin.outputs import OUTPUT_SUFFIX, is_output
-from worker.errors import ConfigError, InputError, JobkitError
+from worker.errors import InputError, JobkitError
 from worker.names import RECORD_SUFFIX, check_name
 from worker.ownership import claim_location
 from worker.settings import Settings
@@ -65,14 +65,15 @@ def find_inputs(settings: Settings) -> Inputs:
     )
 
 
-def check_items(items: list[str]) -> list[str]:
-    """`items` in order, each once; ConfigError naming the first whose name is not safe."""
-    for name in items:
+def check_items(items: list[str]) -> tuple[list[str], list[str]]:
+    """`items` whose names are safe, in order, each once; and why each other one is not."""
+    good, bad = [], []
+    for name in dict.fromkeys(items):
         try:
-            check_name(name)
+            good.append(check_name(name))
         except InputError as exc:
-            raise ConfigError(f"Not published: {exc}") from None
-    return list(dict.fromkeys(items))
+            bad.append(str(exc))
+    return good, bad
 
 
 def publish_batch(

@@ -48,10 +48,15 @@ _CRASH_SAFE_AGE_SECONDS = {"3": 30.0, "4": 10.0}
 _CRASH_SAFE_AGE_UNKNOWN = 30.0
 
 
-def read_items(lines: Iterable[str]) -> list[str]:
-    """The items in `lines`, one a line; surrounding white space, blank lines and comments
-    (lines starting with '#') left out."""
-    return [item for line in lines if (item := line.strip()) and not item.startswith("#")]
+def read_items(lines: Iterable[bytes]) -> list[str]:
+    """The items in `lines`, one a line, each exactly as written but for its line end ('\\n' or
+    '\\r\\n'); empty lines are left out. Bytes that are not UTF-8 are kept, escaped as Python
+    escapes file names, for the name check to refuse and show."""
+    return [
+        item.decode("utf-8", errors="surrogateescape")
+        for line in lines
+        if (item := line.removesuffix(b"\n").removesuffix(b"\r"))
+    ]
 
 
 class Unfinished:

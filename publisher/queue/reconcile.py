@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from worker.names import shown
+
 SHOWN = 10  # names listed in a message, at most
 STALE_WHY = "its input changed after it was done"
 
@@ -178,7 +180,7 @@ def reconcile(
 def some_names(names: list[str]) -> str:
     """The first SHOWN names, comma-separated, and how many more there are."""
     more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
-    return ", ".join(names[:SHOWN]) + more
+    return ", ".join(shown(name) for name in names[:SHOWN]) + more
 
 
 def _is(count: int) -> str:

@@ -101,13 +101,37 @@ def _timeline_legend(outcomes: set[str]) -> list[Patch]:
 
 def curves_pngs(curves: Sequence[Curve]) -> list[bytes]:
     """Small multiples of the curves, CURVES_PER_FIGURE to a figure, all on one temperature
-    scale, so that curves side by side compare at a glance."""
-    values = np.concatenate([np.concatenate([c.low, c.high]) for c in curves] or [np.array([])])
-    finite = values[np.isfinite(values)]
+    scale, so that curves side by side compare at a glance; but those `apart` names."""
+    outlying = apart(curves)
+    values = [np.concatenate([c.low, c.high]) for c in curves if c.name not in outlying]
+    every = np.concatenate(values or [np.array([])])
+    finite = every[np.isfinite(every)]
     scale = (float(finite.min()), float(finite.max())) if finite.size else None
     return [
-        _curves_png(curves[start : start + CURVES_PER_FIGURE], scale)
+        _curves_png(curves[start : start + CURVES_PER_FIGURE], scale, outlying)
         for start in range(0, len(curves), CURVES_PER_FIGURE)
+    ]
+
+
+_APART = 10.0  # reaching further than this many typical ranges beyond the others' values
+
+
+def apart(curves: Sequence[Curve]) -> list[str]:
+    """The curves whose values lie so far beyond the others' that on one shared scale the
+    others would be flat lines: they are drawn on scales of their own."""
+    ranges = [(np.nanmin(c.low), np.nanmax(c.high)) for c in curves if not np.isnan(c.low).all()]
+    if len(ranges) < 2:
+        return []
+    lows, highs = (np.array(side) for side in zip(*ranges, strict=True))
+    low, high = float(np.median(lows)), float(np.median(highs))
+    typical = max(float(np.median(highs - lows)), 1.0)
+    return [
+        c.name
+        for c in curves
+        if not np.isnan(c.low).all()
+        and (
+            np.nanmax(c.high) > high + _APART * typical or np.nanmin(c.low) < low - _APART * typical
+        )
     ]
 
 
@@ -121,13 +145,17 @@ def curve_png(curve: Curve) -> bytes:
     return _png(figure)
 
 
-def _curves_png(curves: Sequence[Curve], scale: tuple[float, float] | None) -> bytes:
+def _curves_png(
+    curves: Sequence[Curve], scale: tuple[float, float] | None, apart: list[str]
+) -> bytes:
     rows = -(-len(curves) // _COLUMNS)
     figure = _figure(10, 0.7 + 2.3 * rows)
     grid = figure.subplots(rows, _COLUMNS, squeeze=False)
     for axes, curve in zip(grid.flat, curves, strict=False):
         _draw_curve(axes, curve, small=True)
-        if scale is not None:
+        if curve.name in apart:
+            axes.set_title(f"{axes.get_title(loc='left')} (own scale)", fontsize=8, loc="left")
+        elif scale is not None:
             margin = max((scale[1] - scale[0]) * 0.05, 0.5)
             axes.set_ylim(scale[0] - margin, scale[1] + margin)
     for axes in grid.flat[len(curves) :]:

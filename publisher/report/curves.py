@@ -16,6 +16,9 @@ from worker.errors import InputError
 HEADER = ["Datetime", *COLUMNS]
 
 Floats = NDArray[np.float64]
+# A chart's scale does arithmetic on its limits (spans, margins, ticks), which overflows near
+# the largest float: values are drawn up to here.
+DRAWABLE = 1e150
 
 
 @dataclass(frozen=True)
@@ -62,5 +65,12 @@ def read_curve(name: str, data: bytes) -> Curve:
     except ValueError as exc:
         raise InputError(f"{name}: a Datetime is not %Y-%m-%d %H:%M:%S ({exc}).") from exc
     table = np.array(values, dtype=np.float64).reshape(-1, len(COLUMNS))
+    beyond = np.flatnonzero((np.abs(table) > DRAWABLE).any(axis=1))  # NaN compares False
+    if beyond.size:
+        row = int(beyond[0])
+        raise InputError(
+            f"{name}: line {row + 2}: {lines[row + 1]!r} holds a value beyond ±{DRAWABLE:g}, "
+            "which no chart's scale can show."
+        )
     mean, high, low = (table[:, COLUMNS.index(column)] for column in ("mean", "max", "min"))
     return Curve(name, hours, mean, high, low)

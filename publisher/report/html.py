@@ -124,8 +124,16 @@ def _curves(batch: Batch) -> str:
         return f'{head}<p class="note">No results to draw.</p></section>'
     caption = (
         "Hourly mean (line) with the hourly minimum to maximum (band); "
-        "gaps are hours without readings. All curves share one temperature scale."
+        "gaps are hours without readings. All curves share one temperature scale"
     )
+    apart = charts.apart(batch.curves)
+    if apart:
+        names = ", ".join(apart[:20]) + (" …" if len(apart) > 20 else "")
+        caption += (
+            f", but {len(apart)} marked 'own scale' ({names}): their values lie so far beyond "
+            "the others' that on one scale the others would be flat lines"
+        )
+    caption += "."
     figures = [
         _figure(png, "Hourly curves of the results", caption)
         for png in charts.curves_pngs(batch.curves)

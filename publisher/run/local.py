@@ -14,7 +14,7 @@ from publisher.run.spawn import WorkerProcess, WorkerSpawner
 from worker.broker import Session, dead_queue_name
 from worker.errors import BrokerLost, ExitCode
 from worker.interruption import Interruption
-from worker.outcome import Outcome, Verdict, read_notice
+from worker.outcome import Outcome, Verdict, read_end, read_notice
 from worker.ownership import claim_location
 from worker.settings import Settings, setting_names
 from worker.storage.base import open_store
@@ -34,6 +34,7 @@ class _Worker:
     spawned: float  # Unix time
     read_to: int = 0
     codes: list[int] = field(default_factory=list)  # the codes of the lines read so far
+    ended: bool = False  # it printed its end line: it ended of itself, having said everything
 
 
 class LocalRunner:
@@ -172,6 +173,7 @@ class LocalRunner:
                 notice = read_notice(line)
                 if notice is not None:
                     report.notices.append(notice)
+                worker.ended = worker.ended or read_end(line) is not None
                 outcome = Outcome.from_json(line)
                 if outcome is None:
                     continue
@@ -192,11 +194,17 @@ class LocalRunner:
             self._not_before = time.monotonic() + min(delay, BACKOFF_MAX_SECONDS)
 
     def _count_silent_exit(self, report: JobReport, worker: _Worker) -> None:
-        """A worker that died without saying why (killed, crashed) is a failure."""
+        """A worker that ended without saying so (killed, crashed, or its task ended the
+        process) is a failure: whatever item it held goes back to the queue."""
         code = worker.process.poll()
-        if code is None or code == ExitCode.DONE or code in worker.codes:
+        if code is None or worker.ended:
             return
         reason = describe_worker_exit(code)
+        if code == ExitCode.DONE:
+            reason += (
+                " before it reported its end: the task ended the process itself (os._exit?), "
+                "so the item it held was not stored and goes back to the queue"
+            )
         verdict = Verdict.CONFIG if code == ExitCode.CONFIG else Verdict.RETRY
         report.attempts.append(
             Attempt(worker.lane, worker.spawned, time.time(), verdict, reason=reason)

@@ -32,6 +32,7 @@ PRELOAD = [
     "encodings.idna",  # the codec a connection encodes the broker's host name with
 ]
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+OUTCOME_FD = 3  # where a worker prints its outcome lines: not its stdout, which a task shares
 OUTCOMES = Path(tempfile.gettempdir(), "jobkit-outcomes")  # a file per worker, while it runs
 
 
@@ -139,18 +140,20 @@ def _run_worker(runner: int, env: dict[str, str], argv: list[str], output: str, 
     _end_with(runner)
     os.environ.clear()
     os.environ.update(env)
+    # Outcomes on a descriptor of their own: what the task prints goes to the log with the rest.
     for path, flags, standard in (
         (os.devnull, os.O_RDONLY, 0),
-        (output, _WRITE, 1),
+        (log, _WRITE, 1),
         (log, _WRITE, 2),
+        (output, _WRITE, OUTCOME_FD),
     ):
         descriptor = os.open(path, flags, 0o644)
-        os.dup2(descriptor, standard)
+        os.dup2(descriptor, standard, inheritable=standard != OUTCOME_FD)
         os.close(descriptor)
     from worker.__main__ import main
     from worker.startup import stop_now
 
-    stop_now(main(argv))
+    stop_now(main([*argv, "--outcome-fd", str(OUTCOME_FD)]))
 
 
 def _end_with(runner: int) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from worker.errors import ConfigError, ExitCode, InputError, TaskError, describe_exit_status
 from worker.interruption import worker_interruption
 from worker.names import beside_item
-from worker.scratch import owner_prefix, remove_stale
+from worker.scratch import owner_prefix, remove_path, remove_stale
 from worker.settings import Settings, setting_names
 from worker.tasks.contract import Task
 
@@ -41,7 +41,8 @@ SCRATCH = Path(tempfile.gettempdir(), "jobkit-scratch")
 REASON_LINES = 5  # the last lines of the program's standard error that make a failure's reason
 _PLACEHOLDER = re.compile(r"\{(?:input|output_dir|item)\}")
 _SCRATCH_PLACES = {"{input}", "{output_dir}"}  # the placeholders that need a scratch directory
-_RELAY_WAIT_SECONDS = 5.0  # for a program's output after it ended (a child may hold it open)
+_RELAY_WAIT_SECONDS = 5.0  # for a killed program's output (a child may hold it open)
+_GROUP_POLL_SECONDS = 0.05  # how often the end of what a program left running is looked for
 _CHUNK_BYTES = 65536
 _PR_SET_PDEATHSIG = 1
 # Resolved now, not in the forked child, where only async-signal-safe work belongs.
@@ -59,6 +60,7 @@ def program_task(settings: Settings) -> Task:
             f"TASK_COMMAND {settings.task_command!r}: no program {words[0]!r} found (PATH, or "
             "a path to an executable file)."
         )
+    words = [_anchored(word) for word in words]
     timeout = settings.task_timeout_seconds
     remove_stale(SCRATCH)  # what killed workers' programs left behind
     worker_interruption.on_request(stop_programs)
@@ -68,6 +70,14 @@ def program_task(settings: Settings) -> Task:
         return run_program(words, name, data, timeout, environment)
 
     return run
+
+
+def _anchored(word: str) -> str:
+    """`word` as an absolute path when it names a file or directory relative to where the
+    worker started: the program runs in a working directory of its own."""
+    if _PLACEHOLDER.search(word) or os.path.isabs(word) or not os.path.exists(word):
+        return word
+    return os.path.abspath(word)
 
 
 def program_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -91,23 +101,54 @@ def run_program(
     Raises InputError when it exits 3, TaskError on another non-zero exit or a timeout (then
     its whole process group is killed), with its last standard error lines as the reason.
     """
-    if not _SCRATCH_PLACES & set(_PLACEHOLDER.findall(" ".join(words))):
-        # Nothing to put in place for it and nothing to collect: no scratch directory.
+    command = " ".join(words)
+    if not _SCRATCH_PLACES & set(_PLACEHOLDER.findall(command)):
+        # Nothing to put in place for it and nothing to collect: an empty working directory
+        # of the worker's, the same for each item, and no scratch directory.
         argv = [_fill(word, {"{item}": item}) for word in words]
-        _check(words, item, timeout, *_run(argv, timeout, environment))
+        workdir = _workdir()
+        _check(words, item, timeout, *_run(argv, timeout, environment, workdir))
+        _refuse_left(item, workdir)
         return {}
     SCRATCH.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=SCRATCH, prefix=owner_prefix()) as scratch:
         input_path = Path(scratch, "input", PurePosixPath(item).name)
         output_dir = Path(scratch, "output")
         output_dir.mkdir()
-        if "{input}" in " ".join(words):
+        if "{input}" in command:
             input_path.parent.mkdir()
             input_path.write_bytes(data)
+        # With {output_dir}, what it writes where it runs is an output too.
+        workdir = output_dir if "{output_dir}" in command else Path(scratch, "work")
+        workdir.mkdir(exist_ok=True)
         places = {"{input}": str(input_path), "{output_dir}": str(output_dir), "{item}": item}
         argv = [_fill(word, places) for word in words]
-        _check(words, item, timeout, *_run(argv, timeout, environment))
-        return {beside_item(item, name): data for name, data in _outputs(output_dir).items()}
+        _check(words, item, timeout, *_run(argv, timeout, environment, workdir))
+        if workdir != output_dir:
+            _refuse_left(item, workdir)
+        return {beside_item(item, name): data for name, data in _outputs(item, output_dir).items()}
+
+
+def _workdir() -> Path:
+    """This process's empty working directory for programs that get no scratch directory."""
+    path = SCRATCH / f"{owner_prefix()}work"
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _refuse_left(item: str, workdir: Path) -> None:
+    """InputError naming what the program left in `workdir`, which is not kept (emptied)."""
+    left = sorted(os.listdir(workdir))
+    if not left:
+        return
+    for name in left:
+        remove_path(workdir / name)
+    shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+    raise InputError(
+        f"{item}: the program wrote {shown} in its working directory, which is not kept; have "
+        "it write its outputs to {output_dir}."
+    )
 
 
 def _check(
@@ -135,16 +176,18 @@ def _fill(word: str, places: dict[str, str]) -> str:
 
 
 def _run(
-    argv: list[str], timeout: float, environment: dict[str, str]
+    argv: list[str], timeout: float, environment: dict[str, str], workdir: Path
 ) -> tuple[int | None, list[str]]:
-    """Run `argv` in its own process group; returns its exit code (None when it was killed for
-    running too long) and its last standard error lines. Both its outputs go to the log."""
+    """Run `argv` in its own process group, in `workdir`; returns its exit code (None when it
+    was killed for running too long) and its last standard error lines. Both its outputs go
+    to the log."""
     if _SETPRIV is not None:  # its parent-death signal, set without forking this process
         argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     process = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
         env=environment,
+        cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         process_group=0,  # so a timeout kills what the program started too
@@ -160,7 +203,12 @@ def _run(
 
 def _wait(process: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, list[str]]:
     """Relay its output to the log until it ends, killing its group at the timeout; all in
-    this thread (a thread for each stream and a timer took a third of a short program's time)."""
+    this thread (a thread for each stream and a timer took a third of a short program's time).
+
+    A program that exits 0 is done once every process of its group has ended too (a child it
+    left in the background may still be writing an output); after another exit, what it left
+    is killed.
+    """
     assert process.stdout is not None and process.stderr is not None
     tail: deque[str] = deque(maxlen=REASON_LINES)
     relays = {
@@ -169,23 +217,24 @@ def _wait(process: subprocess.Popen[bytes], timeout: float) -> tuple[int | None,
     }
     ended = _end_of(process)  # registered until the program has ended
     expired = False
-    deadline = time.monotonic() + timeout  # then, once it has ended, its output's
+    deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
         for descriptor in (*relays, ended):
             selector.register(descriptor, selectors.EVENT_READ)
-        while selector.get_map():
+        while selector.get_map() or _group_alive(process.pid):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                if ended not in selector.get_map():
-                    break  # a child of the program holds its output open: no longer read
+                if expired:
+                    break  # killed, and its output still held open: no longer read
                 expired = True
                 _kill_group(process.pid)
                 deadline = time.monotonic() + _RELAY_WAIT_SECONDS
                 continue
-            for key, _ in selector.select(remaining):
+            for key, _ in selector.select(min(remaining, _GROUP_POLL_SECONDS)):
                 if key.fd == ended:
                     selector.unregister(ended)
-                    deadline = time.monotonic() + _RELAY_WAIT_SECONDS
+                    if process.wait() != 0:  # nothing of it is stored: end what it left
+                        _kill_group(process.pid)
                 elif not relays[key.fd].feed(os.read(key.fd, _CHUNK_BYTES)):
                     selector.unregister(key.fd)
     for relay in relays.values():
@@ -195,6 +244,17 @@ def _wait(process: subprocess.Popen[bytes], timeout: float) -> tuple[int | None,
     process.stderr.close()
     code = process.wait()
     return (None if expired else code), list(tail)
+
+
+def _group_alive(group: int) -> bool:
+    """True while a process of the process group `group` has not ended."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of the group changed its user: still there
+        return True
+    return True
 
 
 def _end_of(process: subprocess.Popen[bytes]) -> int:
@@ -258,10 +318,25 @@ class _Relay:
             self._keep.append(" ".join(line.split()))
 
 
-def _outputs(output_dir: Path) -> dict[str, bytes]:
-    """Every regular file under `output_dir`, by its path relative to it."""
-    return {
-        path.relative_to(output_dir).as_posix(): path.read_bytes()
-        for path in sorted(output_dir.rglob("*"))
-        if not path.is_symlink() and path.is_file()
-    }
+def _outputs(item: str, output_dir: Path) -> dict[str, bytes]:
+    """Every file under `output_dir`, by its path relative to it; InputError naming what a
+    store cannot keep (a link, a FIFO, a socket, an empty directory) rather than leaving it."""
+    found, odd = {}, []
+    for path in sorted(output_dir.rglob("*")):
+        name = path.relative_to(output_dir).as_posix()
+        if path.is_symlink():
+            odd.append(f"{name} (a symbolic link)")
+        elif path.is_dir():
+            if not any(path.iterdir()):
+                odd.append(f"{name} (an empty directory)")
+        elif path.is_file():
+            found[name] = path.read_bytes()
+        else:
+            odd.append(f"{name} (not a regular file)")
+    if odd:
+        shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+        raise InputError(
+            f"{item}: the program left {shown} in {{output_dir}}, which no store keeps; have it "
+            "write regular files only."
+        )
+    return found
