@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from publisher.cli.app import app
+from worker.builtin.aggregate import aggregate_csv
+from worker.errors import ExitCode
 
 
 def _command_paths(group: Any, prefix: tuple[str, ...] = ()) -> list[str]:
@@ -107,3 +110,16 @@ def test_purge_asks_first_and_empties_the_queue_with_yes(env: dict[str, str]) ->
     assert result.returncode == 0, result.stderr
     assert "Purged 2 messages" in result.stdout
     assert jobkit(env, "depth").stdout.strip() == "0"
+
+
+def test_data_writes_only_files_the_aggregation_takes(tmp_path: Path) -> None:
+    env = {**os.environ, "MAX_SPAN_HOURS": "2", "INPUT_URL": str(tmp_path)}
+
+    refused = jobkit(env, "data", "--files", "1", "--rows", "121")
+    written = jobkit(env, "data", "--files", "1", "--rows", "120")
+
+    assert refused.returncode == ExitCode.CONFIG, refused.stdout + refused.stderr
+    assert "--rows 121 would span 3 hours, more than MAX_SPAN_HOURS (2)" in refused.stderr
+    assert written.returncode == 0, written.stderr
+    data = (tmp_path / "temperature1.csv").read_bytes()
+    assert aggregate_csv(data, "temperature1.csv", max_span_hours=2).count(b"\n") == 3

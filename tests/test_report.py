@@ -324,3 +324,21 @@ def test_a_result_far_beyond_the_others_is_drawn_on_its_own_scale_and_says_so(
     assert jobkit(env, "report").returncode == 0
     html = Path(".jobkit/report.html").read_text()
     assert "marked &#x27;own scale&#x27; (spike_aggregated.csv)" in html, html[-3000:]
+
+
+def test_the_reports_counts_agree_with_its_verdict_when_an_item_is_no_longer_done(
+    env: dict[str, str],
+) -> None:
+    for name, value in (("a", "1"), ("b", "2")):
+        Path(env["INPUT_URL"], f"{name}.csv").write_text(_reading(value))
+    assert jobkit(env, "publish").returncode == 0
+    assert jobkit(env, "run").returncode == 0
+    Path(env["INPUT_URL"], "b.csv").write_text(_reading("7"))  # b is stale now
+
+    assert jobkit(env, "report").returncode == 0
+
+    html = Path(".jobkit/report.html").read_text()
+    assert _row(html, "done") == "1", html
+    assert "1 published" not in html and "2 published, 1 done" in html, html
+    assert "no success record" not in html, html
+    assert "b.csv" in html and "its input changed after it was done" in html, html

@@ -121,3 +121,22 @@ def test_status_verify_finds_an_output_edited_with_its_size_and_time_kept(
     assert "changed after it was stored" in verified.stdout, verified.stdout
     assert "--verify" in verified.stdout, verified.stdout
     assert _status(env, "--verify")["done"] == 0
+
+
+def test_a_deleted_or_unreadable_success_record_is_named_as_such_not_called_lost(
+    env: dict[str, str],
+) -> None:
+    _done_batch(env, {"a.csv": 1.0, "b.csv": 2.0, "c.csv": 3.0})
+    Path(env["OUTPUT_URL"], "a.csv.done.json").unlink()
+    Path(env["OUTPUT_URL"], "b.csv.done.json").write_text("{ not json")
+
+    texts = [jobkit(env, "status").stdout for _ in range(2)]  # the second reads what the first kept
+
+    for text in texts:
+        assert "lost" not in text, text
+        assert "a.csv: its success record a.csv.done.json is gone" in text, text
+        assert "b.csv: its success record b.csv.done.json is unreadable" in text, text
+    published = _publish(env)
+    assert sorted(published["redone"]) == ["a.csv", "b.csv"], published  # type: ignore[call-overload]
+    assert jobkit(env, "run").returncode == 0
+    assert _status(env)["adds_up"] is True

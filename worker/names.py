@@ -20,36 +20,37 @@ MAX_PART_BYTES = 255  # a file name's limit on Linux file systems
 _SHOWN_CHARACTERS = 80
 
 
-def check_name(name: str) -> str:
-    """Return `name` if it is a safe relative item name; raises InputError otherwise: one that
-    no store could keep (too long, a directory's, an odd path) can never succeed."""
+def check_name(name: str, kind: str = "Item name") -> str:
+    """Return `name` if it is a safe relative item name; raises InputError otherwise, calling
+    it `kind`: one that no store could keep (too long, a directory's, an odd path) can never
+    succeed."""
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:  # a file name's bytes that are not UTF-8, escaped by Python
         raw = name.encode("utf-8", errors="surrogateescape")
         raise InputError(
-            f"Item name {raw!r} is not UTF-8, which a message body must be; rename the file "
+            f"{kind} {raw!r} is not UTF-8, which a message body must be; rename the file "
             "(e.g. with 'convmv -f latin1 -t utf8')."
         ) from None
     if size > MAX_NAME_BYTES:
         raise InputError(
-            f"Item name {brief(name, _SHOWN_CHARACTERS)!r} is {size:,} bytes long, more than "
+            f"{kind} {brief(name, _SHOWN_CHARACTERS)!r} is {size:,} bytes long, more than "
             f"{MAX_NAME_BYTES:,}."
         )
     if not name or name.strip() != name:
-        raise InputError(f"Item name {name!r} is empty or has surrounding white space.")
+        raise InputError(f"{kind} {name!r} is empty or has surrounding white space.")
     if any(unicodedata.category(char) == "Cc" for char in name):
-        raise InputError(f"Item name {name!r} contains control characters.")
+        raise InputError(f"{kind} {name!r} contains control characters.")
     parts = name.split("/")
     if name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts):
         raise InputError(
-            f"Item name {name!r} must be a relative path of file names, without '..', '.', "
+            f"{kind} {name!r} must be a relative path of file names, without '..', '.', "
             "empty parts or a trailing '/'."
         )
     for part in parts:
         if len(part.encode("utf-8")) > MAX_PART_BYTES:
             raise InputError(
-                f"Item name {brief(name, _SHOWN_CHARACTERS)!r} has a part longer than "
+                f"{kind} {brief(name, _SHOWN_CHARACTERS)!r} has a part longer than "
                 f"{MAX_PART_BYTES} bytes, which no file system keeps."
             )
     return name
@@ -96,7 +97,7 @@ def check_output_name(item: str, name: str) -> str:
     An output may not be hidden (the kit keeps its records of what was published and who owns
     which output there) nor be named like a success record.
     """
-    check_name(name)
+    check_name(name, f"{item}: the task's output name")
     if is_hidden(name) or name.endswith(RECORD_SUFFIX):
         raise InputError(
             f"{item}: the task's output {name!r} is hidden or named like a success record "

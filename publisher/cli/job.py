@@ -24,6 +24,7 @@ from publisher.cli.terminal import err, load_settings, out, print_json
 from publisher.kube.manifests import JobOptions
 from publisher.kube.objects import Manifest
 from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, run_record_name
+from worker.errors import ConfigError
 from worker.interruption import Interrupted
 from worker.settings import Settings
 from worker.storage.base import open_store
@@ -37,7 +38,10 @@ def data(
         Path | None, typer.Option("--out", help="Directory to write to; default: INPUT_URL.")
     ] = None,
     files: Annotated[int, typer.Option(min=1, help="How many files.")] = 6,
-    rows: Annotated[int, typer.Option(min=0, help="Readings per file, one a minute.")] = 525_600,
+    rows: Annotated[
+        int,
+        typer.Option(min=1, help="Readings per file, one a minute; at most MAX_SPAN_HOURS' worth."),
+    ] = 525_600,
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same bytes.")] = 0,
 ) -> None:
     """Write sample inputs temperature1.csv … temperatureN.csv: one-minute readings from
@@ -48,6 +52,13 @@ def data(
     from publisher.data.samples import write_samples
 
     with load_settings() as settings:
+        hours = -(-rows // 60)
+        if hours > settings.max_span_hours:
+            raise ConfigError(
+                f"--rows {rows:,} would span {hours:,} hours, more than MAX_SPAN_HOURS "
+                f"({settings.max_span_hours:,}) lets the aggregation take; give at most "
+                f"{settings.max_span_hours * 60:,} rows, or raise MAX_SPAN_HOURS."
+            )
         store = open_store(str(out_dir) if out_dir else settings.input_url, settings, create=True)
         store.check()
         names = write_samples(store, files, rows, seed)

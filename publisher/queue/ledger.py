@@ -15,11 +15,11 @@ import contextlib
 import dataclasses
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worker.done_records import Record, input_changed, read_record
 from worker.errors import ConfigError, InputError, StorageError
-from worker.names import KIT_DIR, RECORD_SUFFIX
+from worker.names import KIT_DIR, RECORD_SUFFIX, record_name
 from worker.storage.base import Entry, Store
 
 _FORMAT = 1  # of the kept file; another is read as none
@@ -35,6 +35,7 @@ class Ledger:
     by_digest: int  # outputs checked by a digest (listed, or computed)
     by_version: int  # outputs checked by size and time alone
     read_now: int = 0  # files whose digests were computed from their bytes, with `verify`
+    recorded: set[str] = field(default_factory=set)  # the outputs any record read names
 
     def checked(self) -> str:
         """How the outputs were checked, in a few words."""
@@ -68,6 +69,7 @@ def read_ledger(
     kept = _load(store, queue)
     records: dict[str, Record] = {}
     versions: dict[str, str] = {}  # item -> its record's version
+    lost: dict[str, str] = {}  # item -> why its record, once read, cannot be now
     read = 0
     for name, entry in inventory.items():
         item = name.removesuffix(RECORD_SUFFIX)
@@ -78,23 +80,39 @@ def read_ledger(
             record: Record | None = known[1]
         else:
             record, read = read_record(store, item), read + 1
+        if record is None and (known is not None or published is not None):
+            lost[item] = f"its success record {name} is unreadable (changed by hand?)"
         if record is None or (published is None and record.queue != queue):
             continue
         records[item], versions[item] = record, entry.version
+    for item in kept.keys() - records.keys() - lost.keys():
+        if record_name(item) not in inventory and (published is None or item in published):
+            lost[item] = f"its success record {record_name(item)} is gone (deleted?)"
     check = _Check(store, inventory, inputs if records else None, verify)
-    broken = check.shared(records)
+    broken = check.shared(records) | lost
     for item, record in records.items():
         problem = check.outputs(record)
         if problem and item not in broken:
             broken[item] = problem
     stale = {item for item, record in records.items() if item not in broken and check.stale(record)}
-    if read or check.verified_any or len(records) != len(kept):
+    if read or check.verified_any or len(records) + len(lost) != len(kept):
         fresh = {item: (versions[item], check.verified(record)) for item, record in records.items()}
+        # Kept while they are missing, so that every reader knows them for this queue's.
+        fresh |= {item: kept[item] for item in lost if item in kept}
         _save(store, queue, fresh)
     holding = {
         item: record for item, record in records.items() if item not in broken and item not in stale
     }
-    return Ledger(holding, broken, sorted(stale), check.by_digest, check.by_version, check.read_now)
+    recorded = {output for record in records.values() for output in record.outputs}
+    return Ledger(
+        holding,
+        broken,
+        sorted(stale),
+        check.by_digest,
+        check.by_version,
+        check.read_now,
+        recorded,
+    )
 
 
 class _Check:

@@ -25,6 +25,7 @@ class QueueStatus:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)  # of the items done, whatever the task
     records: dict[str, Record] = field(default_factory=dict)  # item -> its success record
+    recorded: set[str] = field(default_factory=set)  # outputs any record names, holding or not
 
 
 def read_status(settings: Settings, verify: bool = False) -> QueueStatus:
@@ -61,6 +62,7 @@ def read_status(settings: Settings, verify: bool = False) -> QueueStatus:
         dead,
         outputs,
         ledger.records,
+        ledger.recorded,
     )
 
 

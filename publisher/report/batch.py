@@ -12,7 +12,7 @@ from pathlib import Path
 from publisher.queue.dead import DeadLetter
 from publisher.queue.publish import broker_version
 from publisher.queue.reconcile import Reconciliation, some_names
-from publisher.queue.status import read_status
+from publisher.queue.status import QueueStatus, read_status
 from publisher.report.curves import Curve, read_curve
 from publisher.run.outcome import Attempt
 from publisher.run.record import RunRecord, attempt_begins, load_run
@@ -84,7 +84,7 @@ def read_batch(settings: Settings, run_path: Path) -> Batch:
     store = open_store(settings.output_url, settings)
     # The built-in task's, which the report draws, in natural order: temperature2 before 10.
     results = sorted(store.list(OUTPUT_SUFFIX), key=natural_key)
-    _note_missing_records(status.records, results, run, notes)
+    _note_missing_records(status, results, run, notes)
     if status.reconciliation.published is not None and not status.reconciliation.adds_up:
         notes.append(status.reconciliation.summary())
     curves = []
@@ -113,7 +113,7 @@ def read_batch(settings: Settings, run_path: Path) -> Batch:
 def summarize(batch: Batch) -> Summary:
     """The batch's counts, and the run's rates and time split when a run was recorded."""
     ran: list[str] = list(batch.run.report.get("done", [])) if batch.run else []
-    done = set(batch.records) | set(ran)
+    done = set(batch.records)  # the ledger's, as at the top: not what the run's workers said
     dead = {letter.item for letter in batch.dead_letters}
     attempts = batch.attempts
     if batch.run:
@@ -176,22 +176,23 @@ def _read_run(settings: Settings, path: Path, notes: list[str]) -> RunRecord | N
 
 
 def _note_missing_records(
-    records: dict[str, Record], outputs: list[str], run: RunRecord | None, notes: list[str]
+    status: QueueStatus, outputs: list[str], run: RunRecord | None, notes: list[str]
 ) -> None:
-    """Say which results and which items the run did lack a success record."""
-    recorded = {output for record in records.values() for output in record.outputs}
-    unrecorded = [name for name in outputs if name not in recorded]
+    """Say which results no success record names, and which items the run did are not done
+    now."""
+    unrecorded = [name for name in outputs if name not in status.recorded]
     if unrecorded:
         notes.append(
             f"{len(unrecorded)} results have no success record (written before records were "
-            f"kept, or the record was removed): {some_names(unrecorded)}."
+            f"kept, by another queue's task, or the record was removed): "
+            f"{some_names(unrecorded)}."
         )
     ran = list(run.report.get("done", [])) if run else []
-    missing = sorted(set(ran) - set(records))
-    if missing:
+    undone = sorted(set(ran) - set(status.records))
+    if undone:
         notes.append(
-            f"{len(missing)} items the last run did have no success record in the outputs: "
-            f"{some_names(missing)}; they are counted done from the run record."
+            f"{len(undone)} items the last run did are not done now ({some_names(undone)}): "
+            "'jobkit status' says why."
         )
 
 
