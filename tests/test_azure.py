@@ -284,3 +284,29 @@ def test_on_azure_two_publishes_of_the_same_names_at_once_queue_each_once(
 
     assert "".join(outputs).count("Published 2000 items") == 1, outputs
     assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == 2_000
+
+
+def test_on_azure_a_changed_input_blob_is_stale_by_its_listed_md5_and_one_uploaded_again_is_not(
+    azure_env: dict[str, str], container: ContainerClient
+) -> None:
+    first, second = (
+        f"Datetime,Temperature\n2017-12-01 00:00:00,{value}\n".encode() for value in (1, 2)
+    )
+    for name in ("a.csv", "b.csv"):
+        container.upload_blob(f"in/{name}", first)  # as another tool would, no MD5 given
+    assert jobkit(azure_env, "publish").returncode == 0
+    assert jobkit(azure_env, "run").returncode == 0
+    record = json.loads(_blob(container, "out/a.csv.done.json"))
+    assert record["input_md5"] and record["input_version"], record
+
+    container.upload_blob("in/a.csv", second, overwrite=True)  # changed
+    container.upload_blob("in/b.csv", first, overwrite=True)  # a new ETag, the same bytes
+    published = jobkit(azure_env, "publish", "--json")
+
+    assert published.returncode == 0, published.stderr
+    result = json.loads(published.stdout)
+    assert (result["confirmed"], result["done"], list(result["redone"])) == (
+        1,
+        ["b.csv"],
+        ["a.csv"],
+    )

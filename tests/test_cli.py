@@ -87,7 +87,7 @@ def test_publish_with_nothing_to_publish_says_where_it_looked(env: dict[str, str
 
 def test_publish_refuses_unsafe_names(env: dict[str, str]) -> None:
     result = jobkit(env, "publish", "../secrets.csv")
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.DEAD
     assert "must be a relative path of file names, without '..'" in result.stderr
 
 

@@ -187,7 +187,7 @@ def test_publishing_names_already_published_skips_them_and_says_so_unless_forced
     again = jobkit(env, "publish", "a.csv", "b.csv")
 
     assert again.returncode == 0, again.stderr
-    assert "Skipped 1 item already published to" in again.stdout, again.stdout
+    assert "Skipped 1 item published to" in again.stdout, again.stdout
     assert "(a.csv)" in again.stdout and "--force" in again.stdout
     assert _depth(env) == 2
     forced = jobkit(env, "publish", "--force", "a.csv")
@@ -266,7 +266,7 @@ def test_publishing_again_after_ctrl_c_queues_every_name_exactly_once(env: dict[
     assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == len(published.confirmed)
     again = jobkit(env, "publish", "--from", "-", stdin="\n".join(names))
     assert again.returncode == 0, again.stderr
-    assert f"Skipped {len(published.confirmed)} items already published" in again.stdout
+    assert f"Skipped {len(published.confirmed)} items published to" in again.stdout
     assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == len(names)
 
 
@@ -281,7 +281,7 @@ def test_two_publishes_of_the_same_names_at_once_queue_each_name_once(env: dict[
     assert [process.returncode for process in both] == [0, 0], results
     stdout = "".join(out for out, _ in results)
     assert stdout.count("Published 5000 items") == 1, stdout
-    assert stdout.count("Skipped 5000 items already published") == 1, stdout
+    assert stdout.count("Skipped 5000 items published to") == 1, stdout
     assert read_depths(env["BROKER_URL"], env["QUEUE"])[0] == 5_000
 
 
