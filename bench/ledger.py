@@ -1,4 +1,5 @@
-"""`jobkit status` over a large batch: its time with the ledger read in full, then kept."""
+"""`jobkit status` and `jobkit publish` over a large batch done: the ledger read in full, then
+kept, each item's input checked against its record."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ from bench.harness import Bench, run_process
 from publisher.queue.published import Published, write_published
 from worker.done_records import make_record
 from worker.names import record_name
+from worker.storage.base import Entry
 from worker.storage.local import LocalStore
 
 
 def status_at_scale(bench: Bench, items: int) -> dict[str, float]:
-    """Seconds of `jobkit status --json` over `items` done items (a small output each): the
-    first time, which reads every success record, and the next, which reads none."""
-    out = bench.root / f"ledger-{items}"
+    """Seconds of `jobkit status --json` over `items` done items (an input and a small output
+    each): the first time, which reads every success record, and the next, which reads none;
+    then of `jobkit publish`, which finds every item done from its current input."""
+    out, inputs = bench.root / f"ledger-{items}", bench.root / f"ledger-{items}-in"
     out.mkdir()
+    inputs.mkdir()
     names = [f"item{index:06d}" for index in range(items)]
     for name in names:  # written as a worker writes them, without its fsyncs
+        source = inputs / name
+        source.write_bytes(name.encode())
+        listed = os.stat(source)
         result = f"{name}: done\n".encode()
         output = out / f"{name}.out"
         output.write_bytes(result)
@@ -28,7 +35,7 @@ def status_at_scale(bench: Bench, items: int) -> dict[str, float]:
             bench.settings.queue,
             "bench",
             name.encode(),
-            None,
+            Entry(listed.st_size, f"{listed.st_size}:{listed.st_mtime_ns}", None),
             {output.name: result},
             {output.name: f"{info.st_size}:{info.st_mtime_ns}"},
             deliveries=1,
@@ -36,7 +43,9 @@ def status_at_scale(bench: Bench, items: int) -> dict[str, float]:
         )
         (out / record_name(name)).write_bytes(record.to_bytes())
     write_published(LocalStore(out), bench.settings.queue, Published(set(names)))
-    env = {**bench.env(out), "OUTPUT_URL": str(out), "NO_INPUT": "true"}
+    (inputs / ".names").write_text("".join(f"{name}\n" for name in names))
+    env = {**bench.env(out), "OUTPUT_URL": str(out), "INPUT_URL": str(inputs)}
     first = run_process([JOBKIT, "status", "--json"], env).seconds
     kept = run_process([JOBKIT, "status", "--json"], env).seconds
-    return {"status_first_s": first, "status_kept_s": kept}
+    publish = run_process([JOBKIT, "publish", "--json", "--from", str(inputs / ".names")], env)
+    return {"status_first_s": first, "status_kept_s": kept, "publish_done_s": publish.seconds}
