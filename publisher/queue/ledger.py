@@ -36,22 +36,23 @@ class Ledger:
     by_version: int  # outputs checked by size and time alone
     read_now: int = 0  # files whose digests were computed from their bytes, with `verify`
     recorded: set[str] = field(default_factory=set)  # the outputs any record read names
+    inputs: int = 0  # inputs checked against their records
 
     def checked(self) -> str:
-        """How the outputs were checked, in a few words."""
+        """How the outputs and inputs were checked, in a few words."""
         checked = self.by_digest + self.by_version
-        if not checked:
-            return "no outputs to check"
+        inputs = f"; {self.inputs} inputs as their records have them" if self.inputs else ""
         if self.read_now:
             return (
-                f"all {checked} outputs and the inputs checked by digest, {self.read_now} "
+                f"{checked} outputs and {self.inputs} inputs checked by digest, {self.read_now} "
                 "files read now (--verify)"
             )
+        if not checked:
+            return "no outputs to check" + inputs
         if not self.by_version:
-            return f"all {checked} outputs checked by digest"
-        return f"{checked} outputs checked by name, size and time" + (
-            f", {self.by_digest} of them by digest" if self.by_digest else ""
-        )
+            return f"all {checked} outputs checked by digest{inputs}"
+        by_digest = f", {self.by_digest} of them by digest" if self.by_digest else ""
+        return f"{checked} outputs checked by name, size and time{by_digest}{inputs}"
 
 
 def read_ledger(
@@ -112,6 +113,7 @@ def read_ledger(
         check.by_version,
         check.read_now,
         recorded,
+        check.inputs_checked,
     )
 
 
@@ -129,6 +131,7 @@ class _Check:
         self.by_digest = 0
         self.by_version = 0
         self.read_now = 0
+        self.inputs_checked = 0
         self._verified: dict[str, str] = {}  # output -> its version, its digest now checked
         self._inputs_verified: dict[str, Entry] = {}  # item -> its input, its digest now checked
 
@@ -164,6 +167,7 @@ class _Check:
         listed = self.input_listing.get(record.item)
         if self.inputs is None or listed is None:
             return False
+        self.inputs_checked += 1
         changed = None if self.verify else input_changed(record, listed)
         if changed is None:
             self.read_now += self.verify
