@@ -114,8 +114,7 @@ class Reconciliation:
         shown = "; ".join(f"{item}: {self.broken[item]}" for item in items[:SHOWN])
         more = f"; and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
         return (
-            f"{_are(len(items))} done no longer, {_its(len(items))} results not "
-            f"{_its(len(items))} own ({shown}{more}): 'jobkit publish' does "
+            f"{_are(len(items))} done no longer ({shown}{more}): 'jobkit publish' does "
             f"{'it' if len(items) == 1 else 'them'} again."
         )
 
@@ -189,7 +188,3 @@ def _is(count: int) -> str:
 
 def _are(count: int) -> str:
     return f"{count} {_is(count)}"
-
-
-def _its(count: int) -> str:
-    return "its" if count == 1 else "their"
