@@ -342,3 +342,15 @@ def test_the_reports_counts_agree_with_its_verdict_when_an_item_is_no_longer_don
     assert "1 published" not in html and "2 published, 1 done" in html, html
     assert "no success record" not in html, html
     assert "b.csv" in html and "its input changed after it was done" in html, html
+
+
+def test_a_result_whose_name_is_not_utf8_is_shown_escaped_not_a_crash(
+    env: dict[str, str],
+) -> None:
+    name = os.fsdecode(b"caf\xe9_aggregated.csv")
+    Path(env["OUTPUT_URL"], name).write_bytes(aggregate_csv(LATE.encode()))
+
+    result = jobkit(env, "report")
+
+    assert result.returncode == 0, result.stderr
+    assert "caf\\udce9_aggregated.csv" in Path(".jobkit/report.html").read_text()

@@ -58,7 +58,7 @@ def check_name(name: str, kind: str = "Item name") -> str:
 
 # Shown escaped: format characters (right-to-left overrides, zero widths), line and paragraph
 # separators, and the combining marks of a name not in NFC, which would print as another.
-_UNSEEN = {"Cf", "Zl", "Zp", "Cc"}
+_UNSEEN = {"Cf", "Zl", "Zp", "Cc", "Cs"}  # Cs: bytes of a file name not UTF-8
 
 
 def shown(name: str) -> str:

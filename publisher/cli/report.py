@@ -80,7 +80,7 @@ def write_report(settings: Settings, run_path: Path, out_path: Path, console: Co
 
     batch = read_batch(settings, run_path)
     summary = summarize(batch)
-    _write_file(out_path, render_report(batch, summary).encode())
+    _write_file(out_path, render_report(batch, summary).encode("utf-8", "backslashreplace"))
     console.print(
         f"Wrote the report to {out_path}: {summary.done} done, {summary.dead} dead-lettered, "
         f"{summary.retried} retried, {summary.queued} still queued.",
