@@ -98,10 +98,7 @@ def notice_line(text: str) -> str:
 
 def read_notice(line: str) -> str | None:
     """The notice a worker printed as `line`, or None when the line is not one."""
-    try:
-        notice = json.loads(line).get("notice")
-    except (ValueError, AttributeError):
-        return None
+    notice = _field(line, "notice")
     return notice if isinstance(notice, str) else None
 
 
@@ -114,11 +111,16 @@ def end_line(code: int) -> str:
 
 def read_end(line: str) -> int | None:
     """The exit code an end line `line` gives, or None when the line is not one."""
+    code = _field(line, "end")
+    return code if isinstance(code, int) else None
+
+
+def _field(line: str, key: str) -> object:
+    """The value under `key` of the JSON object `line`, or None."""
     try:
-        code = json.loads(line).get("end")
+        return json.loads(line).get(key)
     except (ValueError, AttributeError):
         return None
-    return code if isinstance(code, int) else None
 
 
 def drain_exit_code(outcomes: list[Outcome]) -> ExitCode:
