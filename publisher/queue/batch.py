@@ -121,5 +121,5 @@ def publish_batch(
             raise
         published.settle(confirmed, [])
         write_published(store, settings.queue, published)
-    redone = {name: why for name, why in redone.items() if name in set(fresh)}
+    redone = {name: why for name, why in redone.items() if name not in skipped}
     return BatchResult(confirmed, done, waiting, redone, again, read_depth(settings))

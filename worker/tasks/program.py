@@ -107,8 +107,11 @@ def run_program(
         # of the worker's, the same for each item, and no scratch directory.
         argv = [_fill(word, {"{item}": item}) for word in words]
         workdir = _workdir()
-        _check(words, item, timeout, *_run(argv, timeout, environment, workdir))
-        _refuse_left(item, workdir)
+        try:
+            _check(words, item, timeout, *_run(argv, timeout, environment, workdir))
+        finally:
+            left = _emptied(workdir)  # empty for the next item, whatever became of this one
+        _refuse_left(item, left)
         return {}
     SCRATCH.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=SCRATCH, prefix=owner_prefix()) as scratch:
@@ -125,7 +128,7 @@ def run_program(
         argv = [_fill(word, places) for word in words]
         _check(words, item, timeout, *_run(argv, timeout, environment, workdir))
         if workdir != output_dir:
-            _refuse_left(item, workdir)
+            _refuse_left(item, _emptied(workdir))
         return {beside_item(item, name): data for name, data in _outputs(item, output_dir).items()}
 
 
@@ -137,13 +140,18 @@ def _workdir() -> Path:
     return path
 
 
-def _refuse_left(item: str, workdir: Path) -> None:
-    """InputError naming what the program left in `workdir`, which is not kept (emptied)."""
+def _emptied(workdir: Path) -> list[str]:
+    """The names of what was in `workdir`, removed now."""
     left = sorted(os.listdir(workdir))
-    if not left:
-        return
     for name in left:
         remove_path(workdir / name)
+    return left
+
+
+def _refuse_left(item: str, left: list[str]) -> None:
+    """InputError naming what the program `left` in its working directory, which is not kept."""
+    if not left:
+        return
     shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
     raise InputError(
         f"{item}: the program wrote {shown} in its working directory, which is not kept; have "
