@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import jobkit
+from conftest import jobkit, read_depths
 
 from worker.builtin.aggregate import aggregate_csv
 from worker.errors import ExitCode
@@ -140,3 +140,16 @@ def test_a_deleted_or_unreadable_success_record_is_named_as_such_not_called_lost
     assert sorted(published["redone"]) == ["a.csv", "b.csv"], published  # type: ignore[call-overload]
     assert jobkit(env, "run").returncode == 0
     assert _status(env)["adds_up"] is True
+
+
+def test_publishing_twice_after_an_input_changed_queues_it_once(env: dict[str, str]) -> None:
+    _done_batch(env, {"a.csv": 1.0, "b.csv": 2.0})
+    Path(env["INPUT_URL"], "a.csv").write_text(_csv(4.0))
+
+    first, second = _publish(env), _publish(env)
+
+    assert (first["confirmed"], second["confirmed"]) == (1, 0), (first, second)
+    assert second["waiting"] == ["a.csv"], second
+    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (1, 0)
+    assert jobkit(env, "run").returncode == 0
+    assert _publish(env)["done"] == ["a.csv", "b.csv"]

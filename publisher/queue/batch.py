@@ -92,6 +92,7 @@ def publish_batch(
         claim_location(store, settings.queue)
         published = read_published(store, settings.queue) or Published()
         ledger = read_ledger(store, settings.queue, published.expected | set(items), inputs)
+        published.redoing -= ledger.records.keys()  # done since they were published again
         redone = {item: STALE_WHY for item in ledger.stale} | ledger.broken
         done = [] if force else [name for name in items if name in ledger.records]
         waiting = (
@@ -100,13 +101,16 @@ def publish_batch(
             else [
                 name
                 for name in items
-                if name in published.confirmed and name not in ledger.records and name not in redone
+                if name in published.confirmed
+                and name not in ledger.records
+                and (name not in redone or name in published.redoing)
             ]
         )
         skipped = set(done) | set(waiting)
         fresh = [name for name in items if name not in skipped]
         again = [name for name in fresh if name in published.unconfirmed]
         published.confirmed |= set(done)  # of this batch too, done already
+        published.redoing |= redone.keys() & set(fresh)
         published.sending(fresh)
         write_published(store, settings.queue, published)
         try:

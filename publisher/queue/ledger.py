@@ -41,7 +41,7 @@ class Ledger:
     def checked(self) -> str:
         """How the outputs and inputs were checked, in a few words."""
         checked = self.by_digest + self.by_version
-        inputs = f"; {self.inputs} inputs as their records have them" if self.inputs else ""
+        inputs = f"; {self.inputs} inputs checked against their records" if self.inputs else ""
         if self.read_now:
             return (
                 f"{checked} outputs and {self.inputs} inputs checked by digest, {self.read_now} "

@@ -24,6 +24,9 @@ class Published:
 
     confirmed: set[str] = field(default_factory=set)
     unconfirmed: set[str] = field(default_factory=set)  # sent; the broker's confirm never came
+    # Published again because they were done no longer (a changed input or output), and not
+    # seen done since: queued, held or dead-lettered, as the other names not done are.
+    redoing: set[str] = field(default_factory=set)
     # Marked unconfirmed by this publisher, not by an earlier one: only these can turn out unsent.
     _marked: set[str] = field(default_factory=set, repr=False, compare=False)
 
@@ -46,7 +49,11 @@ class Published:
         self.unconfirmed -= confirmed | (set(unsent) & self._marked)
 
     def to_bytes(self) -> bytes:
-        document = {"confirmed": sorted(self.confirmed), "unconfirmed": sorted(self.unconfirmed)}
+        document = {
+            "confirmed": sorted(self.confirmed),
+            "unconfirmed": sorted(self.unconfirmed),
+            "redoing": sorted(self.redoing),
+        }
         return json.dumps(document, indent=0).encode() + b"\n"
 
 
@@ -68,6 +75,7 @@ def read_published(store: Store, queue: str) -> Published | None:
     return Published(
         {str(name) for name in document.get("confirmed", [])},
         {str(name) for name in document.get("unconfirmed", [])},
+        {str(name) for name in document.get("redoing", [])},
     )
 
 
