@@ -46,7 +46,8 @@ def publish(
     broker confirmed is kept with the outputs, so 'jobkit status' can account for every item.
     As make does, it skips the items done whose input is unchanged since (by size and time, or
     the store's MD5, else its SHA-256) and those published before and not done (queued, held
-    or dead-lettered), unless --force is given; two publishers of one queue take turns.
+    or dead-lettered), unless --force is given; two publishers of one queue take turns. Names
+    no store can keep are each named with why, the rest are published, and the exit is 3.
 
     Example: jobkit publish temperature1.csv temperature2.csv
     """
