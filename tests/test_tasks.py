@@ -35,6 +35,10 @@ def lies(name, data):
     return {name + ".out": data}
 
 
+def long_name(name, data):
+    return {"n" * 260: data}
+
+
 def ends_the_process(name, data):
     import os
 
@@ -219,3 +223,16 @@ def test_a_task_that_ends_its_process_is_a_failure_the_run_counts_and_names(
     report = json.loads(result.stdout)
     assert len(report["failures"]) >= 1, report
     assert "the task ended the process itself" in report["failures"][0]["reason"], report
+
+
+def test_an_output_name_too_long_is_called_the_tasks_output_name_not_an_item_name(
+    task_env: dict[str, str], settings: Settings
+) -> None:
+    _publish_file(settings, "a.txt", b"x")
+
+    result = worker({**task_env, "TASK": "jobkit_test_tasks:long_name"})
+
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
+    assert reason.startswith("a.txt: the task's output name 'nnn"), reason
+    assert "has a part longer than 255 bytes" in reason, reason
