@@ -84,8 +84,7 @@ class Reconciliation:
             count = len(self.stale)
             notes.append(
                 f"{_are(count)} stale, {STALE_WHY} ({some_names(self.stale)}): 'jobkit publish' "
-                "does "
-                f"{'it' if count == 1 else 'them'} again."
+                f"does {'it' if count == 1 else 'them'} again."
             )
         if self.unaccounted > 0 and (unaccounted := self._unaccounted()):
             notes.append(unaccounted)
@@ -135,7 +134,8 @@ class Reconciliation:
                 "done, dead-lettered, queued nor held by a worker; once no worker holds one, "
                 "'jobkit status' names them."
             )
-        lost = [name for name in self.outstanding if name not in set(self.stale)]
+        stale = set(self.stale)
+        lost = [name for name in self.outstanding if name not in stale]
         if not lost:
             return ""
         return (
