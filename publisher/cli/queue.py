@@ -99,8 +99,7 @@ def publish(
 
 
 def _print_batch(result: BatchResult, queue: str, as_json: bool) -> None:
-    from publisher.queue.reconcile import SHOWN, some_names
-    from worker.names import shown
+    from publisher.queue.reconcile import some_names, some_reasons
 
     if as_json:
         print_json(
@@ -121,11 +120,9 @@ def _print_batch(result: BatchResult, queue: str, as_json: bool) -> None:
         markup=False,
     )
     if result.redone:
-        changed = sorted(result.redone)
-        why = "; ".join(f"{shown(name)}: {result.redone[name]}" for name in changed[:SHOWN])
-        more = f"; and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
         out.print(
-            f"Of those, {_items(len(changed))} had been done and will be done again ({why}{more}).",
+            f"Of those, {_items(len(result.redone))} had been done and will be done again "
+            f"({some_reasons(result.redone)}).",
             markup=False,
         )
     if result.again:

@@ -109,12 +109,10 @@ class Reconciliation:
         return " ".join(notes)
 
     def _broken(self) -> str:
-        items = sorted(self.broken)
-        shown = "; ".join(f"{item}: {self.broken[item]}" for item in items[:SHOWN])
-        more = f"; and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+        count = len(self.broken)
         return (
-            f"{_are(len(items))} done no longer ({shown}{more}): 'jobkit publish' does "
-            f"{'it' if len(items) == 1 else 'them'} again."
+            f"{_are(count)} done no longer ({some_reasons(self.broken)}): 'jobkit publish' does "
+            f"{'it' if count == 1 else 'them'} again."
         )
 
     def _unaccounted(self) -> str:
@@ -180,6 +178,13 @@ def some_names(names: list[str]) -> str:
     """The first SHOWN names, comma-separated, and how many more there are."""
     more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
     return ", ".join(shown(name) for name in names[:SHOWN]) + more
+
+
+def some_reasons(reasons: dict[str, str]) -> str:
+    """'name: why' for the first SHOWN names in order, and how many more there are."""
+    names = sorted(reasons)
+    more = f"; and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+    return "; ".join(f"{shown(name)}: {reasons[name]}" for name in names[:SHOWN]) + more
 
 
 def _is(count: int) -> str:
