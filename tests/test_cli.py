@@ -123,3 +123,39 @@ def test_data_writes_only_files_the_aggregation_takes(tmp_path: Path) -> None:
     assert written.returncode == 0, written.stderr
     data = (tmp_path / "temperature1.csv").read_bytes()
     assert aggregate_csv(data, "temperature1.csv", max_span_hours=2).count(b"\n") == 3
+
+
+@pytest.fixture
+def silent_broker() -> Any:
+    """A port that accepts TCP connections and never says a word of AMQP, as a paused node or
+    a wedged port-forward does."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)  # connections complete in the backlog; none is ever read
+        yield f"amqp://guest:guest@127.0.0.1:{listener.getsockname()[1]}/?stack_timeout=2"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("depth",), ("status",), ("report",), ("publish", "a.csv"), ("run",), ("worker",)],
+    ids=lambda words: " ".join(words),
+)
+def test_a_broker_that_never_answers_amqp_is_retried_then_one_line(
+    env: dict[str, str], silent_broker: str, command: tuple[str, ...]
+) -> None:
+    silent = {**env, "BROKER_URL": silent_broker, "BROKER_RETRY_SECONDS": "3", "NO_INPUT": "true"}
+    if command == ("worker",):
+        result = subprocess.run(
+            [sys.executable, "-m", "worker"], env=silent, capture_output=True, text=True,
+            timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    else:
+        result = jobkit(silent, *command, timeout=60)
+
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "then no AMQP" in errors[0] and "retrying" in result.stderr, result.stderr

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingConnection
+from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 from worker.errors import AckTimedOut, BrokerLost, BrokerUnavailable, ConfigError
 from worker.settings import DEAD_QUEUE_SUFFIX, Settings, mask_url
@@ -446,6 +447,10 @@ def _connect(settings: Settings, purpose: str) -> BlockingConnection:
             failure, reason = exc, "stopping or starting"
         except (pika.exceptions.AMQPConnectionError, OSError) as exc:
             failure, reason = exc, _reason(exc)
+        except AMQPConnectorStackTimeout as exc:
+            # A paused node or a wedged port-forward: TCP connects, AMQP never answers.
+            seconds = _stack_timeout(params)
+            failure, reason = exc, f"it took the connection, then no AMQP in {seconds:g} s"
         if time.monotonic() + delay > deadline or _is_certificate_error(failure):
             raise BrokerUnavailable(
                 f"Cannot reach RabbitMQ at {where} ({reason}). "
@@ -454,6 +459,11 @@ def _connect(settings: Settings, purpose: str) -> BlockingConnection:
         log.warning("RabbitMQ at %s: %s; retrying in %.1f s.", where, reason, delay)
         time.sleep(delay)
         delay = min(delay * 2, _MAX_RETRY_SECONDS)
+
+
+def _stack_timeout(params: list[pika.URLParameters]) -> float:
+    """How long a connection attempt waits for the broker's AMQP handshake."""
+    return max(float(each.stack_timeout or 0) for each in params)
 
 
 def connection_parameters(settings: Settings, purpose: str) -> list[pika.URLParameters]:
