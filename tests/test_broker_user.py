@@ -53,7 +53,8 @@ def test_the_kits_own_user_may_not_use_another_queue_and_is_told_so(
 ) -> None:
     url = _make_user(private_node, tmp_path / "broker.env", env["QUEUE"])
 
-    other = jobkit({**env, "BROKER_URL": url, "QUEUE": "someone-elses"}, "depth")
+    someone_elses = {**env, "BROKER_URL": url, "QUEUE": "someone-elses", "NO_INPUT": "true"}
+    other = jobkit(someone_elses, "publish", "x")
 
     assert other.returncode == ExitCode.CONFIG
     assert "does not let user 'jobkit' declare queue 'someone-elses'" in other.stderr, other.stderr
@@ -94,7 +95,8 @@ def test_granting_another_queue_keeps_the_queues_granted_before(
     for queue in (first, second):
         depth = jobkit({**env, "BROKER_URL": url, "QUEUE": queue}, "depth")
         assert "does not let user" not in depth.stderr, depth.stderr
-    other = jobkit({**env, "BROKER_URL": url, "QUEUE": "someone-elses"}, "depth")
+    someone_elses = {**env, "BROKER_URL": url, "QUEUE": "someone-elses", "NO_INPUT": "true"}
+    other = jobkit(someone_elses, "publish", "x")
     assert "does not let user 'jobkit' declare queue 'someone-elses'" in other.stderr, other.stderr
 
 
@@ -117,7 +119,7 @@ def test_a_refusal_names_the_operation_the_queue_and_the_missing_permission(
 ) -> None:
     queue = env["QUEUE"]
     as_guest = {**env, "BROKER_URL": private_node.url}
-    assert jobkit(as_guest, "depth").returncode == 0  # as guest: made
+    assert jobkit({**as_guest, "NO_INPUT": "true"}, "publish", "x").returncode == 0  # made
     user = f"limited-{abs(hash(permissions)) % 10_000}"
     private_node.ctl("add_user", user, "secret")
     private_node.ctl("set_permissions", "-p", "/", user, *permissions)

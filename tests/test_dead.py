@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pika
 import pytest
 from conftest import jobkit, read_depths
 
-from worker.broker import DELIVERY_LIMIT
+from worker.broker import DELIVERIES_HEADER, DELIVERY_LIMIT, REASON_HEADER
 from worker.errors import ExitCode
 
 pytestmark = pytest.mark.rabbitmq
@@ -90,3 +92,46 @@ def test_dead_list_at_80_columns_shows_long_item_names_whole(env: dict[str, str]
     rows = [line.split("│") for line in listed.stdout.splitlines() if line.startswith("│")]
     assert max(map(len, listed.stdout.splitlines())) <= 80
     assert "".join(row[1].strip() for row in rows) == name  # folded, never cut short
+
+
+def _dead_letter_everything(env: dict[str, str]) -> None:
+    """Move every queued item to the dead-letter queue as a worker does: the reason in a header."""
+    connection = pika.BlockingConnection(pika.URLParameters(env["BROKER_URL"]))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    while True:
+        method, properties, body = channel.basic_get(env["QUEUE"], auto_ack=False)
+        if method is None:
+            break
+        headers = {REASON_HEADER: "missing", DELIVERIES_HEADER: 1}
+        channel.basic_publish("", env["QUEUE"] + ".dead", body, pika.BasicProperties(
+            delivery_mode=2, headers=headers))  # fmt: skip
+        channel.basic_ack(method.delivery_tag)
+    connection.close()
+
+
+def test_readers_at_once_each_see_every_dead_letter_and_none_lost(env: dict[str, str]) -> None:
+    names = [f"item-{n:03}" for n in range(300)]
+    ready = {**env, "NO_INPUT": "true"}
+    assert jobkit(ready, "publish", "--from", "-", stdin="\n".join(names)).returncode == 0
+    _dead_letter_everything(ready)
+
+    commands = [("status", "--json")] * 3 + [("dead", "list", "--json")] * 2
+    readers = [
+        subprocess.Popen(
+            [str(Path(sys.executable).parent / "jobkit"), *command],
+            env=ready, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for command in commands
+    ]
+    outputs = [reader.communicate(timeout=120) for reader in readers]
+
+    for command, reader, (out, err) in zip(commands, readers, outputs, strict=True):
+        assert reader.returncode == 0, err
+        if command[0] == "status":
+            counts = json.loads(out)["reconciliation"]
+            assert (counts["dead_lettered"], counts["outstanding"]) == (300, []), err
+            assert counts["adds_up"] is True
+        else:
+            assert len(json.loads(out)) == 300, err
+    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 300)

@@ -292,3 +292,19 @@ def test_a_name_an_earlier_publisher_left_unconfirmed_stays_so_when_it_goes_unse
     published.settle([], ["maybe-queued", "fresh"])  # stopped before sending either
 
     assert published.unconfirmed == {"maybe-queued"}
+
+
+@pytest.mark.parametrize(
+    "command", [("status", "--json"), ("status",), ("depth",), ("dead", "list"), ("report",)]
+)
+def test_reading_a_queue_that_does_not_exist_creates_nothing(
+    env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    result = jobkit({**env, "NO_INPUT": "true"}, *command)
+
+    assert "Traceback" not in result.stderr, result.stderr
+    connection = pika.BlockingConnection(pika.URLParameters(env["BROKER_URL"]))
+    for name in (env["QUEUE"], env["QUEUE"] + ".dead"):
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+            connection.channel().queue_declare(name, passive=True)
+    connection.close()

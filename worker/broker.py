@@ -29,14 +29,17 @@ from pika.adapters.blocking_connection import BlockingConnection
 from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
 from worker.errors import AckTimedOut, BrokerLost, BrokerUnavailable, ConfigError
-from worker.settings import DEAD_QUEUE_SUFFIX, Settings, mask_url
+from worker.settings import DEAD_QUEUE_SUFFIX, TURN_SUFFIX, Settings, mask_url
 
 log = logging.getLogger(__name__)
 
 _FIRST_RETRY_SECONDS = 0.5
 _MAX_RETRY_SECONDS = 8.0
 _ACCESS_REFUSED = 403  # the user lacks a permission
+_RESOURCE_LOCKED = 405  # another connection holds the exclusive queue
 _PRECONDITION_FAILED = 406  # the queue exists with other arguments
+_TURN_WAIT_SECONDS = 300.0  # how long a reader waits for another to finish taking its turn
+_TURN_POLL_SECONDS = 0.2
 _SLOW_CONFIRM_SECONDS = 2.0  # a confirm takes milliseconds, unless the broker blocks publishing
 # How RabbitMQ closes a connection it cannot serve for now: a node shutting down, a vhost down.
 _STOPPING = re.compile(r"CONNECTION_FORCED|shutdown|is down")
@@ -58,6 +61,11 @@ REDO_HEADER = "jobkit-redo"
 def dead_queue_name(queue: str) -> str:
     """The queue that keeps the items of `queue` which can never succeed."""
     return queue + DEAD_QUEUE_SUFFIX
+
+
+def turn_queue_name(queue: str) -> str:
+    """The exclusive queue whose holder alone reads the dead letters of work queue `queue`."""
+    return queue + TURN_SUFFIX
 
 
 def queue_arguments(queue: str) -> dict[str, Any]:
@@ -204,18 +212,14 @@ class Session:
             return False
         return True
 
-    def look(self, queue: str) -> int:
-        """The work queue's ready messages, declaring it only if it does not exist yet: a
-        user who may only read sees the depth of a queue that exists."""
-        try:
-            return self.depth(queue)
-        except _Missing:
-            return self.declare(queue)
-
     def holders(self, queue: str) -> int:
-        """The consumers of `queue`: on a quorum queue, each message taken with basic.get and
-        not yet settled counts as one, as does each consumer (holding a message or waiting)."""
-        return int(self._passive(queue).consumer_count)
+        """The consumers of `queue`, 0 when there is no such queue: on a quorum queue, each
+        message taken with basic.get and not yet settled counts as one, as does each consumer
+        (holding a message or waiting)."""
+        try:
+            return int(self._passive(queue).consumer_count)
+        except _Missing:
+            return 0
 
     def _passive(self, queue: str) -> Any:
         try:
@@ -289,6 +293,10 @@ class Session:
             f"likely: waiting up to {self.settings.broker_blocked_seconds:g} s "
             "(BROKER_BLOCKED_SECONDS)"
         )
+        self._tell(text)
+
+    def _tell(self, text: str) -> None:
+        """Say that this session waits, and why: in the log and to whoever listens."""
         log.warning("%s", text)
         if self._on_wait is not None:
             self._on_wait(text)
@@ -315,13 +323,55 @@ class Session:
         self.publish(dead_queue, delivery.body, headers)
         self.ack(delivery)
 
+    @contextmanager
+    def turn(self, queue: str) -> Iterator[None]:
+        """Be the only reader of `queue`'s dead letters, for as long as this lasts.
+
+        A reader takes the letters it reads, so another reading at the same time would see
+        only those left: readers take turns, waiting up to _TURN_WAIT_SECONDS for one. The
+        turn is an exclusive queue, which the broker deletes if this connection dies.
+        """
+        name = turn_queue_name(queue)
+        deadline = time.monotonic() + _TURN_WAIT_SECONDS
+        said = False
+        while not self._take_turn(name):
+            if time.monotonic() > deadline:
+                raise BrokerLost(
+                    f"Another reader of the dead letters of {queue!r} has held them for "
+                    f"{_TURN_WAIT_SECONDS:g} s (queue {name!r}); try again once it is done."
+                )
+            if not said:
+                said = True
+                self._tell(f"Another reader holds the dead letters of {queue!r}; waiting for it.")
+            with self._translated():
+                self._connection.sleep(_TURN_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            with self._translated():
+                self._channel.queue_delete(name)
+
+    def _take_turn(self, name: str) -> bool:
+        try:
+            self._channel.queue_declare(name, exclusive=True, auto_delete=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self._open_channel()
+            if exc.reply_code == _ACCESS_REFUSED:
+                raise self._refused("declare", name, "configure") from exc
+            if exc.reply_code == _RESOURCE_LOCKED:
+                return False
+            raise self._lost(exc) from exc
+        except pika.exceptions.AMQPError as exc:
+            raise self._lost(exc) from exc
+        return True
+
     def peek(self, queue: str) -> list[Delivery]:
         """Every message ready in `queue`, oldest first, left in place."""
         with self._translated():
             channel = self._connection.channel()
         taken = []
         try:
-            for _ in range(self.depth(queue)):
+            for _ in range(self.depth_if_any(queue)):
                 with self._translated(("look at the messages of", queue, "read")):
                     method, properties, body = channel.basic_get(queue, auto_ack=False)
                 if method is None:

@@ -24,6 +24,7 @@ from worker.storage.base import location_problems
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/%2F"
 DEFAULT_TASK = "aggregate"
 DEAD_QUEUE_SUFFIX = ".dead"  # QUEUE's dead letters go to QUEUE + this
+TURN_SUFFIX = ".peek"  # QUEUE + this exists while a reader holds QUEUE's dead letters
 MAX_QUEUE_NAME = 255 - len(DEAD_QUEUE_SUFFIX)  # AMQP allows 255 bytes
 _TASK_NAME = re.compile(r"[A-Za-z_][\w.-]*")  # a name registered under jobkit.tasks
 _TASK_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")  # package.module:function

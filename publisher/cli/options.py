@@ -219,13 +219,13 @@ def completions_or_depth(settings: Settings, completions: int | None, fixed: int
     pod drains the queue), else the queue's depth now, read without declaring the queue; says
     on stderr when that is 0, which makes a Job that completes with no pod."""
     from publisher.cli.terminal import err
-    from publisher.queue.status import peek_depth
+    from publisher.queue.status import read_depth
 
     if completions is not None:
         return completions
     if fixed is not None:
         return fixed
-    depth = peek_depth(settings)
+    depth = read_depth(settings)
     if depth == 0:
         err.print(
             f"warning: queue {settings.queue!r} holds no item (or does not exist), so the Job "

@@ -15,6 +15,7 @@ from worker.broker import (
     Session,
     dead_queue_name,
 )
+from worker.errors import BrokerLost
 from worker.settings import Settings
 
 _BROKER_REASONS = {
@@ -38,14 +39,15 @@ class DeadLetter:
 
 
 def peek_dead_letters(session: Session, queue: str) -> list[DeadLetter]:
-    """The dead letters of work queue `queue`, oldest first, left in place."""
-    return [_dead_letter(delivery) for delivery in session.peek(dead_queue_name(queue))]
+    """The dead letters of work queue `queue`, oldest first, left in place; readers take
+    turns, so that each sees them all."""
+    with session.turn(queue):
+        return [_dead_letter(delivery) for delivery in session.peek(dead_queue_name(queue))]
 
 
 def list_dead_letters(settings: Settings) -> list[DeadLetter]:
     """Every dead letter of the job's queue, left in place."""
     with Session(settings, "dead") as session:
-        session.declare(settings.queue)
         return peek_dead_letters(session, settings.queue)
 
 
@@ -55,21 +57,33 @@ def requeue_dead_letters(settings: Settings, names: set[str] | None) -> list[str
     Each is published afresh (confirmed, with a new delivery count) before its dead letter is
     acked, so a failure part-way leaves an item in both queues, never in neither.
     """
-    moved = []
-    dead_queue = dead_queue_name(settings.queue)
-    with Session(settings, "requeue") as session:
-        session.declare(settings.queue)
-        for _ in range(session.depth(dead_queue)):
-            delivery = session.get(dead_queue)
-            if delivery is None:
-                break
-            item = delivery.body.decode("utf-8", errors="replace")
-            if names is not None and item not in names:
-                continue  # left unacked: returned to the dead-letter queue on close
-            session.publish(settings.queue, delivery.body)
-            session.ack(delivery)
-            moved.append(item)
+    moved: list[str] = []
+    try:
+        with Session(settings, "requeue") as session:
+            session.declare(settings.queue)
+            with session.turn(settings.queue):
+                _requeue(session, settings.queue, names, moved)
+    except BrokerLost as exc:
+        raise BrokerLost(
+            f"{exc} {len(moved)} dead letters had been moved back by then; run the same "
+            "'jobkit dead requeue' again for the rest."
+        ) from exc
     return moved
+
+
+def _requeue(session: Session, queue: str, names: set[str] | None, moved: list[str]) -> None:
+    """Move the dead letters of `queue` named in `names` (or all) back, adding each to `moved`."""
+    dead_queue = dead_queue_name(queue)
+    for _ in range(session.depth(dead_queue)):
+        delivery = session.get(dead_queue)
+        if delivery is None:
+            break
+        item = delivery.body.decode("utf-8", errors="replace")
+        if names is not None and item not in names:
+            continue  # left unacked: returned to the dead-letter queue on close
+        session.publish(queue, delivery.body)
+        session.ack(delivery)
+        moved.append(item)
 
 
 def _dead_letter(delivery: Delivery) -> DeadLetter:

@@ -33,7 +33,7 @@ def read_status(settings: Settings, verify: bool = False) -> QueueStatus:
     place), the success records (checked against the outputs and the inputs; with `verify`,
     by digests computed from every file's bytes) and what was published."""
     with Session(settings, "status") as session:
-        ready = session.look(settings.queue)
+        ready = session.depth_if_any(settings.queue)
         holders = session.holders(settings.queue)
         dead = peek_dead_letters(session, settings.queue)
     store = open_store(settings.output_url, settings)
@@ -66,13 +66,7 @@ def read_status(settings: Settings, verify: bool = False) -> QueueStatus:
     )
 
 
-def peek_depth(settings: Settings) -> int:
+def read_depth(settings: Settings) -> int:
     """Messages ready in the work queue, 0 when it does not exist: the broker is not changed."""
     with Session(settings, "depth") as session:
         return session.depth_if_any(settings.queue)
-
-
-def read_depth(settings: Settings) -> int:
-    """Messages ready in the work queue (declaring it only if it does not exist yet)."""
-    with Session(settings, "depth") as session:
-        return session.look(settings.queue)
