@@ -100,7 +100,7 @@ def _dead_letter_everything(env: dict[str, str]) -> None:
     channel = connection.channel()
     channel.confirm_delivery()
     while True:
-        method, properties, body = channel.basic_get(env["QUEUE"], auto_ack=False)
+        method, _, body = channel.basic_get(env["QUEUE"], auto_ack=False)
         if method is None:
             break
         headers = {REASON_HEADER: "missing", DELIVERIES_HEADER: 1}
@@ -117,21 +117,19 @@ def test_readers_at_once_each_see_every_dead_letter_and_none_lost(env: dict[str,
     _dead_letter_everything(ready)
 
     commands = [("status", "--json")] * 3 + [("dead", "list", "--json")] * 2
+    program = str(Path(sys.executable).parent / "jobkit")
     readers = [
-        subprocess.Popen(
-            [str(Path(sys.executable).parent / "jobkit"), *command],
-            env=ready, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        subprocess.Popen([program, *command], env=ready, stdout=subprocess.PIPE, text=True)
         for command in commands
     ]
     outputs = [reader.communicate(timeout=120) for reader in readers]
 
-    for command, reader, (out, err) in zip(commands, readers, outputs, strict=True):
-        assert reader.returncode == 0, err
+    for command, reader, (out, _) in zip(commands, readers, outputs, strict=True):
+        assert reader.returncode == 0, out
         if command[0] == "status":
             counts = json.loads(out)["reconciliation"]
-            assert (counts["dead_lettered"], counts["outstanding"]) == (300, []), err
+            assert (counts["dead_lettered"], counts["outstanding"]) == (300, [])
             assert counts["adds_up"] is True
         else:
-            assert len(json.loads(out)) == 300, err
+            assert len(json.loads(out)) == 300
     assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 300)

@@ -308,3 +308,30 @@ def test_reading_a_queue_that_does_not_exist_creates_nothing(
         with pytest.raises(pika.exceptions.ChannelClosedByBroker):
             connection.channel().queue_declare(name, passive=True)
     connection.close()
+
+
+def test_a_purge_during_a_publish_waits_for_it_and_nothing_purged_comes_back(
+    env: dict[str, str],
+) -> None:
+    job = {**env, "NO_INPUT": "true"}
+    assert jobkit(job, "publish", "before.csv").returncode == 0
+    names = "\n".join(f"item-{n:05}" for n in range(50_000))
+    publisher = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jobkit"), "publish", "--from", "-"],
+        env=job, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert publisher.stdin is not None
+    publisher.stdin.write(names)
+    publisher.stdin.close()
+    deadline = time.monotonic() + 60
+    while read_depths(env["BROKER_URL"], env["QUEUE"])[0] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the publisher is sending
+
+    purge = jobkit(job, "purge", "--yes")
+    publisher.wait(timeout=120)
+
+    assert purge.returncode == 0 and publisher.returncode == 0, purge.stderr
+    assert "Waiting for another 'jobkit publish'" in purge.stderr, purge.stderr
+    assert "Purged 50001 messages" in purge.stdout, purge.stdout
+    status = _status(job)
+    assert (status["published"], status["queued"], status["adds_up"]) == (0, 0, True), status

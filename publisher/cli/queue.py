@@ -9,7 +9,6 @@ import typer
 from publisher.cli.options import JsonOption
 from publisher.cli.terminal import err, load_settings, out, print_json
 from worker.errors import ConfigError, ExitCode
-from worker.storage.base import open_store
 
 if TYPE_CHECKING:
     from publisher.queue.batch import BatchResult
@@ -262,19 +261,17 @@ def purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
 ) -> None:
     """Delete every message waiting in the work queue (or, with --dead, the dead-letter queue).
-    Purging the work queue also starts a new batch: what was published is no longer expected.
+    Purging the work queue also starts a new batch: what was published is no longer expected;
+    it waits for a publish to the queue under way, and --dead for the readers of dead letters.
 
     Example: jobkit purge --yes
     """
-    from publisher.queue.publish import purge_queue
-    from publisher.queue.published import forget_published
+    from publisher.queue.batch import purge as purge_batch
     from worker.broker import dead_queue_name
 
     with load_settings() as settings:
         queue = dead_queue_name(settings.queue) if dead else settings.queue
         if not yes:
             typer.confirm(f"Delete every message in {queue!r}?", abort=True)
-        purged = purge_queue(settings, queue)
-        if not dead:
-            forget_published(open_store(settings.output_url, settings, create=True), queue)
+        purged = purge_batch(settings, dead, lambda: _say_waiting(settings.queue))
     out.print(f"Purged {purged} messages from {queue!r}.", markup=False)

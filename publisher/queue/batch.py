@@ -8,9 +8,16 @@ from dataclasses import dataclass, field
 
 from publisher.queue.ledger import read_ledger
 from publisher.queue.publish import PublishIncomplete, PublishInterrupted, publish_items
-from publisher.queue.published import Published, publishing, read_published, write_published
+from publisher.queue.published import (
+    Published,
+    forget_published,
+    publishing,
+    read_published,
+    write_published,
+)
 from publisher.queue.reconcile import STALE_WHY
 from publisher.queue.status import read_depth
+from worker.broker import Session, dead_queue_name
 from worker.builtin.outputs import OUTPUT_SUFFIX, is_output
 from worker.errors import InputError, JobkitError
 from worker.names import RECORD_SUFFIX, check_name
@@ -127,3 +134,23 @@ def publish_batch(
         write_published(store, settings.queue, published)
     redone = {name: why for name, why in redone.items() if name not in skipped}
     return BatchResult(confirmed, done, waiting, redone, again, read_depth(settings))
+
+
+def purge(settings: Settings, dead: bool, on_wait: Callable[[], None]) -> int:
+    """Delete every message ready in the work queue, and start a new batch: what was published
+    is no longer expected; with `dead`, every dead letter. Returns how many were deleted.
+
+    A purge of the work queue waits, after calling `on_wait`, for the queue's publisher, so
+    that nothing it removes comes back into the record; one of the dead-letter queue waits for
+    the readers of the dead letters, so that it removes those they hold too.
+    """
+    if dead:
+        with Session(settings, "purge") as session, session.turn(settings.queue):
+            session.declare(settings.queue)
+            return session.purge(dead_queue_name(settings.queue))
+    store = open_store(settings.output_url, settings, create=True)
+    with publishing(store, settings.queue, on_wait), Session(settings, "purge") as session:
+        session.declare(settings.queue)
+        purged = session.purge(settings.queue)
+        forget_published(store, settings.queue)
+        return purged

@@ -380,13 +380,6 @@ class _WindowedPublisher:
         self._ioloop.call_later(delay, self._connect)
 
 
-def purge_queue(settings: Settings, queue: str) -> int:
-    """Delete every ready message in `queue` (the work or dead-letter queue); returns how many."""
-    with Session(settings, "purge") as session:
-        session.declare(settings.queue)
-        return session.purge(queue)
-
-
 def broker_version(settings: Settings) -> str:
     """The product and version the broker announces when a connection opens."""
     announced: dict[str, object] = {}
