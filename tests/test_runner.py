@@ -143,3 +143,18 @@ def test_remaining_items_count_each_item_once_while_workers_start() -> None:
     report.done = [f"item{number}" for number in range(40)]
 
     assert report.remaining == 8
+
+
+@pytest.mark.parametrize("mode", [(), ("--drain",)], ids=["a worker per item", "drain"])
+def test_a_batch_of_poison_items_ends_once_the_queue_is_empty(
+    env: dict[str, str], mode: tuple[str, ...]
+) -> None:
+    names = "\n".join(f"missing-{n:02}.csv" for n in range(30))
+    published = jobkit({**env, "NO_INPUT": "true"}, "publish", "--from", "-", stdin=names)
+    assert published.returncode == 0, published.stderr
+
+    code, report = _run_json(env, "--parallelism", "2", *mode)
+
+    assert code == ExitCode.DEAD, report
+    assert len(report["dead"]) == 30, report  # type: ignore[arg-type]
+    assert report["empty"] <= 2, "no worker is started for an item already dead-lettered"  # type: ignore[operator]

@@ -42,8 +42,9 @@ class LocalRunner:
 
     Like a Job: the job needs `completions` successful items; failures (exit 1, crashes) count
     against `backoff_limit` and are retried after a growing delay; exit 3 is ignored (a
-    podFailurePolicy Ignore rule); exit 2 fails the job. Unlike a Job, it also keeps going
-    until the queue is empty and no worker holds an item. With `drain`, each worker takes
+    podFailurePolicy Ignore rule); exit 2 fails the job. Unlike a Job, a dead-lettered item
+    counts as a completion, as a done one does, and it keeps going until the queue is empty
+    and no worker holds an item. With `drain`, each worker takes
     items until the queue is empty instead of one.
     """
 
@@ -128,7 +129,7 @@ class LocalRunner:
                     return
             else:
                 report.queued = read_depth()
-                wanted = max(report.completions - report.succeeded, report.queued)
+                wanted = max(report.completions - report.completed, report.queued)
                 if self.drain and self._workers:
                     # Running workers take whatever is queued; what they hold unreported needs
                     # no new worker, which would find the queue empty.

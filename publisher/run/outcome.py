@@ -67,13 +67,15 @@ class JobReport:
     notices: list[str] = field(default_factory=list)  # what workers said while they waited
 
     @property
-    def succeeded(self) -> int:
-        return len(self.done) + len(self.already_done) + self.empty
-
-    @property
     def finished(self) -> int:
         """Items settled: done, found done already, or dead-lettered."""
         return len(self.done) + len(self.already_done) + len(self.dead)
+
+    @property
+    def completed(self) -> int:
+        """What counts towards the completions: items settled, whatever became of them, and
+        workers that found the queue empty."""
+        return self.finished + self.empty
 
     @property
     def remaining(self) -> int:
