@@ -7,8 +7,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +17,7 @@ import pika
 import pytest
 from private_broker import PrivateBroker
 
-from worker.broker import REASON_HEADER, dead_queue_name
+from worker.broker import REASON_HEADER, Session, dead_queue_name
 from worker.settings import DEFAULT_BROKER_URL, Settings
 
 BROKER_URL = os.environ.get("BROKER_URL") or DEFAULT_BROKER_URL
@@ -140,6 +141,12 @@ def worker(
     )
 
 
+def declare(env: dict[str, str]) -> None:
+    """Declare the job's queues as the kit does, publishing nothing."""
+    with Session(Settings.from_env(env), "test") as session:
+        session.declare(env["QUEUE"])
+
+
 def read_depths(broker_url: str, queue: str) -> tuple[int, int]:
     """(ready in the queue, ready in its dead-letter queue)."""
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
@@ -150,6 +157,30 @@ def read_depths(broker_url: str, queue: str) -> tuple[int, int]:
     )
     connection.close()
     return depths[0], depths[1]
+
+
+SETTLE_SECONDS = 60.0  # for the broker to settle what a process did before it ended
+
+
+def settled_depths(
+    broker_url: str,
+    queue: str,
+    expected: tuple[int, int] | Callable[[tuple[int, int]], bool],
+) -> tuple[int, int]:
+    """(ready in the queue, ready in its dead-letter queue) once they are `expected` (or
+    satisfy it), or as they are after SETTLE_SECONDS.
+
+    The broker settles what a process did (an ack, a message returned by a closed connection)
+    a moment after the process has ended, later still on a loaded machine: a test that reads
+    the depths right away may read them before.
+    """
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        depths = read_depths(broker_url, queue)
+        settled = expected(depths) if callable(expected) else depths == expected
+        if settled or time.monotonic() > deadline:
+            return depths
+        time.sleep(0.1)
 
 
 def last_outcome(result: subprocess.CompletedProcess[str]) -> dict[str, object]:

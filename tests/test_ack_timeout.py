@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from conftest import jobkit, read_depths, worker
+from conftest import jobkit, settled_depths, worker
 from private_broker import PrivateBroker
 
 from worker.errors import ExitCode
@@ -54,7 +54,7 @@ def test_a_worker_past_the_acknowledgement_timeout_names_it_and_stops_its_progra
     assert "Lost the connection" not in result.stdout + result.stderr
     running = subprocess.run(["pgrep", "-f", PROGRAM], capture_output=True, text=True)
     assert running.stdout == "", "the program runs on after its item was taken back"
-    assert read_depths(node.url, job["QUEUE"]) == (1, 0), "the item did not go back"
+    assert settled_depths(node.url, job["QUEUE"], (1, 0)) == (1, 0), "the item did not go back"
 
 
 def test_a_task_timeout_not_below_the_brokers_is_refused_before_any_item_is_taken(
@@ -71,4 +71,4 @@ def test_a_task_timeout_not_below_the_brokers_is_refused_before_any_item_is_take
         "TASK_TIMEOUT_SECONDS (2400 s) is not below the broker's acknowledgement timeout "
         "(1800 s, BROKER_ACK_TIMEOUT_SECONDS)"
     ) in result.stderr
-    assert read_depths(node.url, job["QUEUE"]) == (1, 0)
+    assert settled_depths(node.url, job["QUEUE"], (1, 0)) == (1, 0)

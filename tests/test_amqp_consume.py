@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pika
 import pytest
-from conftest import ROOT, read_depths
+from conftest import ROOT, settled_depths
 
 from publisher.data.samples import sample_csv
 from publisher.queue.publish import publish_items
@@ -67,7 +67,7 @@ def test_one_message_in_gives_one_output_and_the_message_is_gone(
     assert Path(settings.output_url, "temperature1_aggregated.csv").read_bytes() == aggregate_csv(
         data
     )
-    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (0, 0)) == (0, 0)
 
 
 def test_a_failing_command_loses_nothing_but_amqp_consume_still_exits_0(
@@ -80,7 +80,9 @@ def test_a_failing_command_loses_nothing_but_amqp_consume_still_exits_0(
     assert result.returncode == 0, "amqp-consume hides the worker's exit code 3"
     assert '"code": 3' in result.stdout
     assert _delivery_counts(settings.broker_url, settings.queue) == {"ghost.csv": 1}
-    assert read_depths(settings.broker_url, settings.queue) == (1, 0), "not dead-lettered"
+    assert settled_depths(settings.broker_url, settings.queue, (1, 0)) == (1, 0), (
+        "not dead-lettered"
+    )
 
 
 def test_a_successful_run_returns_the_next_message_it_prefetched_with_one_delivery_counted(

@@ -24,6 +24,7 @@ from conftest import (
     AZURITE_KEY,
     jobkit,
     read_depths,
+    settled_depths,
     worker,
 )
 
@@ -96,7 +97,7 @@ def test_the_job_through_azurite_writes_the_same_bytes_as_the_local_path(
     for i in range(1, 7):
         name = f"temperature{i}_aggregated.csv"
         assert _blob(container, f"out/{name}") == (tmp_path / "local-out" / name).read_bytes()
-    assert read_depths(azure_env["BROKER_URL"], azure_env["QUEUE"]) == (0, 0)
+    assert settled_depths(azure_env["BROKER_URL"], azure_env["QUEUE"], (0, 0)) == (0, 0)
 
 
 def test_upload_skips_blobs_whose_content_is_already_there(
@@ -142,7 +143,7 @@ def test_a_wrong_key_exits_2_naming_account_and_container_but_not_the_key(
         f"'{AZURITE_ACCOUNT}'"
     ) in result.stderr
     assert wrong_key not in result.stderr + result.stdout
-    assert read_depths(credentials_env["BROKER_URL"], credentials_env["QUEUE"]) == (1, 0)
+    assert settled_depths(credentials_env["BROKER_URL"], credentials_env["QUEUE"], (1, 0)) == (1, 0)
 
 
 def test_a_missing_container_exits_2_before_any_message_is_taken(
@@ -154,7 +155,7 @@ def test_a_missing_container_exits_2_before_any_message_is_taken(
     assert (
         f"There is no container 'no-such-container' of account '{AZURITE_ACCOUNT}'" in result.stderr
     )
-    assert read_depths(azure_env["BROKER_URL"], azure_env["QUEUE"]) == (1, 0)
+    assert settled_depths(azure_env["BROKER_URL"], azure_env["QUEUE"], (1, 0)) == (1, 0)
 
 
 def test_a_missing_blob_is_dead_lettered_and_the_others_are_done(
@@ -212,7 +213,7 @@ def test_an_unknown_account_exits_2_naming_it(
 
     assert result.returncode == ExitCode.CONFIG, result.stderr
     assert "of account 'nosuchaccount'" in result.stderr
-    assert read_depths(credentials_env["BROKER_URL"], credentials_env["QUEUE"]) == (1, 0)
+    assert settled_depths(credentials_env["BROKER_URL"], credentials_env["QUEUE"], (1, 0)) == (1, 0)
 
 
 def test_a_container_the_credentials_may_only_read_exits_2_before_any_message_is_taken(
@@ -238,7 +239,7 @@ def test_a_container_the_credentials_may_only_read_exits_2_before_any_message_is
 
     assert result.returncode == ExitCode.CONFIG, result.stderr
     assert f"Azure refused access to container '{container.container_name}'" in result.stderr
-    assert read_depths(azure_env["BROKER_URL"], azure_env["QUEUE"]) == (1, 0)
+    assert settled_depths(azure_env["BROKER_URL"], azure_env["QUEUE"], (1, 0)) == (1, 0)
 
 
 def test_on_azure_a_second_items_result_of_the_same_name_is_refused_and_status_checks_digests(

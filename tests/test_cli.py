@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import jobkit, read_depths
+from conftest import jobkit, settled_depths
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -103,7 +103,7 @@ def test_purge_asks_first_and_empties_the_queue_with_yes(env: dict[str, str]) ->
         timeout=60,
     )
     assert declined.returncode != 0
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (2, 0)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (2, 0)) == (2, 0)
 
     result = jobkit(env, "purge", "--yes")
 

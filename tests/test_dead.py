@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pika
 import pytest
-from conftest import jobkit, read_depths
+from conftest import jobkit, settled_depths
 
 from worker.broker import DELIVERIES_HEADER, DELIVERY_LIMIT, REASON_HEADER
 from worker.errors import ExitCode
@@ -37,7 +37,9 @@ def test_dead_list_shows_the_reason_the_worker_gave(env: dict[str, str]) -> None
     assert letter["reason"] == "bad.csv: line 2: Temperature 'warm' is not a number."
     assert letter["deliveries"] == 1
     assert str(letter["failed_at"]).startswith("20")
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 1), "listing leaves them in place"
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (0, 1)) == (0, 1), (
+        "listing leaves them in place"
+    )
 
 
 def test_dead_list_shows_the_brokers_history_for_an_item_that_was_never_acked(
@@ -68,7 +70,7 @@ def test_requeue_puts_back_the_named_items_and_a_rerun_does_them(env: dict[str, 
 
     assert requeued.returncode == 0, requeued.stderr
     assert "Requeued 1 items" in requeued.stdout
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (1, 1)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (1, 1)) == (1, 1)
     rerun = jobkit(env, "run", "--parallelism", "1", "--json")
     assert json.loads(rerun.stdout)["done"] == ["a.csv"]
     assert [letter["item"] for letter in _dead_letters(env)] == ["b.csv"]
@@ -132,4 +134,4 @@ def test_readers_at_once_each_see_every_dead_letter_and_none_lost(env: dict[str,
             assert counts["adds_up"] is True
         else:
             assert len(json.loads(out)) == 300
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 300)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (0, 300)) == (0, 300)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, jobkit, read_depths
+from conftest import ROOT, jobkit, read_depths, settled_depths
 
 from worker.builtin.aggregate import aggregate_csv
 from worker.names import owner_name
@@ -102,7 +102,7 @@ def test_what_a_killed_draining_worker_reported_done_is_stored_and_nothing_is_lo
         source = Path(env["INPUT_URL"], f"temperature{number}.csv").read_bytes()
         result = Path(env["OUTPUT_URL"], f"temperature{number}_aggregated.csv")
         assert result.read_bytes() == aggregate_csv(source), number
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 0)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (0, 0)) == (0, 0)
 
 
 def test_an_owner_left_empty_by_a_crash_does_not_refuse_its_item(env: dict[str, str]) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, jobkit, read_depths
+from conftest import ROOT, jobkit, settled_depths
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -41,4 +41,4 @@ def test_the_word_count_example_counts_every_text_as_the_readme_shows(
             "words": len(text.split()),
             "characters": len(text),
         }
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 0)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (0, 0)) == (0, 0)

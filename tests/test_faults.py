@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import failing_once, jobkit, read_depths, worker
+from conftest import failing_once, jobkit, settled_depths, worker
 from private_broker import PrivateBroker, free_port
 
 from worker.builtin.aggregate import aggregate_csv
@@ -86,7 +86,7 @@ def test_a_broker_restart_in_the_middle_of_a_run_loses_nothing(
     for i in range(1, 11):
         source = Path(job["INPUT_URL"], f"temperature{i}.csv").read_bytes()
         assert (outputs / f"temperature{i}_aggregated.csv").read_bytes() == aggregate_csv(source)
-    assert read_depths(private_broker.url, job["QUEUE"]) == (0, 0)
+    assert settled_depths(private_broker.url, job["QUEUE"], (0, 0)) == (0, 0)
 
 
 def test_an_item_failing_after_the_others_found_the_queue_empty_is_still_done(

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import jobkit, read_depths, worker
+from conftest import declare, jobkit, read_depths, settled_depths, worker
 from private_broker import PrivateBroker
 
 from worker.errors import ExitCode
@@ -39,7 +39,7 @@ def alarmed(
         "BROKER_URL": private_node.url,
         "BROKER_BLOCKED_SECONDS": "3",
     }
-    assert jobkit(job, "depth").returncode == 0  # declares the queue, which publishes nothing
+    declare(job)
     private_node.ctl(*raise_it)
     yield job, word
     private_node.ctl(*lift_it)
@@ -96,7 +96,7 @@ def test_a_worker_that_must_dead_letter_under_an_alarm_says_so_and_gives_the_ite
     )
     private_node.ctl(*ALARMS["memory"][1])
     # The dead letter it sent while blocked may reach the broker as the connection closes.
-    assert read_depths(private_node.url, job["QUEUE"])[0] == 1, "the item did not go back"
+    assert settled_depths(private_node.url, job["QUEUE"], lambda depths: depths[0] == 1)[0] == 1
 
 
 @pytest.mark.parametrize("alarmed", ["memory"], indirect=True)
@@ -114,4 +114,4 @@ def test_the_runner_says_while_a_worker_waits_on_a_blocked_publish(
     assert "a memory or disk alarm blocks publishing" in said, said
     assert run.returncode == ExitCode.RETRY, said
     private_node.ctl(*ALARMS["memory"][1])
-    assert read_depths(private_node.url, job["QUEUE"])[0] == 1, "the item did not go back"
+    assert settled_depths(private_node.url, job["QUEUE"], lambda depths: depths[0] == 1)[0] == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pika
 import pytest
-from conftest import dead_letter_reasons, jobkit, last_outcome, read_depths, worker
+from conftest import dead_letter_reasons, declare, jobkit, last_outcome, settled_depths, worker
 
 from publisher.queue.publish import publish_items
 from worker.errors import ExitCode, StorageError
@@ -147,7 +147,7 @@ def test_names_no_store_can_keep_are_refused_by_publish_and_dead_lettered_at_onc
     env: dict[str, str], name: str
 ) -> None:
     refused = jobkit(env, "publish", name)
-    assert jobkit(env, "depth").returncode == 0  # declares the queue
+    declare(env)
     _publish_raw(env, name.encode())
 
     result = worker(env)
@@ -155,14 +155,14 @@ def test_names_no_store_can_keep_are_refused_by_publish_and_dead_lettered_at_onc
     assert refused.returncode == ExitCode.DEAD, refused.stderr
     assert "Not published: Item name" in refused.stderr, refused.stderr
     assert result.returncode == ExitCode.DEAD, result.stderr
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 1)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (0, 1)) == (0, 1)
     made = [path.name for path in Path(env["OUTPUT_URL"]).iterdir() if path.name != ".jobkit"]
     assert made == [], "nothing was made in the output"
 
 
 @pytest.mark.rabbitmq
 def test_a_megabyte_body_is_dead_lettered_at_once_and_quoted_short(env: dict[str, str]) -> None:
-    jobkit(env, "depth")  # declares the queue
+    declare(env)
     _publish_raw(env, b"y" * 1_000_000)
 
     result = worker(env)

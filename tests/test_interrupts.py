@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import jobkit, read_depths
+from conftest import jobkit, settled_depths
 
 from worker.broker import DELIVERY_LIMIT
 
@@ -94,14 +94,16 @@ def test_ctrl_c_stops_everything_and_gives_the_items_back_without_spending_deliv
         time.sleep(0.5)
         assert _session_processes(run.pid) == [], "a worker, program or child outlived the run"
         assert _scratch() <= scratch_before, "an interrupted item's scratch copy was left"
-        assert read_depths(job["BROKER_URL"], job["QUEUE"]) == (3, 0)
+        assert settled_depths(job["BROKER_URL"], job["QUEUE"], (3, 0)) == (3, 0)
 
     (tmp_path / "go").touch()
     finished = jobkit(job, "run", "--parallelism", "2", "--json")
 
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert sorted(Path(job["OUTPUT_URL"], name).read_text() for name in ITEMS) == ITEMS
-    assert read_depths(job["BROKER_URL"], job["QUEUE"]) == (0, 0), "nothing was dead-lettered"
+    assert settled_depths(job["BROKER_URL"], job["QUEUE"], (0, 0)) == (0, 0), (
+        "nothing was dead-lettered"
+    )
 
 
 def test_sigterm_to_the_runner_alone_does_the_same_and_leaves_no_process_behind(
@@ -117,4 +119,4 @@ def test_sigterm_to_the_runner_alone_does_the_same_and_leaves_no_process_behind(
     assert "Interrupted by SIGTERM: the workers stopped; " in stderr, stderr
     time.sleep(0.5)
     assert _session_processes(run.pid) == [], "the fork server or a worker kept running"
-    assert read_depths(job["BROKER_URL"], job["QUEUE"]) == (3, 0)
+    assert settled_depths(job["BROKER_URL"], job["QUEUE"], (3, 0)) == (3, 0)

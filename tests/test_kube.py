@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import jobkit, read_depths
+from conftest import jobkit, settled_depths
 
 from publisher.kube.runner import (
     PodResult,
@@ -127,4 +127,4 @@ def test_run_kube_without_kubectl_says_how_to_get_it_and_takes_nothing(
 
     assert result.returncode == ExitCode.CONFIG, result.stdout
     assert "'kubectl' is not on PATH; install kubectl" in result.stderr, result.stderr
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (1, 0)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (1, 0)) == (1, 0)

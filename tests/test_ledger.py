@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pika
 import pytest
-from conftest import ROOT, dead_letter_reasons, jobkit, read_depths
+from conftest import ROOT, dead_letter_reasons, jobkit, settled_depths
 
 from publisher.run.record import load_run, run_record_name
 from worker.builtin.aggregate import aggregate_csv
@@ -187,7 +187,7 @@ def test_a_copy_of_an_item_already_done_is_acked_without_doing_it_again(
     attempts = load_run(Path(".jobkit", run_record_name(env["QUEUE"]))).attempts  # type: ignore[union-attr]
     assert [attempt.outcome for attempt in attempts] == ["done", "already_done"]
     assert "not redone" in attempts[1].reason
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 0)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (0, 0)) == (0, 0)
 
 
 def test_publish_force_has_an_item_done_again_even_though_it_is_done(

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import jobkit, read_depths
+from conftest import jobkit, settled_depths
 
 from worker.broker import Session
 from worker.builtin.aggregate import aggregate_csv
@@ -79,4 +79,4 @@ def test_every_poison_item_is_dead_lettered_with_its_reason_and_the_good_ones_ar
     for name in good:
         output = Path(env["OUTPUT_URL"], name.replace(".csv", "_aggregated.csv"))
         assert output.read_bytes() == aggregate_csv(GOOD.encode())
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, len(letters))
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (0, len(letters))) == (0, len(letters))

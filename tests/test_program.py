@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dead_letter_reasons, last_outcome, read_depths, worker
+from conftest import dead_letter_reasons, last_outcome, settled_depths, worker
 
 from publisher.queue.publish import publish_items
 from worker.broker import DELIVERY_LIMIT
@@ -79,7 +79,7 @@ def test_a_program_exiting_0_has_every_file_it_wrote_stored_and_its_item_acked(
     assert Path(settings.output_url, "notes.txt.size").read_text() == "3"
     record = json.loads(Path(settings.output_url, "notes.txt.done.json").read_text())
     assert sorted(record["outputs"]) == ["notes.txt.size", "upper/notes.txt"]
-    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (0, 0)) == (0, 0)
 
 
 def test_a_program_exiting_3_dead_letters_its_item_with_its_last_standard_error_lines(
@@ -225,7 +225,7 @@ def test_a_program_running_past_the_timeout_is_killed_with_its_children_and_retr
     assert "ran longer than TASK_TIMEOUT_SECONDS (0.5 s) and was killed" in str(
         last_outcome(result)["reason"]
     )
-    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (1, 0)) == (1, 0)
     assert not _alive(int(pid_file.read_text())), "the program's child was killed too"
 
 
@@ -259,7 +259,7 @@ def test_a_program_that_cannot_be_found_is_exit_2_with_no_message_taken(
 
     assert result.returncode == ExitCode.CONFIG, result.stderr
     assert "no program 'no-such-program' found" in result.stderr
-    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (1, 0)) == (1, 0)
 
 
 def _alive(pid: int) -> bool:

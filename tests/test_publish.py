@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import read_depths
+from conftest import settled_depths
 
 from publisher.queue.publish import WINDOW, _WindowedPublisher, publish_items
 from worker.settings import Settings
@@ -19,7 +19,7 @@ def test_more_items_than_one_confirm_window_are_all_confirmed_and_queued(
     confirmed = publish_items(settings, names)
 
     assert confirmed == names
-    assert read_depths(settings.broker_url, settings.queue) == (len(names), 0)
+    assert settled_depths(settings.broker_url, settings.queue, (len(names), 0)) == (len(names), 0)
 
 
 def test_messages_the_broker_returns_as_unroutable_are_not_counted(settings: Settings) -> None:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import jobkit, read_depths
+from conftest import jobkit, settled_depths
 
 from worker.builtin.aggregate import aggregate_csv
 from worker.errors import ExitCode
@@ -150,6 +150,6 @@ def test_publishing_twice_after_an_input_changed_queues_it_once(env: dict[str, s
 
     assert (first["confirmed"], second["confirmed"]) == (1, 0), (first, second)
     assert second["waiting"] == ["a.csv"], second
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (1, 0)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (1, 0)) == (1, 0)
     assert jobkit(env, "run").returncode == 0
     assert _publish(env)["done"] == ["a.csv", "b.csv"]

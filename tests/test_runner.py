@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import jobkit, read_depths
+from conftest import jobkit, settled_depths
 
 from publisher.run.outcome import JobReport
 from worker.builtin.aggregate import aggregate_csv
@@ -40,7 +40,7 @@ def test_six_items_with_parallelism_3_give_six_correct_outputs(env: dict[str, st
         source = Path(env["INPUT_URL"], f"temperature{i}.csv").read_bytes()
         result = Path(env["OUTPUT_URL"], f"temperature{i}_aggregated.csv").read_bytes()
         assert result == aggregate_csv(source)
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 0)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (0, 0)) == (0, 0)
 
 
 def test_each_item_is_done_in_a_process_of_its_own(env: dict[str, str]) -> None:
@@ -86,7 +86,7 @@ def test_a_malformed_file_among_good_ones_is_dead_lettered_and_named(env: dict[s
         "broken.csv: line 2: Datetime '2017-12-01' is not in the form %Y-%m-%d %H:%M:%S"
         in result.stdout
     )
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 1)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (0, 1)) == (0, 1)
     status = json.loads(jobkit(env, "status", "--json").stdout)
     assert [letter["item"] for letter in status["dead_letters"]] == ["broken.csv"]
     assert "is not in the form" in status["dead_letters"][0]["reason"]
@@ -103,7 +103,7 @@ def test_the_backoff_limit_stops_the_job_with_exit_1(env: dict[str, str]) -> Non
     assert code == ExitCode.RETRY, report
     assert "backoff limit reached" in str(report["stopped"])
     assert len(report["failures"]) == 2  # type: ignore[arg-type]
-    ready, dead = read_depths(env["BROKER_URL"], env["QUEUE"])
+    ready, dead = settled_depths(env["BROKER_URL"], env["QUEUE"], lambda depths: sum(depths) == 2)
     assert ready + dead == 2, "nothing is lost: the items are still queued"
 
 
@@ -133,7 +133,7 @@ def test_drain_mode_does_every_item_and_reports_each_one(env: dict[str, str]) ->
     # A worker that starts once the other has taken the last items (one in hand, one ahead)
     # finds the queue empty: a success without an item.
     assert report["failures"] == [] and report["empty"] <= 1
-    assert read_depths(env["BROKER_URL"], env["QUEUE"]) == (0, 0)
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (0, 0)) == (0, 0)
 
 
 def test_remaining_items_count_each_item_once_while_workers_start() -> None:

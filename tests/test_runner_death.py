@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, jobkit, read_depths
+from conftest import ROOT, jobkit, settled_depths
 
 from worker.broker import Session
 from worker.settings import Settings
@@ -73,8 +73,11 @@ def test_the_workers_of_a_killed_runner_stop_taking_items_and_give_back_what_the
     time.sleep(3)  # in which workers that went on would do 20 items
 
     assert _done(job) == settled < 40, "no item was taken once the runner was gone"
+    _wait_for(lambda: _holders(job) == 0)
     assert _holders(job) == 0, "no worker holds an item"
-    ready, dead = read_depths(job["BROKER_URL"], job["QUEUE"])
+    ready, dead = settled_depths(
+        job["BROKER_URL"], job["QUEUE"], lambda depths: (settled + depths[0], depths[1]) == (40, 0)
+    )
     assert (settled + ready, dead) == (40, 0), "every item is done or back in the queue"
 
 
@@ -92,4 +95,4 @@ def test_sigterm_to_the_whole_group_waits_for_the_workers_and_says_what_they_gav
     assert run.returncode == 128 + signal.SIGTERM, stderr
     assert "went back to the queue" in stderr and "no worker held" not in stderr, stderr
     assert stderr.count("item0") == 2, stderr
-    assert read_depths(job["BROKER_URL"], job["QUEUE"]) == (3, 0)
+    assert settled_depths(job["BROKER_URL"], job["QUEUE"], (3, 0)) == (3, 0)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import read_depths
+from conftest import settled_depths
 
 from publisher.data.samples import sample_csv
 from publisher.queue.publish import publish_items
@@ -41,7 +41,7 @@ def test_the_named_item_is_done_and_the_queue_is_left_alone(
     assert Path(settings.output_url, "temperature1_aggregated.csv").read_bytes() == aggregate_csv(
         data
     )
-    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (1, 0)) == (1, 0)
 
 
 @pytest.mark.parametrize(

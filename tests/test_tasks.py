@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import dead_letter_reasons, jobkit, last_outcome, read_depths, worker
+from conftest import dead_letter_reasons, jobkit, last_outcome, read_depths, settled_depths, worker
 
 from publisher.queue.publish import publish_items
 from worker.errors import ExitCode
@@ -80,7 +80,7 @@ def test_a_task_registered_under_a_short_name_by_another_package_runs_on_the_ite
 
     assert result.returncode == 0, result.stderr
     assert Path(settings.output_url, "hello.txt.shout").read_bytes() == b"HELLO"
-    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (0, 0)) == (0, 0)
 
 
 def test_a_task_given_as_module_and_function_runs_on_the_item(
@@ -124,7 +124,7 @@ def test_a_task_that_cannot_be_found_is_exit_2_naming_it_with_no_message_taken(
     assert result.returncode == ExitCode.CONFIG, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert message in line, line
-    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (1, 0)) == (1, 0)
 
 
 def test_the_built_in_task_is_chosen_without_scanning_entry_points(env: dict[str, str]) -> None:

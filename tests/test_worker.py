@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pika
 import pytest
-from conftest import dead_letter_reasons, last_outcome, read_depths, worker
+from conftest import dead_letter_reasons, last_outcome, settled_depths, worker
 
 from publisher.data.samples import sample_csv
 from publisher.queue.publish import publish_items
@@ -50,7 +50,7 @@ def test_a_worker_takes_exactly_one_item_stores_its_result_and_acks_it(
     written = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
     assert written == aggregate_csv(files["temperature1.csv"])
     assert not Path(settings.output_url, "temperature2_aggregated.csv").exists()
-    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (1, 0)) == (1, 0)
     for phase in ("took temperature1.csv", "aggregated", "stored", "acked"):
         assert phase in result.stderr, result.stderr
 
@@ -71,7 +71,7 @@ def test_a_malformed_file_is_dead_lettered_with_its_reason(
     result = worker(env)
 
     assert result.returncode == ExitCode.DEAD, result.stderr
-    assert read_depths(settings.broker_url, settings.queue) == (0, 1)
+    assert settled_depths(settings.broker_url, settings.queue, (0, 1)) == (0, 1)
     reasons = dead_letter_reasons(settings.broker_url, settings.queue)
     assert reasons == ["bad.csv: line 2: Temperature 'hot' is not a number."]
 
@@ -94,7 +94,7 @@ def test_an_unstorable_result_goes_back_to_the_queue_until_the_delivery_limit(
     codes = [worker(env).returncode for _ in range(DELIVERY_LIMIT + 1)]
 
     assert codes == [ExitCode.RETRY] * DELIVERY_LIMIT + [ExitCode.DEAD]
-    assert read_depths(settings.broker_url, settings.queue) == (0, 1)
+    assert settled_depths(settings.broker_url, settings.queue, (0, 1)) == (0, 1)
     (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
     assert reason.startswith(f"failed {DELIVERY_LIMIT + 1} times, last: temperature1_aggregated")
     assert "cannot write" in reason
@@ -122,7 +122,7 @@ def test_a_configuration_error_takes_no_message(env: dict[str, str], settings: S
     result = worker({**env, "INPUT_URL": "ftp://example/in"})
     assert result.returncode == ExitCode.CONFIG
     assert "INPUT_URL 'ftp://example/in' has an unsupported scheme" in result.stderr
-    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (1, 0)) == (1, 0)
 
 
 def test_a_missing_input_directory_takes_no_message(
@@ -132,7 +132,7 @@ def test_a_missing_input_directory_takes_no_message(
     result = worker({**env, "INPUT_URL": str(tmp_path / "typo")})
     assert result.returncode == ExitCode.CONFIG
     assert f"{tmp_path / 'typo'} is not a directory" in result.stderr
-    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (1, 0)) == (1, 0)
 
 
 def _unwritable_directory(tmp_path: Path) -> Path:
@@ -154,7 +154,7 @@ def test_an_unwritable_output_directory_takes_no_message(
 
     assert result.returncode == ExitCode.CONFIG, result.stderr
     assert f"Cannot write to {unwritable}" in result.stderr
-    assert read_depths(settings.broker_url, settings.queue) == (1, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (1, 0)) == (1, 0)
 
 
 def test_an_item_longer_than_the_heartbeat_timeout_is_acked_once(
@@ -182,7 +182,7 @@ def test_an_item_longer_than_the_heartbeat_timeout_is_acked_once(
 
     assert outcome.code == ExitCode.DONE, outcome.reason
     assert Path(settings.output_url, "temperature1_aggregated.csv").exists()
-    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (0, 0)) == (0, 0)
 
 
 @pytest.mark.slow
@@ -207,7 +207,7 @@ def test_a_worker_killed_mid_item_loses_nothing(env: dict[str, str], settings: S
     assert (outcome["item"], outcome["delivery"]) == ("temperature1.csv", 2)
     written = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
     assert written == aggregate_csv(files["temperature1.csv"])
-    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (0, 0)) == (0, 0)
 
 
 def test_drain_takes_every_item_one_at_a_time_and_exits_0(
@@ -224,7 +224,7 @@ def test_drain_takes_every_item_one_at_a_time_and_exits_0(
     for name, data in files.items():
         stored = Path(settings.output_url, name.replace(".csv", "_aggregated.csv")).read_bytes()
         assert stored == aggregate_csv(data)
-    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (0, 0)) == (0, 0)
 
 
 def test_drain_dead_letters_a_bad_item_finishes_the_others_and_exits_3(
@@ -241,7 +241,7 @@ def test_drain_dead_letters_a_bad_item_finishes_the_others_and_exits_3(
     assert all(
         Path(settings.output_url, n.replace(".csv", "_aggregated.csv")).exists() for n in files
     )
-    assert read_depths(settings.broker_url, settings.queue) == (0, 1)
+    assert settled_depths(settings.broker_url, settings.queue, (0, 1)) == (0, 1)
 
 
 def test_drain_on_an_empty_queue_is_a_clean_exit_0(env: dict[str, str]) -> None:
@@ -323,7 +323,7 @@ def test_a_redelivered_item_already_done_is_acked_without_redoing_it(
     assert result.returncode == 0, result.stderr
     assert "already done from this input" in result.stderr
     assert output.stat().st_mtime_ns == first
-    assert read_depths(settings.broker_url, settings.queue) == (0, 0)
+    assert settled_depths(settings.broker_url, settings.queue, (0, 0)) == (0, 0)
 
 
 def test_a_redelivered_item_whose_input_changed_is_done_again(
