@@ -4,6 +4,7 @@ end for short-lived processes."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import logging
 import os
@@ -50,8 +51,9 @@ def _end_before_teardown() -> None:
     then nothing is left for the teardown to do that matters."""
     if _exit_status is None:  # an exit not through stop_now: the interpreter's usual end
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a closed pipe, a full disk: nothing more to say
+            stream.flush()
     logging.shutdown()  # logging's own handler was registered before this one
     os._exit(_exit_status)
 

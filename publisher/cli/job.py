@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,7 +21,7 @@ from publisher.cli.options import (
     with_job_flags,
 )
 from publisher.cli.report import write_report
-from publisher.cli.terminal import err, load_settings, out, print_json
+from publisher.cli.terminal import display_failure, err, load_settings, out, print_json
 from publisher.kube.manifests import JobOptions
 from publisher.kube.objects import Manifest
 from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, run_record_name
@@ -195,6 +196,9 @@ def run(
     """
     from publisher.run.local import LocalRunner
 
+    # A closed terminal hangs up the run and its workers: they go on to the end, as under nohup,
+    # and what can no longer be shown is said in the run record.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with load_settings(task, command, no_input) as settings:
         if kube:
             from publisher.kube.manifests import render_files
@@ -268,7 +272,14 @@ def _keep_run(
     from publisher.run.record import record_run, save_run
 
     run_path = log_file.with_name(run_record_name(settings.queue))
-    save_run(run_path, record_run(report, settings, drain))
+    try:
+        save_run(run_path, record_run(report, settings, drain))
+    except OSError as exc:
+        err.print(f"error: cannot write the run record {run_path} ({exc.strerror or exc}).")
+        return
+    failure = display_failure()
+    if failure:
+        err.print(f"warning: {failure}; the run went on to its end, recorded in {run_path}.")
     if with_report:
         write_report(settings, run_path, log_file.with_name(REPORT_NAME), err if as_json else out)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -14,10 +16,54 @@ from rich.console import Console
 from worker.errors import JobkitError
 from worker.settings import Settings, with_task
 
-# Item names, reasons and paths are data: no markup ('[bold]') and no emoji codes (':x:') are
-# read in anything printed, tables included.
-out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+class Display:
+    """sys.stdout or sys.stderr (whichever it is now), whose failures end what is shown, not
+    the command: a reader that closed the pipe, a full disk, a terminal hung up. The work goes
+    on; `failure` says what went wrong, for a line on the other stream at the end."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.failure: OSError | None = None
+
+    @property
+    def _stream(self) -> Any:
+        return getattr(sys, self._name)
+
+    def write(self, text: str) -> int:
+        if self.failure is None:
+            try:
+                return int(self._stream.write(text))
+            except OSError as exc:
+                self.failure = exc
+        return len(text)
+
+    def flush(self) -> None:
+        if self.failure is None:
+            try:
+                self._stream.flush()
+            except OSError as exc:
+                self.failure = exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _console(name: str) -> Console:
+    # Item names, reasons and paths are data: no markup ('[bold]') and no emoji codes (':x:')
+    # are read in anything printed, tables included.
+    display: Any = Display(name)  # all of a text file rich uses
+    return Console(file=display, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+out = _console("stdout")
+err = _console("stderr")
+
+
+def display_failure() -> str:
+    """What went wrong with showing this command's output on stdout, or empty."""
+    failure = out.file.failure  # type: ignore[attr-defined]
+    return "" if failure is None else f"stdout failed ({failure.strerror or failure})"
 
 
 @contextmanager

@@ -1,0 +1,101 @@
+"""`jobkit run` whose display goes wrong: a closed pipe, a full disk, a hung-up terminal. The
+work goes on to its end, the run record is written and the exit code is the work's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import jobkit
+
+from publisher.run.record import run_record_name
+
+pytestmark = pytest.mark.rabbitmq
+
+JOBKIT = str(Path(sys.executable).parent / "jobkit")
+ITEMS = 8
+
+
+@pytest.fixture
+def job(env: dict[str, str]) -> dict[str, str]:
+    """ITEMS items published, each a program that takes a moment."""
+    job = {**env, "NO_INPUT": "true"}
+    names = "\n".join(f"item-{n}" for n in range(ITEMS))
+    assert jobkit(job, "publish", "--from", "-", stdin=names).returncode == 0
+    return job
+
+
+def _run(job: dict[str, str], **streams: object) -> subprocess.Popen[bytes]:
+    command = [JOBKIT, "run", "--parallelism", "2", "--command", "sleep 0.3"]
+    return subprocess.Popen(command, env=job, **streams)  # type: ignore[call-overload,no-any-return]
+
+
+def _recorded_done(job: dict[str, str], run_dir: Path | None = None) -> int:
+    record = (run_dir or Path(".jobkit")) / run_record_name(job["QUEUE"])
+    return len(json.loads(record.read_text())["report"]["done"])
+
+
+def test_a_pipe_closed_by_its_reader_stops_the_display_not_the_work(job: dict[str, str]) -> None:
+    run = _run(job, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert run.stdout is not None and run.stderr is not None
+    run.stdout.readline()  # as `jobkit run | head -1` reads
+    run.stdout.close()
+
+    assert run.wait(timeout=120) == 0
+    said = run.stderr.read().decode()
+    assert "Traceback" not in said, said
+    assert _recorded_done(job) == ITEMS
+
+
+def test_a_full_disk_for_the_output_is_one_line_and_the_works_exit_code(
+    job: dict[str, str],
+) -> None:
+    with open("/dev/full", "wb") as full:
+        run = _run(job, stdout=full, stderr=subprocess.PIPE)
+        _, said = run.communicate(timeout=120)
+
+    assert run.returncode == 0, said
+    assert b"Traceback" not in said, said
+    assert b"No space left on device" in said, said
+    assert _recorded_done(job) == ITEMS
+
+
+def test_a_hang_up_leaves_the_run_going_to_its_end(job: dict[str, str]) -> None:
+    run = _run(job, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    assert run.stdout is not None
+    time.sleep(1)  # the run has started its workers
+
+    os.killpg(run.pid, signal.SIGHUP)  # a closed terminal hangs up its whole session
+    said = run.communicate(timeout=120)[0].decode()
+
+    assert run.returncode == 0, said
+    assert _recorded_done(job) == ITEMS
+
+
+def test_a_full_log_directory_is_said_in_one_line_after_the_work(
+    job: dict[str, str], tmp_path: Path
+) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(full)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        (full / "filler").write_bytes(b"x" * 4096)
+        result = jobkit(job, "run", "--command", "true", "--log-file", str(full / "run.log"))
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "No space left" in line]
+    assert str(full) in line, line
+    assert f"{ITEMS} done" in result.stdout, result.stdout
