@@ -287,7 +287,7 @@ def test_two_publishes_of_the_same_names_at_once_queue_each_name_once(env: dict[
 
 def test_a_name_an_earlier_publisher_left_unconfirmed_stays_so_when_it_goes_unsent_again() -> None:
     published = Published(confirmed=set(), unconfirmed={"maybe-queued"})
-    published.sending(["maybe-queued", "fresh"])
+    published.sending(["maybe-queued", "fresh"], time.time())
 
     published.settle([], ["maybe-queued", "fresh"])  # stopped before sending either
 

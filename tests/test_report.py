@@ -354,3 +354,24 @@ def test_a_result_whose_name_is_not_utf8_is_shown_escaped_not_a_crash(
 
     assert result.returncode == 0, result.stderr
     assert "caf\\udce9_aggregated.csv" in Path(".jobkit/report.html").read_text()
+
+
+def test_the_report_says_which_run_it_shows_and_leaves_out_a_run_of_an_earlier_batch(
+    env: dict[str, str],
+) -> None:
+    Path(env["INPUT_URL"], "a.csv").write_text(LATE)
+    jobkit(env, "publish", "a.csv")
+    assert jobkit(env, "run").returncode == 0
+
+    assert jobkit(env, "report").returncode == 0
+    shown = re.search(r'<p class="meta" id="run">([^<]*)', Path(".jobkit/report.html").read_text())
+    assert shown and "started 20" in shown.group(1) and ".jobkit/last-run-" in shown.group(1)
+
+    assert jobkit(env, "purge", "--yes").returncode == 0  # a new batch
+    Path(env["INPUT_URL"], "b.csv").write_text(LATE)
+    jobkit(env, "publish", "b.csv")
+    assert jobkit(env, "report").returncode == 0
+
+    html = Path(".jobkit/report.html").read_text()
+    assert 'id="run"' not in html and "No attempts recorded" in html
+    assert "before the current batch was first published" in html, html

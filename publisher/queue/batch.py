@@ -3,6 +3,7 @@ and record it, one publisher of a queue at a time."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -118,7 +119,7 @@ def publish_batch(
         again = [name for name in fresh if name in published.unconfirmed]
         published.confirmed |= set(done)  # of this batch too, done already
         published.redoing |= redone.keys() & set(fresh)
-        published.sending(fresh)
+        published.sending(fresh, time.time())
         write_published(store, settings.queue, published)
         try:
             confirmed = publish_items(settings, fresh, redo=force)

@@ -27,6 +27,8 @@ class Published:
     # Published again because they were done no longer (a changed input or output), and not
     # seen done since: queued, held or dead-lettered, as the other names not done are.
     redoing: set[str] = field(default_factory=set)
+    started: float = 0.0  # when the batch's first names were sent (Unix time); 0: not known
+    last: float = 0.0  # when names were last sent
     # Marked unconfirmed by this publisher, not by an earlier one: only these can turn out unsent.
     _marked: set[str] = field(default_factory=set, repr=False, compare=False)
 
@@ -35,9 +37,13 @@ class Published:
         """Every name that should end done or dead-lettered."""
         return self.confirmed | self.unconfirmed
 
-    def sending(self, names: Iterable[str]) -> None:
-        """`names` are about to be sent: unconfirmed until the broker confirms them."""
+    def sending(self, names: Iterable[str], now: float) -> None:
+        """`names` are about to be sent, at Unix time `now`: unconfirmed until the broker
+        confirms them."""
         names = set(names)
+        if names:
+            self.started = self.started if self.expected else now
+            self.last = now
         self._marked = names - self.unconfirmed
         self.unconfirmed |= names
 
@@ -53,6 +59,8 @@ class Published:
             "confirmed": sorted(self.confirmed),
             "unconfirmed": sorted(self.unconfirmed),
             "redoing": sorted(self.redoing),
+            "started": self.started,
+            "last": self.last,
         }
         return json.dumps(document, indent=0).encode() + b"\n"
 
@@ -76,6 +84,8 @@ def read_published(store: Store, queue: str) -> Published | None:
         {str(name) for name in document.get("confirmed", [])},
         {str(name) for name in document.get("unconfirmed", [])},
         {str(name) for name in document.get("redoing", [])},
+        float(document.get("started", 0.0)),
+        float(document.get("last", 0.0)),
     )
 
 

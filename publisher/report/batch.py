@@ -6,11 +6,13 @@ from __future__ import annotations
 import platform
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from publisher.queue.dead import DeadLetter
 from publisher.queue.publish import broker_version
+from publisher.queue.published import Published, read_published
 from publisher.queue.reconcile import Reconciliation, some_names
 from publisher.queue.status import QueueStatus, read_status
 from publisher.report.curves import Curve, read_curve
@@ -43,6 +45,7 @@ class Batch:
     settings: dict[str, str]  # secrets masked: the run's if recorded, else the current ones
     notes: list[str] = field(default_factory=list)  # what is missing or unreadable
     curves_left_out: list[str] = field(default_factory=list)
+    run_shown: str = ""  # which run the timeline and rates are of, and when it ran
 
     @property
     def attempts(self) -> list[Attempt]:
@@ -82,6 +85,7 @@ def read_batch(settings: Settings, run_path: Path) -> Batch:
     run = _read_run(settings, run_path, notes)
     status = read_status(settings)
     store = open_store(settings.output_url, settings)
+    run = _of_this_batch(run, run_path, read_published(store, settings.queue), notes)
     # The built-in task's, which the report draws, in natural order: temperature2 before 10.
     results = sorted(store.list(OUTPUT_SUFFIX), key=natural_key)
     _note_missing_records(status, results, run, notes)
@@ -107,6 +111,7 @@ def read_batch(settings: Settings, run_path: Path) -> Batch:
         settings=_run_options(run) | run.settings if run else settings.describe(),
         notes=notes,
         curves_left_out=results[MAX_CURVES:],
+        run_shown=_run_shown(run, run_path),
     )
 
 
@@ -173,6 +178,41 @@ def _read_run(settings: Settings, path: Path, notes: list[str]) -> RunRecord | N
         )
         return None
     return run
+
+
+def _of_this_batch(
+    run: RunRecord | None, path: Path, published: Published | None, notes: list[str]
+) -> RunRecord | None:
+    """`run` if it is of the batch published now, else None, saying why; and whether items
+    were published after it ended."""
+    if run is None or published is None:
+        return run
+    if run.finished_at < published.started:
+        notes.append(
+            f"The run recorded at {path} ended {_when(run.finished_at)}, before the current "
+            f"batch was first published ({_when(published.started)}): it is left out."
+        )
+        return None
+    if run.finished_at < published.last:
+        notes.append(
+            f"Items were published {_when(published.last)}, after the run recorded at {path} "
+            "ended: its timeline and rates do not include them."
+        )
+    return run
+
+
+def _run_shown(run: RunRecord | None, path: Path) -> str:
+    if run is None:
+        return ""
+    mode = "draining workers" if run.drain else "a worker per item"
+    return (
+        f"Run shown: {path}, started {_when(run.started_at)}, "
+        f"{float(run.report.get('seconds', 0.0)):.1f} s, {mode}."
+    )
+
+
+def _when(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(sep=" ", timespec="seconds")
 
 
 def _note_missing_records(

@@ -35,6 +35,7 @@ def render_report(batch: Batch, summary: Summary) -> str:
         f"<h1>Batch report: queue {escape(repr(batch.queue))}</h1>",
         f'<p id="verdict"><strong>{escape(batch.reconciliation.summary())}</strong></p>',
         f'<p class="meta">Made {now}; results in <code>{escape(batch.output_url)}</code>.</p>',
+        f'<p class="meta" id="run">{escape(batch.run_shown)}</p>' if batch.run_shown else "",
         _notes(batch),
         _outcome(batch, summary),
         _timeline(batch),
