@@ -27,6 +27,7 @@ from conftest import (
     settled_depths,
     worker,
 )
+from flaky_proxy import FlakyProxy
 
 from worker.errors import ExitCode
 
@@ -311,3 +312,36 @@ def test_on_azure_a_changed_input_blob_is_stale_by_its_listed_md5_and_one_upload
         ["b.csv"],
         ["a.csv"],
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after"),
+    [(503, None), (429, 1), (0, None)],
+    ids=["503 on one request in three", "429 with Retry-After", "one connection in five dropped"],
+)
+def test_throttled_or_flaky_storage_is_retried_promptly_and_said_never_dead_lettered(
+    azure_env: dict[str, str], tmp_path: Path, status: int, retry_after: int | None
+) -> None:
+    _upload_samples(azure_env, tmp_path / "samples", files=8)
+    assert jobkit(azure_env, "publish").returncode == 0
+    proxy = FlakyProxy(("127.0.0.1", 10000), 5 if status == 0 else 3, status, retry_after)
+    endpoint = f"http://127.0.0.1:{proxy.port}/{AZURITE_ACCOUNT}"
+    flaky = {
+        **azure_env,
+        "AZURE_STORAGE_CONNECTION_STRING": (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
+        ),
+    }
+    try:
+        run = jobkit(flaky, "run", "--parallelism", "2", "--drain", "--json", timeout=240)
+    finally:
+        proxy.close()
+
+    assert proxy.faults >= 8, "the proxy did throttle"
+    report = json.loads(run.stdout)
+    assert run.returncode == 0, run.stderr
+    assert (len(report["done"]), report["dead"]) == (8, []), report
+    assert report["reconciliation"]["adds_up"] is True
+    said = Path(".jobkit/run.log").read_text()
+    assert "Azure" in said and "retrying in" in said, said[-2000:]

@@ -97,11 +97,14 @@ def _run(args: argparse.Namespace, channel: TextIO) -> int:
     def report(line: str) -> None:
         print(line, file=channel, flush=True)
 
+    def notice(text: str) -> None:
+        report(notice_line(text))
+
     try:
         settings = Settings.from_env(with_task(os.environ, args.task, args.command, args.no_input))
         _configure_logging(settings.log_level)
-        inputs = open_store(settings.input_url, settings)
-        outputs = open_store(settings.output_url, settings)
+        inputs = open_store(settings.input_url, settings, on_wait=notice)
+        outputs = open_store(settings.output_url, settings, on_wait=notice)
         # A bad location, credentials or task: exit 2 before any message is taken.
         if not settings.no_input:
             inputs.check()
@@ -113,11 +116,7 @@ def _run(args: argparse.Namespace, channel: TextIO) -> int:
             outcomes.append(do_named(item, settings, task, inputs, outputs))
             report(outcomes[-1].to_json())
         for outcome in (
-            []
-            if args.stdin
-            else take_items(
-                settings, task, inputs, outputs, args.drain, lambda text: report(notice_line(text))
-            )
+            [] if args.stdin else take_items(settings, task, inputs, outputs, args.drain, notice)
         ):
             report(outcome.to_json())
             outcomes.append(outcome)

@@ -22,11 +22,13 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
     ServiceRequestError,
 )
+from azure.core.pipeline.policies import RetryPolicy
 from azure.storage.blob import (
     BlobLeaseClient,
     BlobServiceClient,
     ContainerClient,
     ContentSettings,
+    LocationMode,
 )
 
 from worker.errors import ConfigError, InputError, StorageError
@@ -36,6 +38,7 @@ from worker.storage.base import Entry
 if TYPE_CHECKING:
     from worker.storage.base import StorageSettings
 
+log = logging.getLogger(__name__)
 # The SDK logs every request at INFO; the kit reports failures itself.
 logging.getLogger("azure").setLevel(logging.WARNING)
 
@@ -43,6 +46,14 @@ logging.getLogger("azure").setLevel(logging.WARNING)
 _SINGLE_PUT_BYTES = 256 * 1024 * 1024
 WRITE_PROBE = f"{KIT_DIR}/writable"  # hidden, as a local store's temporaries are: never listed
 _LEASE_SECONDS = 30  # a lock's lease, renewed while held (Azure allows 15 to 60)
+# Each request is retried up to _RETRIES times on 408, 429, 500, 502, 503, 504 or a dropped
+# connection: after the Retry-After the service asks for, up to _RETRY_AFTER_MAX_SECONDS, or else
+# after a pause doubling from _BACKOFF_SECONDS to _BACKOFF_MAX_SECONDS. The storage SDK's own
+# policy retries no 429, ignores Retry-After and pauses 15 s or more.
+_RETRIES = 6
+_BACKOFF_SECONDS = 0.5
+_BACKOFF_MAX_SECONDS = 8
+_RETRY_AFTER_MAX_SECONDS = 30.0
 _CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
@@ -277,17 +288,75 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
-def open_location(url: str, settings: StorageSettings, create: bool) -> BlobStore:
-    """The store behind `az://container/prefix`, with the first credentials the settings give."""
+class _Retry(RetryPolicy[Any, Any]):
+    """azure-core's retry policy, which honours Retry-After, bounded and telling each retry."""
+
+    def __init__(self, on_wait: Callable[[str], None] | None) -> None:
+        super().__init__(
+            retry_total=_RETRIES,
+            retry_connect=_RETRIES,
+            retry_read=_RETRIES,
+            retry_status=_RETRIES,
+            retry_backoff_factor=_BACKOFF_SECONDS,
+            retry_backoff_max=_BACKOFF_MAX_SECONDS,
+        )
+        self._on_wait = on_wait
+
+    def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
+        # What the storage pipeline gives its own retry policy, for a secondary endpoint the
+        # kit does not use; left in, it would reach the HTTP transport.
+        for storage_option in ("hosts", "location_mode", "retry_to_secondary", "retry_hook"):
+            options.pop(storage_option, None)
+        return super().configure_retries(options)
+
+    def send(self, request: Any) -> Any:
+        response = super().send(request)
+        # Which endpoint answered, as the storage SDK's responses say: always the primary.
+        response.http_response.location_mode = LocationMode.PRIMARY
+        return response
+
+    def get_retry_after(self, response: Any) -> float | None:
+        after = super().get_retry_after(response)
+        return None if after is None else min(after, _RETRY_AFTER_MAX_SECONDS)
+
+    def sleep(self, settings: dict[str, Any], transport: Any, response: Any = None) -> None:
+        pause = (self.get_retry_after(response) if response else None) or self.get_backoff_time(
+            settings
+        )
+        last = settings["history"][-1]
+        if last.http_response is not None:
+            why = f"answered {last.http_response.status_code}"
+        else:
+            why = f"failed ({_first_line(last.error) if last.error else 'no answer'})"
+        text = (
+            f"Azure {why} for {last.http_request.method} {urlsplit(last.http_request.url).path}; "
+            f"retrying in {pause:.1f} s (retry {len(settings['history'])} of {_RETRIES})"
+        )
+        log.warning("%s", text)
+        if self._on_wait is not None:
+            self._on_wait(text)
+        super().sleep(settings, transport, response)
+
+
+def open_location(
+    url: str,
+    settings: StorageSettings,
+    create: bool,
+    on_wait: Callable[[str], None] | None = None,
+) -> BlobStore:
+    """The store behind `az://container/prefix`, with the first credentials the settings give;
+    `on_wait` hears, as well as the log, of each request retried."""
     parts = urlsplit(url)
-    service = _service_client(settings)
+    service = _service_client(settings, on_wait)
     return BlobStore(service.get_container_client(parts.netloc), parts.path, create)
 
 
-def _service_client(settings: StorageSettings) -> BlobServiceClient:
+def _service_client(
+    settings: StorageSettings, on_wait: Callable[[str], None] | None
+) -> BlobServiceClient:
     options: dict[str, Any] = {
         "max_single_put_size": _SINGLE_PUT_BYTES,
-        "retry_total": 2,
+        "retry_policy": _Retry(on_wait),
         "connection_timeout": 10,
     }
     if settings.azure_connection_string:

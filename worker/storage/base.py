@@ -1,7 +1,8 @@
 """What every store is: the Store protocol, and the table of backends.
 
 A backend is one module with `location_problems(name, url, settings)`, which checks a URL
-without touching the network or importing an SDK, and `open_location(url, settings, create)`.
+without touching the network or importing an SDK, and `open_location(url, settings, create,
+on_wait)`.
 Adding one (S3, say) is that module and one line in BACKENDS.
 """
 
@@ -105,7 +106,13 @@ class Store(Protocol):
 class _Backend(Protocol):
     def location_problems(self, name: str, url: str, settings: StorageSettings) -> list[str]: ...
 
-    def open_location(self, url: str, settings: StorageSettings, create: bool) -> Store: ...
+    def open_location(
+        self,
+        url: str,
+        settings: StorageSettings,
+        create: bool,
+        on_wait: Callable[[str], None] | None,
+    ) -> Store: ...
 
 
 def location_problems(name: str, url: str, settings: StorageSettings) -> list[str]:
@@ -120,13 +127,20 @@ def location_problems(name: str, url: str, settings: StorageSettings) -> list[st
     return _backend(scheme).location_problems(name, url, settings)
 
 
-def open_store(url: str, settings: StorageSettings, *, create: bool = False) -> Store:
+def open_store(
+    url: str,
+    settings: StorageSettings,
+    *,
+    create: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+) -> Store:
     """The store behind `url`: a directory, a `file://` URL or another backend's URL.
 
     With `create`, its directory or container is made when it is checked: the operator's tools
-    prepare locations, a worker never does (a missing one is a configuration error).
+    prepare locations, a worker never does (a missing one is a configuration error). `on_wait`
+    hears, as well as the log, when the store waits to retry a request (a throttled service).
     """
-    return _backend(urlsplit(url).scheme).open_location(url, settings, create)
+    return _backend(urlsplit(url).scheme).open_location(url, settings, create, on_wait)
 
 
 def _backend(scheme: str) -> _Backend:

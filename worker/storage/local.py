@@ -31,8 +31,13 @@ def location_problems(name: str, url: str, settings: StorageSettings) -> list[st
     return []
 
 
-def open_location(url: str, settings: StorageSettings, create: bool) -> LocalStore:
-    """The directory a path or a `file://` URL names."""
+def open_location(
+    url: str,
+    settings: StorageSettings,
+    create: bool,
+    on_wait: Callable[[str], None] | None = None,
+) -> LocalStore:
+    """The directory a path or a `file://` URL names; a local disk is never retried."""
     parts = urlsplit(url)
     return LocalStore(Path(unquote(parts.path)) if parts.scheme == "file" else Path(url), create)
 
