@@ -12,16 +12,22 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "up
 
 
 class FlakyProxy:
-    """Forwards to `upstream` (host, port). Of every `every` requests, the first is answered
-    `status` with `Retry-After: retry_after` (when `status`), or its connection dropped without
-    an answer (when `status` is 0); the others are forwarded."""
+    """Forwards to `upstream` (host, port). Of every `every` requests whose path holds `only`,
+    the first is answered `status` with `Retry-After: retry_after` (when `status`), or its
+    connection dropped without an answer (when `status` is 0); the others are forwarded."""
 
     def __init__(
-        self, upstream: tuple[str, int], every: int, status: int, retry_after: int | None = None
+        self,
+        upstream: tuple[str, int],
+        every: int,
+        status: int,
+        retry_after: int | None = None,
+        only: str = "",
     ) -> None:
         self.upstream, self.every, self.status, self.retry_after = (
             upstream, every, status, retry_after,
         )  # fmt: skip
+        self.only = only
         self.requests = 0
         self.faults = 0
         self._lock = threading.Lock()
@@ -34,10 +40,12 @@ class FlakyProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def _fault(self) -> bool:
+    def _fault(self, path: str) -> bool:
+        if self.only not in path:
+            return False
         with self._lock:
             self.requests += 1
-            fault = self.requests % self.every == 1
+            fault = (self.requests - 1) % self.every == 0
             self.faults += fault
             return fault
 
@@ -53,7 +61,7 @@ class FlakyProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                if proxy._fault():
+                if proxy._fault(self.path):
                     if not proxy.status:
                         self.close_connection = True
                         self.connection.close()  # dropped, unanswered

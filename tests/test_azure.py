@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pika
 import pytest
 from azure.storage.blob import (
     AccountSasPermissions,
@@ -345,3 +346,33 @@ def test_throttled_or_flaky_storage_is_retried_promptly_and_said_never_dead_lett
     assert report["reconciliation"]["adds_up"] is True
     said = Path(".jobkit/run.log").read_text()
     assert "Azure" in said and "retrying in" in said, said[-2000:]
+
+
+def test_storage_throttled_past_every_retry_gives_the_item_back_without_spending_a_delivery(
+    azure_env: dict[str, str], tmp_path: Path
+) -> None:
+    _upload_samples(azure_env, tmp_path / "samples", files=1)
+    assert jobkit(azure_env, "publish").returncode == 0
+    proxy = FlakyProxy(("127.0.0.1", 10000), 1, 503, retry_after=1, only="/in/")
+    endpoint = f"http://127.0.0.1:{proxy.port}/{AZURITE_ACCOUNT}"
+    throttled = {
+        **azure_env,
+        "AZURE_STORAGE_CONNECTION_STRING": (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
+        ),
+    }
+    try:
+        result = worker(throttled, timeout=120)
+    finally:
+        proxy.close()
+
+    assert result.returncode == ExitCode.RETRY, result.stderr
+    assert "Azure answered 503" in result.stderr and "retrying in 1.0 s" in result.stderr
+    assert "spending no delivery" in result.stdout, result.stdout
+    assert settled_depths(azure_env["BROKER_URL"], azure_env["QUEUE"], (1, 0)) == (1, 0)
+    connection = pika.BlockingConnection(pika.URLParameters(azure_env["BROKER_URL"]))
+    method, properties, _ = connection.channel().basic_get(azure_env["QUEUE"], auto_ack=False)
+    connection.close()
+    assert method is not None
+    assert int((properties.headers or {}).get("x-delivery-count", 0)) == 0

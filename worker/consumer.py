@@ -12,7 +12,15 @@ from collections.abc import Callable, Iterator
 from worker.broker import DELIVERY_LIMIT, REDO_HEADER, Delivery, Session, dead_queue_name
 from worker.done_records import is_current, make_record, read_record
 from worker.drain import Drain
-from worker.errors import AckTimedOut, BrokerLost, ExitCode, InputError, JobkitError, TaskError
+from worker.errors import (
+    AckTimedOut,
+    BrokerLost,
+    ExitCode,
+    InputError,
+    JobkitError,
+    StoreUnavailable,
+    TaskError,
+)
 from worker.interruption import worker_interruption
 from worker.names import MAX_NAME_BYTES, brief, check_name, record_name
 from worker.outcome import Outcome, Verdict
@@ -183,6 +191,11 @@ def _do(
     if untouched or (worker_interruption.requested and error is not None):
         session.give_back(settings.queue, delivery)
         reason = f"stopped by {worker_interruption.signal_name}; the item went back to the queue"
+        log.warning("%s: %s", item, reason)
+        return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases)
+    if isinstance(error, StoreUnavailable):
+        session.give_back(settings.queue, delivery)
+        reason = f"{_one_line(error)} The item went back to the queue, spending no delivery."
         log.warning("%s: %s", item, reason)
         return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases)
     if error is None:

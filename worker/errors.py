@@ -77,6 +77,12 @@ class StorageError(JobkitError):
     exit_code = ExitCode.RETRY
 
 
+class StoreUnavailable(StorageError):
+    """The store cannot serve anyone for now (throttled, unreachable, a location that changed
+    under the worker): not the item's fault, so the item goes back without spending one of its
+    deliveries."""
+
+
 class TaskError(JobkitError):
     """The task failed in a way another try may not repeat (a program's exit 1, a timeout)."""
 

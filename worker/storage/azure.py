@@ -21,6 +21,7 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.core.pipeline.policies import RetryPolicy
 from azure.storage.blob import (
@@ -31,7 +32,7 @@ from azure.storage.blob import (
     LocationMode,
 )
 
-from worker.errors import ConfigError, InputError, StorageError
+from worker.errors import ConfigError, InputError, StorageError, StoreUnavailable
 from worker.names import KIT_DIR, check_name, is_hidden
 from worker.storage.base import Entry
 
@@ -54,6 +55,7 @@ _RETRIES = 6
 _BACKOFF_SECONDS = 0.5
 _BACKOFF_MAX_SECONDS = 8
 _RETRY_AFTER_MAX_SECONDS = 30.0
+_BUSY = {408, 429, 500, 502, 503, 504}  # what the service answers when it cannot serve for now
 _CONTAINER_NAME = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]")
 
 
@@ -254,10 +256,15 @@ class BlobStore:
                     f"Azure refused access to {where} ({code}); check the key or the identity's "
                     "role."
                 ) from exc
+            if exc.status_code in _BUSY:
+                raise StoreUnavailable(
+                    f"{name}: Azure answered {exc.status_code} for {where}, still after "
+                    f"{_RETRIES} retries."
+                ) from exc
             raise StorageError(f"{name}: Azure answered {exc.status_code} for {where}.") from exc
-        except ServiceRequestError as exc:
-            error = ConfigError if config else StorageError
-            raise error(f"Cannot reach the blob endpoint of {where} ({_first_line(exc)}).") from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            unreachable = f"Cannot reach the blob endpoint of {where} ({_first_line(exc)})."
+            raise (ConfigError if config else StoreUnavailable)(unreachable) from exc
         except AzureError as exc:
             raise StorageError(f"{name}: Azure failed for {where} ({_first_line(exc)}).") from exc
 
