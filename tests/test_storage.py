@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.errors import InputError, StorageError
+from worker.errors import InputError, StorageError, StoreUnavailable
 from worker.settings import Settings
 from worker.storage.base import open_store
 from worker.storage.local import TEMPORARY_DIR, LocalStore
@@ -109,3 +109,20 @@ def test_another_hosts_temporary_is_removed_once_it_is_an_hour_old(tmp_path: Pat
     LocalStore(tmp_path).check()
 
     assert not old.exists() and new.exists()
+
+
+def test_a_file_missing_because_the_location_changed_under_the_store_is_transient(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.csv").write_text("x")
+    store = LocalStore(root)
+    store.check()
+    root.rename(tmp_path / "was-mounted")
+    root.mkdir()  # the mount point a dropped mount leaves
+
+    with pytest.raises(StoreUnavailable, match="no longer the directory it was"):
+        store.read("a.csv")
+    with pytest.raises(InputError, match="no such file"):
+        LocalStore(tmp_path / "was-mounted").read("b.csv")

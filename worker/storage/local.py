@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from worker.errors import ConfigError, InputError, StorageError
+from worker.errors import ConfigError, InputError, JobkitError, StorageError, StoreUnavailable
 from worker.names import KIT_DIR, check_name
 from worker.scratch import owner_prefix, remove_stale
 from worker.storage.base import Entry
@@ -50,6 +50,7 @@ class LocalStore:
         self.makes_root = create
         self._directories: dict[Path, bool] = {}  # directory -> whether it resolves inside
         self._group: Group | None = None  # with group_writes: writes not yet committed
+        self._identity: tuple[int, int] | None = None  # the root's (device, inode) when checked
 
     def __str__(self) -> str:
         return str(self.root)
@@ -71,6 +72,7 @@ class LocalStore:
                 ) from exc
         if not self.root.is_dir():
             raise ConfigError(f"{self.root} is not a directory; check INPUT_URL and OUTPUT_URL.")
+        self._identity = _identity(self.root)
         remove_stale(self.temporaries)
         if writable:
             try:
@@ -123,9 +125,24 @@ class LocalStore:
                 )
             return data, Entry(after.st_size, _version(after), None)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise InputError(f"{name}: no such file in {self.root}.") from exc
+            raise self._missing(name) from exc
         except OSError as exc:
             raise StorageError(f"{name}: cannot read {path} ({exc.strerror}).") from exc
+
+    def _missing(self, name: str) -> JobkitError:
+        """Why `name` is not there: missing (InputError) while the root is the directory it was
+        when checked; else the location changed under this process (a mount that dropped leaves
+        its mount point, another directory), which another try may outlive."""
+        try:
+            now: tuple[int, int] | None = _identity(self.root)
+        except OSError:
+            now = None
+        if now is not None and self._identity in (None, now):
+            return InputError(f"{name}: no such file in {self.root}.")
+        return StoreUnavailable(
+            f"{name}: not found, and {self.root} is no longer the directory it was when this "
+            "worker started (a mount that dropped?); another try reads it once it is back."
+        )
 
     def size(self, name: str) -> int:
         """The size of `name` in bytes, unread; raises InputError when it does not exist."""
@@ -292,6 +309,11 @@ class LocalStore:
                 on_wait()
                 fcntl.flock(file, fcntl.LOCK_EX)
             yield
+
+
+def _identity(root: Path) -> tuple[int, int]:
+    info = root.stat()
+    return info.st_dev, info.st_ino
 
 
 def _version(info: os.stat_result) -> str:
