@@ -3,6 +3,7 @@ giving back what they hold, and its account of them is right."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -96,3 +97,30 @@ def test_sigterm_to_the_whole_group_waits_for_the_workers_and_says_what_they_gav
     assert "went back to the queue" in stderr and "no worker held" not in stderr, stderr
     assert stderr.count("item0") == 2, stderr
     assert settled_depths(job["BROKER_URL"], job["QUEUE"], (3, 0)) == (3, 0)
+
+
+def _template(runner: int) -> int | None:
+    """The runner's fork server: the template its workers are forked from."""
+    for child in Path(f"/proc/{runner}/task/{runner}/children").read_text().split():
+        if b"forkserver" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return int(child)
+    return None
+
+
+def test_the_runner_outlives_its_template_killed_while_it_starts_workers(
+    env: dict[str, str],
+) -> None:
+    job = _job(env, items=30, seconds=0.05)
+    run = _run(job)
+    for _ in range(5):  # killed again and again, as the kernel's OOM killer would
+        _wait_for(lambda: _template(run.pid) is not None, 30)
+        template = _template(run.pid)
+        if template is None or run.poll() is not None:
+            break
+        os.kill(template, signal.SIGKILL)
+        time.sleep(0.3)
+    out, err = run.communicate(timeout=180)
+
+    assert "Aborted" not in out + err, out + err
+    assert run.returncode == 0, out + err
+    assert _done(job) == 30

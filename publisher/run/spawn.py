@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -32,6 +33,8 @@ PRELOAD = [
     "encodings.idna",  # the codec a connection encodes the broker's host name with
 ]
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+_START_ATTEMPTS = 3  # a worker's start outlives the loss of the template this many times less one
+_START_PAUSE_SECONDS = 0.1
 OUTCOME_FD = 3  # where a worker prints its outcome lines: not its stdout, which a task shares
 OUTCOMES = Path(tempfile.gettempdir(), "jobkit-outcomes")  # a file per worker, while it runs
 
@@ -92,12 +95,21 @@ class WorkerSpawner:
         OUTCOMES.mkdir(exist_ok=True)
         descriptor, output = tempfile.mkstemp(dir=OUTCOMES, prefix=owner_prefix())
         os.close(descriptor)
-        process = self._context.Process(
-            target=_run_worker,
-            args=(os.getpid(), env, argv, output, str(log_path)),
-            name="jobkit-worker",
-        )
-        process.start()
+        for attempt in range(_START_ATTEMPTS):
+            process = self._context.Process(
+                target=_run_worker,
+                args=(os.getpid(), env, argv, output, str(log_path)),
+                name="jobkit-worker",
+            )
+            try:
+                process.start()
+                break
+            except (EOFError, OSError):
+                # The template died (an OOM kill, say) while starting this worker: the next
+                # start runs another template, as a fresh one would start.
+                if attempt == _START_ATTEMPTS - 1:
+                    raise
+                time.sleep(_START_PAUSE_SECONDS)
         return WorkerProcess(process, Path(output))
 
 
