@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +75,9 @@ def test_ended_pods_count_in_the_report_as_the_local_runner_counts_workers() -> 
     done, dead, oom, _ = pod_results(_document("pods.json"))
     report = JobReport(completions=6, parallelism=3, backoff_limit=6)
 
-    record_pod(report, done, Outcome(Verdict.DONE, "temperature1.csv"))
-    record_pod(report, dead, Outcome(Verdict.DEAD, "bad.csv", "bad.csv: line 2: ..."))
-    record_pod(report, oom, None)
+    record_pod(report, done, [Outcome(Verdict.DONE, "temperature1.csv")])
+    record_pod(report, dead, [Outcome(Verdict.DEAD, "bad.csv", "bad.csv: line 2: ...")])
+    record_pod(report, oom, [])
 
     assert report.done == ["temperature1.csv"]
     assert report.dead == [("bad.csv", "bad.csv: line 2: ...")]
@@ -87,7 +90,7 @@ def test_a_pod_that_exits_2_stops_the_report_as_a_configuration_error() -> None:
     record_pod(
         report,
         PodResult("jobkit-a", "Failed", 2, "Error"),
-        Outcome(Verdict.CONFIG, None, "Bad config."),
+        [Outcome(Verdict.CONFIG, None, "Bad config.")],
     )
     assert report.exit_code == ExitCode.CONFIG
     assert report.stopped == "configuration error: Bad config."
@@ -128,3 +131,113 @@ def test_run_kube_without_kubectl_says_how_to_get_it_and_takes_nothing(
     assert result.returncode == ExitCode.CONFIG, result.stdout
     assert "'kubectl' is not on PATH; install kubectl" in result.stderr, result.stderr
     assert settled_depths(env["BROKER_URL"], env["QUEUE"], (1, 0)) == (1, 0)
+
+
+# A kubectl that answers from files: JOB for 'get job NAME -o json', PODS for 'get pods', LOGS for
+# 'logs'; nothing exists before 'apply'. HANG makes 'get job' hang, as a wedged API server does.
+FAKE_KUBECTL = """#!/bin/sh
+case "$*" in
+  apply*) cat > /dev/null ;;
+  *ignore-not-found*) ;;
+  "get job "*) [ -n "$HANG" ] && exec sleep 600; cat "$JOB" ;;
+  "get pods "*) cat "$PODS" ;;
+  logs*) cat "$LOGS" ;;
+  *) echo "unexpected: $*" >&2; exit 1 ;;
+esac
+"""
+
+
+def _fake_kubectl(
+    env: dict[str, str], tmp_path: Path, job: str, pods: object, logs: str
+) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(FAKE_KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+    (tmp_path / "job.json").write_text(job)
+    (tmp_path / "pods.json").write_text(json.dumps(pods))
+    (tmp_path / "logs").write_text(logs)
+    return {
+        **env,
+        "PATH": f"{bin_dir}:{env['PATH']}",
+        "JOB": str(tmp_path / "job.json"),
+        "PODS": str(tmp_path / "pods.json"),
+        "LOGS": str(tmp_path / "logs"),
+        "NO_INPUT": "true",
+    }
+
+
+def _pod(name: str, code: int) -> dict[str, Any]:
+    terminated = {"exitCode": code, "reason": "Completed"}
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [{"name": "worker", "state": {"terminated": terminated}}],
+        },
+    }
+
+
+COMPLETE = (KUBECTL / "job-complete.json").read_text()
+
+
+@pytest.mark.rabbitmq
+def test_a_job_complete_with_items_still_queued_is_not_a_success(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    names = "\n".join(f"item-{n}" for n in range(6))
+    assert (
+        jobkit({**env, "NO_INPUT": "true"}, "publish", "--from", "-", stdin=names).returncode == 0
+    )
+    fake = _fake_kubectl(env, tmp_path, COMPLETE, {"items": []}, "")
+
+    result = jobkit(fake, "run", "--kube")
+
+    assert result.returncode == ExitCode.RETRY, result.stdout + result.stderr
+    assert "ended with 6 items still queued" in result.stdout, result.stdout
+
+
+@pytest.mark.rabbitmq
+def test_every_outcome_a_draining_pod_printed_is_counted(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    logs = "\n".join(Outcome(Verdict.DONE, f"item-{n:02}").to_json() for n in range(10))
+    pods = {"items": [_pod("jobkit-a", 0), _pod("jobkit-b", 0)]}
+    fake = _fake_kubectl(env, tmp_path, COMPLETE, pods, logs + "\n")
+
+    result = jobkit(fake, "run", "--kube", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["done"]) == 20
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize("job", ["", "not json", "[1, 2]"], ids=["empty", "garbage", "a list"])
+def test_kubectl_printing_no_json_object_is_one_line_and_exit_2(
+    env: dict[str, str], tmp_path: Path, job: str
+) -> None:
+    fake = _fake_kubectl(env, tmp_path, job, {"items": []}, "")
+
+    result = jobkit(fake, "run", "--kube", "--completions", "1")
+
+    assert result.returncode == ExitCode.CONFIG, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "did not print a JSON object" in line, line
+
+
+@pytest.mark.rabbitmq
+def test_a_kubectl_that_does_not_answer_is_said_while_it_waits(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    fake = {**_fake_kubectl(env, tmp_path, COMPLETE, {"items": []}, ""), "HANG": "1"}
+    run = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jobkit"), "run", "--kube", "--completions", "1"],
+        env=fake, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert run.stderr is not None
+    line = run.stderr.readline()  # within the first KUBECTL_SAY_SECONDS
+    run.send_signal(signal.SIGINT)
+    run.communicate(timeout=60)
+
+    assert "has not answered for 10 s" in line, line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 import time
@@ -19,6 +20,9 @@ from worker.outcome import Outcome, Verdict
 from worker.settings import Settings
 
 POLL_SECONDS = 2.0
+KUBECTL_SAY_SECONDS = 10.0  # a kubectl call that takes longer is said while it goes on
+KUBECTL_TIMEOUT_SECONDS = 120.0
+log = logging.getLogger(__name__)
 # A pod waiting for one of these will not start by itself: following the Job further is futile.
 STUCK_REASONS = {
     "ErrImagePull",
@@ -99,12 +103,13 @@ def pod_results(pods: dict[str, Any]) -> list[PodResult]:
     return sorted(results, key=lambda result: result.name)
 
 
-def record_pod(report: JobReport, pod: PodResult, outcome: Outcome | None) -> None:
-    """Count an ended pod in the report, as the local runner counts a worker process."""
-    item = (outcome.item if outcome else None) or ""
-    reason = (outcome.reason if outcome else "") or _describe(pod)
-    verdict = outcome.verdict if outcome else Verdict.of_exit(pod.exit_code)
-    report.count(verdict, item, reason)
+def record_pod(report: JobReport, pod: PodResult, outcomes: list[Outcome]) -> None:
+    """Count an ended pod in the report, as the local runner counts a worker process: each
+    outcome it printed, or its exit code when it printed none."""
+    if not outcomes:
+        report.count(Verdict.of_exit(pod.exit_code), "", _describe(pod))
+    for outcome in outcomes:
+        report.count(outcome.verdict, outcome.item or "", outcome.reason or _describe(pod))
 
 
 def without_secrets(manifests: list[Manifest], names: set[str]) -> list[Manifest]:
@@ -132,7 +137,8 @@ def _describe(pod: PodResult) -> str:
 
 
 class Kubectl:
-    """kubectl against the current context; every failure is a one-line ConfigError."""
+    """kubectl against the current context; every failure is a one-line ConfigError, and a
+    kubectl that does not answer is said while it waits."""
 
     def __init__(self, binary: str = "kubectl") -> None:
         self.binary = binary
@@ -145,17 +151,48 @@ class Kubectl:
                 f"{self.binary!r} is not on PATH; install kubectl and select a cluster "
                 "(kubectl config use-context NAME), or use --dry-run."
             )
-        result = subprocess.run(
-            [path, *args], input=stdin, capture_output=True, text=True, timeout=120
-        )
-        if result.returncode != 0:
-            first = (result.stderr.strip().splitlines() or ["no message"])[0]
-            raise ConfigError(f"'kubectl {' '.join(args[:3])}' failed: {first}")
-        return result.stdout
+        command = f"kubectl {' '.join(args[:3])}"
+        with subprocess.Popen(
+            [path, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            try:
+                out, err = process.communicate(stdin, timeout=KUBECTL_SAY_SECONDS)
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "'%s' has not answered for %g s; waiting up to %g s in all.",
+                    command, KUBECTL_SAY_SECONDS, KUBECTL_TIMEOUT_SECONDS,
+                )  # fmt: skip
+                try:
+                    out, err = process.communicate(
+                        timeout=KUBECTL_TIMEOUT_SECONDS - KUBECTL_SAY_SECONDS
+                    )
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    raise ConfigError(
+                        f"'{command}' did not answer in {KUBECTL_TIMEOUT_SECONDS:g} s; check the "
+                        "cluster ('kubectl cluster-info')."
+                    ) from None
+        if process.returncode != 0:
+            first = (err.strip().splitlines() or ["no message"])[0]
+            raise ConfigError(f"'{command}' failed: {first}")
+        return out
 
     def get(self, *args: str) -> dict[str, Any]:
-        """`kubectl get ARGS -o json`, parsed."""
-        parsed: dict[str, Any] = json.loads(self.run("get", *args, "-o", "json"))
+        """`kubectl get ARGS -o json`, parsed; ConfigError when it is not a JSON object."""
+        text = self.run("get", *args, "-o", "json")
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ConfigError(
+                f"'kubectl get {' '.join(args[:2])} -o json' did not print a JSON object "
+                f"({text.strip()[:60]!r})."
+            )
         return parsed
 
 
@@ -194,6 +231,12 @@ class KubeRunner:
                 session.serve(self.poll_seconds)
             report.queued = session.depth(self.settings.queue)
             report.running = 0
+            if report.queued:
+                report.stop(
+                    ExitCode.RETRY,
+                    f"Job {options.name!r} ended with {report.queued} items still queued; "
+                    "run it again to do them",
+                )
             on_progress(report)
             report.dead_letters_after = session.depth(dead_queue)
         report.seconds = time.monotonic() - started
@@ -228,7 +271,7 @@ class KubeRunner:
         for pod in pods:
             if pod.ended and pod.name not in self._seen:
                 self._seen.add(pod.name)
-                record_pod(report, pod, self._outcome(pod))
+                record_pod(report, pod, self._outcomes(pod))
             elif pod.reason in STUCK_REASONS:
                 report.stop(
                     ExitCode.CONFIG,
@@ -241,11 +284,11 @@ class KubeRunner:
             report.stop(*describe_stop(status))
         return bool(status.finished) or report.stop_code is ExitCode.CONFIG
 
-    def _outcome(self, pod: PodResult) -> Outcome | None:
-        """The worker's outcome line from the pod's log, or None when it cannot be read."""
+    def _outcomes(self, pod: PodResult) -> list[Outcome]:
+        """The worker's outcome lines from the pod's log (one per item a draining worker did),
+        or none when it cannot be read."""
         try:
-            logs = self.kubectl.run("logs", pod.name, "-c", CONTAINER, "--tail=50")
+            logs = self.kubectl.run("logs", pod.name, "-c", CONTAINER)
         except ConfigError:
-            return None
-        outcomes = [Outcome.from_json(line) for line in logs.splitlines()]
-        return next((outcome for outcome in reversed(outcomes) if outcome), None)
+            return []
+        return [outcome for line in logs.splitlines() if (outcome := Outcome.from_json(line))]
