@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import re
@@ -22,10 +23,17 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
-from worker.errors import ConfigError, ExitCode, InputError, TaskError, describe_exit_status
+from worker.errors import (
+    ConfigError,
+    ExitCode,
+    InputError,
+    StoreUnavailable,
+    TaskError,
+    describe_exit_status,
+)
 from worker.interruption import worker_interruption
 from worker.names import beside_item
 from worker.scratch import owner_prefix, remove_path, remove_stale
@@ -113,8 +121,7 @@ def run_program(
             left = _emptied(workdir)  # empty for the next item, whatever became of this one
         _refuse_left(item, left)
         return {}
-    SCRATCH.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=SCRATCH, prefix=owner_prefix()) as scratch:
+    with _room(item), tempfile.TemporaryDirectory(dir=_scratch(), prefix=owner_prefix()) as scratch:
         input_path = Path(scratch, "input", PurePosixPath(item).name)
         output_dir = Path(scratch, "output")
         output_dir.mkdir()
@@ -130,6 +137,26 @@ def run_program(
         if workdir != output_dir:
             _refuse_left(item, _emptied(workdir))
         return {beside_item(item, name): data for name, data in _outputs(item, output_dir).items()}
+
+
+def _scratch() -> Path:
+    SCRATCH.mkdir(exist_ok=True)
+    return SCRATCH
+
+
+@contextlib.contextmanager
+def _room(item: str) -> Iterator[None]:
+    """A full disk under the scratch directory is not the item's fault: it goes back to the
+    queue without spending a delivery, until there is room again."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise StoreUnavailable(
+            f"{item}: no room for its files in {SCRATCH} ({exc.strerror}); free space there "
+            "or set TMPDIR to a roomier place."
+        ) from exc
 
 
 def _workdir() -> Path:
