@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,20 @@ def test_a_broker_that_never_answers_amqp_is_retried_then_one_line(
     assert len(errors) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "then no AMQP" in errors[0] and "retrying" in result.stderr, result.stderr
+
+
+def test_ctrl_c_in_a_command_is_said_with_exit_130(env: dict[str, str], silent_broker: str) -> None:
+    waiting = {**env, "BROKER_URL": silent_broker, "BROKER_RETRY_SECONDS": "60"}
+    status = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jobkit"), "status"],
+        env=waiting, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert status.stderr is not None
+    for line in status.stderr:
+        if "retrying" in line:  # the command is under way
+            status.send_signal(signal.SIGINT)
+            break
+    _, said = status.communicate(timeout=60)
+
+    assert status.returncode == 130, said
+    assert said.strip() == "Interrupted.", said

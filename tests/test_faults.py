@@ -77,8 +77,8 @@ def test_a_broker_restart_in_the_middle_of_a_run_loses_nothing(
 
     stdout, stderr = run.communicate(timeout=300)
 
+    assert run.returncode == 0, stderr
     report = json.loads(stdout)
-    assert run.returncode == 0, (report, stderr)
     # An item stored before the restart whose ack was lost is acked on redelivery, not redone.
     settled = set(report["done"]) | set(report["already_done"])
     assert settled == {f"temperature{i}.csv" for i in range(1, 11)}, report

@@ -236,8 +236,15 @@ def test_a_kubectl_that_does_not_answer_is_said_while_it_waits(
         env=fake, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert run.stderr is not None
-    line = run.stderr.readline()  # within the first KUBECTL_SAY_SECONDS
+    said = [run.stderr.readline()]  # within the first KUBECTL_SAY_SECONDS
+    while said[-1] and "has not answered" not in said[-1]:
+        said.append(run.stderr.readline())
     run.send_signal(signal.SIGINT)
-    run.communicate(timeout=60)
+    try:
+        said.append(run.communicate(timeout=60)[1])
+    except subprocess.TimeoutExpired:
+        run.kill()
+        said.append(f"(still running 60 s after SIGINT) {run.communicate()[1]}")
 
-    assert "has not answered for 10 s" in line, line
+    assert "has not answered for 10 s" in said[-2], said
+    assert run.returncode == 130, said

@@ -99,3 +99,22 @@ def test_a_full_log_directory_is_said_in_one_line_after_the_work(
     (line,) = [line for line in result.stderr.splitlines() if "No space left" in line]
     assert str(full) in line, line
     assert f"{ITEMS} done" in result.stdout, result.stdout
+
+
+def test_ctrl_c_after_the_work_ended_says_how_to_see_it(env: dict[str, str]) -> None:
+    assert jobkit(env, "data", "--files", "24", "--rows", "3000").returncode == 0
+    assert jobkit(env, "publish").returncode == 0
+    run = subprocess.Popen(
+        [JOBKIT, "run", "--parallelism", "2", "--drain", "--report"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert run.stdout is not None
+    for line in run.stdout:
+        if line.startswith("All accounted for"):  # the run is over: the report comes next
+            run.send_signal(signal.SIGINT)
+            break
+    _, said = run.communicate(timeout=120)
+
+    assert run.returncode == 130, said
+    assert "Interrupted after the work ended" in said, said
+    assert "'jobkit report' writes the report" in said

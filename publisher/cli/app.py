@@ -35,11 +35,24 @@ def main() -> NoReturn:
     """The `jobkit` command: the app, then a quick end (see worker.startup.stop_now)."""
     try:
         app()
-    except KeyboardInterrupt:  # a command without a clean stop of its own: nothing to undo
-        print("Interrupted.", file=sys.stderr)
-        stop_now(130)
+    except KeyboardInterrupt:  # before a command began
+        _say_interrupted()
     except SystemExit as exc:
+        if _interrupted_unhandled(exc):
+            _say_interrupted()
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
         stop_now(exc.code if isinstance(exc.code, int) else int(exc.code is not None))
     stop_now(0)
+
+
+def _interrupted_unhandled(ended: SystemExit) -> bool:
+    """Whether a Ctrl-C that no command handled ended it: typer turns the KeyboardInterrupt
+    into an exit (130) raised from it, which click ends the process with."""
+    return isinstance(getattr(ended.__context__, "__cause__", None), KeyboardInterrupt)
+
+
+def _say_interrupted() -> NoReturn:
+    """A command without a clean stop of its own has nothing to undo: say so, and exit 130."""
+    print("Interrupted.", file=sys.stderr)
+    stop_now(130)

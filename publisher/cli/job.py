@@ -225,8 +225,17 @@ def run(
                 _say_interrupted(exc, runner.given_back, runner.killed)
                 raise typer.Exit(exc.exit_status) from None
             outputs, logs = settings.output_url, str(log_file)
-        _finish(settings, report, as_json, outputs, logs)
-        _keep_run(settings, report, job.drain, log_file, with_report, as_json)
+        try:
+            _finish(settings, report, as_json, outputs, logs)
+            _keep_run(settings, report, job.drain, log_file, with_report, as_json)
+        except KeyboardInterrupt:
+            err.print(
+                "Interrupted after the work ended, so its summary, run record or report may be "
+                "missing: 'jobkit status' shows where each item is, and 'jobkit report' writes "
+                "the report.",
+                markup=False,
+            )
+            raise typer.Exit(130) from None
     raise typer.Exit(int(report.exit_code))
 
 

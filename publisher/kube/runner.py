@@ -171,11 +171,13 @@ class Kubectl:
                         timeout=KUBECTL_TIMEOUT_SECONDS - KUBECTL_SAY_SECONDS
                     )
                 except subprocess.TimeoutExpired:
-                    process.kill()
                     raise ConfigError(
                         f"'{command}' did not answer in {KUBECTL_TIMEOUT_SECONDS:g} s; check the "
                         "cluster ('kubectl cluster-info')."
                     ) from None
+            finally:  # a kubectl given up on, or the wait interrupted, is not left running
+                if process.returncode is None:
+                    process.kill()
         if process.returncode != 0:
             first = (err.strip().splitlines() or ["no message"])[0]
             raise ConfigError(f"'{command}' failed: {first}")
