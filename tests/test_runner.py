@@ -145,6 +145,15 @@ def test_remaining_items_count_each_item_once_while_workers_start() -> None:
     assert report.remaining == 8
 
 
+def test_an_item_whose_copy_was_acked_as_already_done_counts_once() -> None:
+    # A broker restart lost the ack of item1: its copy came back and was acked, not redone.
+    report = JobReport(completions=3, parallelism=2, backoff_limit=6, queued=1, running=1)
+    report.done = ["item0", "item1"]
+    report.already_done = ["item1"]
+
+    assert (report.items_done, report.finished, report.remaining) == (2, 2, 1)
+
+
 @pytest.mark.parametrize("mode", [(), ("--drain",)], ids=["a worker per item", "drain"])
 def test_a_batch_of_poison_items_ends_once_the_queue_is_empty(
     env: dict[str, str], mode: tuple[str, ...]

@@ -69,7 +69,7 @@ def job_progress(console: Console, enabled: bool) -> Iterator[Any]:
                 task,
                 completed=finished,
                 total=finished + remaining,
-                done=len(report.done) + len(report.already_done),
+                done=report.items_done,
                 dead=len(report.dead),
                 failed=len(report.failures),
                 remaining=remaining,

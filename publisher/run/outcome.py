@@ -67,9 +67,15 @@ class JobReport:
     notices: list[str] = field(default_factory=list)  # what workers said while they waited
 
     @property
+    def items_done(self) -> int:
+        """Items done, by this run or before it: the copy of an item whose ack was lost, acked
+        when it came back, is the same item."""
+        return len(set(self.done) | set(self.already_done))
+
+    @property
     def finished(self) -> int:
-        """Items settled: done, found done already, or dead-lettered."""
-        return len(self.done) + len(self.already_done) + len(self.dead)
+        """Items settled: done, found done already, or dead-lettered, each counted once."""
+        return len(set(self.done) | set(self.already_done) | {item for item, _ in self.dead})
 
     @property
     def completed(self) -> int:
