@@ -37,7 +37,7 @@ def start_up(bench: Bench, rounds: int) -> dict[str, float]:
 def _forked_start(env: dict[str, str], log: Path, rounds: int) -> float:
     """A worker forked from the local runner's template process, on an empty queue: start,
     connect, look, exit. The template's own start (its imports, once per run) is left out."""
-    spawner = WorkerSpawner()
+    spawner = WorkerSpawner(parallelism=1)
     spawner.start(env, [], log).stop(grace_seconds=60)  # starts the template process
 
     def once() -> None:

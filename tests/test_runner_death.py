@@ -18,6 +18,7 @@ from worker.settings import Settings
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
+_JOBKIT = str(Path(sys.executable).parent / "jobkit")
 GOOD = "Datetime,Temperature\n2017-12-01 00:00:00,4.5\n"
 
 
@@ -124,3 +125,19 @@ def test_the_runner_outlives_its_template_killed_while_it_starts_workers(
     assert "Aborted" not in out + err, out + err
     assert run.returncode == 0, out + err
     assert _done(job) == 30
+
+
+def test_a_runner_that_cannot_start_workers_says_why_in_one_line_and_keeps_the_items(
+    env: dict[str, str],
+) -> None:
+    job = _job(env, 4, 0)
+    run = subprocess.run(
+        ["sh", "-c", 'ulimit -n 16 && exec "$0" run --parallelism 2', _JOBKIT],
+        env=job, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    (line,) = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert "open files" in line and "16" in line, line
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (4, 0)) == (4, 0)

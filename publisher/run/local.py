@@ -44,8 +44,8 @@ class LocalRunner:
     against `backoff_limit` and are retried after a growing delay; exit 3 is ignored (a
     podFailurePolicy Ignore rule); exit 2 fails the job. Unlike a Job, a dead-lettered item
     counts as a completion, as a done one does, and it keeps going until the queue is empty
-    and no worker holds an item. With `drain`, each worker takes
-    items until the queue is empty instead of one.
+    and no worker holds an item. With `drain`, each worker takes items until the queue is
+    empty instead of one.
     """
 
     def __init__(
@@ -65,7 +65,7 @@ class LocalRunner:
         self.backoff_limit = backoff_limit
         self.log_path = log_path
         self._workers: list[_Worker] = []
-        self._spawner = WorkerSpawner()
+        self._spawner = WorkerSpawner(parallelism)
         self._not_before = 0.0
         self.given_back: list[str] = []  # items stopped workers gave back to the queue
         self.killed = 0  # stopped workers killed after the grace: whether they held one, unknown

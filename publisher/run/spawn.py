@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import resource
 import select
 import signal
 import sys
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from worker.errors import ConfigError
 from worker.scratch import owner_prefix, remove_stale
 
 # What every worker imports before its first item: the fork server imports these once.
@@ -35,6 +37,10 @@ PRELOAD = [
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 _START_ATTEMPTS = 3  # a worker's start outlives the loss of the template this many times less one
 _START_PAUSE_SECONDS = 0.1
+# Measured: a run of N workers needs 16 + 3 N descriptors (its own, and per worker a sentinel, an
+# outcome file and the template's share); one more per worker to spare.
+_OPEN_FILES_OWN = 16
+_OPEN_FILES_PER_WORKER = 4
 OUTCOME_FD = 3  # where a worker prints its outcome lines: not its stdout, which a task shares
 OUTCOMES = Path(tempfile.gettempdir(), "jobkit-outcomes")  # a file per worker, while it runs
 
@@ -84,7 +90,8 @@ class WorkerProcess:
 class WorkerSpawner:
     """Starts `python -m worker` runs as forks of one template process (a fork server)."""
 
-    def __init__(self) -> None:
+    def __init__(self, parallelism: int) -> None:
+        _allow_open_files(parallelism)
         self._context = start_template()
         remove_stale(OUTCOMES)  # what a killed runner left
 
@@ -104,13 +111,31 @@ class WorkerSpawner:
             try:
                 process.start()
                 break
-            except (EOFError, OSError):
+            except (EOFError, OSError) as exc:
                 # The template died (an OOM kill, say) while starting this worker: the next
                 # start runs another template, as a fresh one would start.
                 if attempt == _START_ATTEMPTS - 1:
-                    raise
+                    raise ConfigError(
+                        f"cannot start a worker process: its template failed {_START_ATTEMPTS} "
+                        f"times in a row (last: {exc!r}); see the messages above."
+                    ) from None
                 time.sleep(_START_PAUSE_SECONDS)
         return WorkerProcess(process, Path(output))
+
+
+def _allow_open_files(parallelism: int) -> None:
+    """Raise this process's limit of open files to what `parallelism` workers need, within its
+    hard limit; ConfigError when the hard limit is lower."""
+    needed = _OPEN_FILES_OWN + _OPEN_FILES_PER_WORKER * parallelism
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigError(
+            f"the limit of open files ('ulimit -n') is {hard}, and a run with parallelism "
+            f"{parallelism} needs {needed}: raise the limit, or lower --parallelism."
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def start_template() -> multiprocessing.context.ForkServerContext:
