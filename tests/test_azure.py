@@ -244,6 +244,35 @@ def test_a_container_the_credentials_may_only_read_exits_2_before_any_message_is
     assert settled_depths(azure_env["BROKER_URL"], azure_env["QUEUE"], (1, 0)) == (1, 0)
 
 
+def test_a_token_that_may_not_list_ends_a_finished_run_with_its_own_count_and_one_warning(
+    azure_env: dict[str, str], container: ContainerClient, tmp_path: Path
+) -> None:
+    no_list = generate_account_sas(
+        AZURITE_ACCOUNT,
+        AZURITE_KEY,
+        ResourceTypes(container=True, object=True),
+        AccountSasPermissions(read=True, write=True, create=True, add=True, delete=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    env = {
+        **azure_env,
+        "AZURE_STORAGE_CONNECTION_STRING": (
+            f"BlobEndpoint={AZURITE_ENDPOINT};SharedAccessSignature={no_list}"
+        ),
+    }
+    _upload_samples(azure_env, tmp_path / "samples", files=3)
+    assert jobkit(azure_env, "publish").returncode == 0
+
+    run = jobkit(env, "run", "--parallelism", "2", "--report")
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 done" in run.stdout, run.stdout
+    reconciled, reported = [line for line in run.stderr.splitlines() if "for list" in line]
+    assert reconciled.startswith("warning: the batch cannot be reconciled"), reconciled
+    assert reported.startswith("warning: the report cannot be written"), reported
+    assert Path(".jobkit", f"last-run-{env['QUEUE']}.json").exists()
+
+
 def test_on_azure_a_second_items_result_of_the_same_name_is_refused_and_status_checks_digests(
     azure_env: dict[str, str], container: ContainerClient
 ) -> None:

@@ -25,12 +25,13 @@ from publisher.cli.terminal import display_failure, err, load_settings, out, pri
 from publisher.kube.manifests import JobOptions
 from publisher.kube.objects import Manifest
 from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, run_record_name
-from worker.errors import ConfigError
+from worker.errors import ConfigError, JobkitError
 from worker.interruption import Interrupted
 from worker.settings import Settings
 from worker.storage.base import open_store
 
 if TYPE_CHECKING:
+    from publisher.queue.reconcile import Reconciliation
     from publisher.run.outcome import JobReport
 
 
@@ -290,7 +291,12 @@ def _keep_run(
     if failure:
         err.print(f"warning: {failure}; the run went on to its end, recorded in {run_path}.")
     if with_report:
-        write_report(settings, run_path, log_file.with_name(REPORT_NAME), err if as_json else out)
+        try:
+            write_report(
+                settings, run_path, log_file.with_name(REPORT_NAME), err if as_json else out
+            )
+        except JobkitError as exc:
+            err.print(f"warning: the report cannot be written ({exc}).", markup=False)
 
 
 def _run_kube(
@@ -330,11 +336,21 @@ def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, 
     from publisher.cli.display import print_report
     from publisher.queue.status import read_status
 
-    reconciliation = read_status(settings).reconciliation
+    try:
+        reconciliation: Reconciliation | None = read_status(settings).reconciliation
+    except JobkitError as exc:  # the work is over: what cannot be read now is said, not failed
+        reconciliation = None
+        err.print(
+            f"warning: the batch cannot be reconciled ({exc}); the run's own count is all there "
+            "is.",
+            markup=False,
+        )
     if as_json:
-        print_json({**report.to_dict(), "reconciliation": reconciliation.to_dict()})
-    else:
-        print_report(out, report, settings.queue, outputs, logs)
+        checked = None if reconciliation is None else reconciliation.to_dict()
+        print_json({**report.to_dict(), "reconciliation": checked})
+        return
+    print_report(out, report, settings.queue, outputs, logs)
+    if reconciliation is not None:
         style = None if reconciliation.adds_up else "bold yellow"
         out.print(reconciliation.summary(), style=style, markup=False, highlight=False)
 

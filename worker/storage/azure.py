@@ -253,8 +253,8 @@ class BlobStore:
             if exc.status_code == 403:
                 code = getattr(exc, "error_code", "")
                 raise ConfigError(
-                    f"Azure refused access to {where} ({code}); check the key or the identity's "
-                    "role."
+                    f"Azure refused access to {where} ({code}, for {name}); check the key, the "
+                    "SAS token's permissions or the identity's role."
                 ) from exc
             if exc.status_code in _BUSY:
                 raise StoreUnavailable(
