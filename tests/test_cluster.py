@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -145,3 +146,7 @@ def test_the_publisher_publishes_again_through_another_node_what_the_lost_one_di
     published = read_published(LocalStore(Path(job["OUTPUT_URL"])), job["QUEUE"])
     assert published is not None and sorted(published.confirmed) == names
     assert _ready(cluster.url, job["QUEUE"]) >= len(names), "some item was lost"
+    again = re.findall(r"(\d+) items sent and not confirmed are sent again", stderr)
+    said = [int(count) for count in again]
+    assert said, stderr[-3000:]
+    assert _ready(cluster.url, job["QUEUE"]) - len(names) <= sum(said), "copies were not said"

@@ -364,13 +364,19 @@ class _WindowedPublisher:
         if not self._unfinished or self._refused_channel or self._stopping:
             self._ioloop.stop()
             return
-        # What was not confirmed goes out again, in its order, through the next node.
-        self._pending.extendleft(reversed(self._unconfirmed.values()))
-        self._unconfirmed.clear()
         now = time.monotonic()
         if self._give_up_at is None:
             self._give_up_at = now + self.settings.broker_retry_seconds
             log.warning("Lost RabbitMQ while publishing (%s); trying the next node.", reason)
+        # What was not confirmed goes out again, in its order, through the next node.
+        if self._unconfirmed:
+            log.warning(
+                "%d items sent and not confirmed are sent again: any the lost node had queued "
+                "are then queued twice (a worker acks such a copy without doing it again).",
+                len(self._unconfirmed),
+            )
+        self._pending.extendleft(reversed(self._unconfirmed.values()))
+        self._unconfirmed.clear()
         if now >= self._give_up_at:
             self.closed_because = str(reason) or type(reason).__name__
             self._ioloop.stop()
