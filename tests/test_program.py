@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dead_letter_reasons, last_outcome, settled_depths, worker
+from conftest import dead_letter_reasons, last_outcome, settled_depths, small_disk, worker
 
 from publisher.queue.publish import publish_items
 from worker.broker import DELIVERY_LIMIT
@@ -279,19 +279,10 @@ def _alive(pid: int) -> bool:
 def test_a_full_scratch_disk_gives_the_item_back_without_spending_a_delivery(
     env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
-    full = tmp_path / "tmp"
-    full.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     Path(env["INPUT_URL"], "big.txt").write_bytes(b"x" * 200_000)  # more than the scratch holds
     publish_items(settings, ["big.txt"])
-    try:
+    with small_disk(tmp_path / "tmp", "64k") as full:
         result = worker({**env, "TMPDIR": str(full), "TASK_COMMAND": "cat {input}"})
-    finally:
-        subprocess.run(["umount", "-l", str(full)], check=False)
 
     assert result.returncode == ExitCode.RETRY, result.stderr
     assert "no room for its files" in last_outcome(result)["reason"]  # type: ignore[operator]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import jobkit
+from conftest import jobkit, small_disk
 
 from publisher.run.record import run_record_name
 
@@ -81,18 +81,9 @@ def test_a_hang_up_leaves_the_run_going_to_its_end(job: dict[str, str]) -> None:
 def test_a_full_log_directory_is_said_in_one_line_after_the_work(
     job: dict[str, str], tmp_path: Path
 ) -> None:
-    full = tmp_path / "full"
-    full.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(full)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_disk(tmp_path / "full", "4k") as full:
         (full / "filler").write_bytes(b"x" * 4096)
         result = jobkit(job, "run", "--command", "true", "--log-file", str(full / "run.log"))
-    finally:
-        subprocess.run(["umount", "-l", str(full)], check=False)
 
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
