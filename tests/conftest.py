@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +45,14 @@ def _require(host: str, port: int, what: str, how: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def pytest_configure() -> None:
+    """Let the commands the tests start be interrupted with SIGINT, as from a terminal, also
+    when the suite itself runs in the background ('&', as make test's RabbitMQ 4 pass does),
+    where the shell starts it with SIGINT ignored and every process it starts inherits that."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="module")

@@ -35,8 +35,8 @@ PRELOAD = [
     "encodings.idna",  # the codec a connection encodes the broker's host name with
 ]
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-_START_ATTEMPTS = 3  # a worker's start outlives the loss of the template this many times less one
-_START_PAUSE_SECONDS = 0.1
+_START_GIVE_UP_SECONDS = 30.0  # a worker's start outlives losses of its template for this long
+_START_PAUSE_SECONDS = (0.1, 2.0)  # the pause after a loss: the first, doubling up to the last
 # Measured: a run of N workers needs 16 + 3 N descriptors (its own, and per worker a sentinel, an
 # outcome file and the template's share); one more per worker to spare.
 _OPEN_FILES_OWN = 16
@@ -102,7 +102,9 @@ class WorkerSpawner:
         OUTCOMES.mkdir(exist_ok=True)
         descriptor, output = tempfile.mkstemp(dir=OUTCOMES, prefix=owner_prefix())
         os.close(descriptor)
-        for attempt in range(_START_ATTEMPTS):
+        give_up_at = time.monotonic() + _START_GIVE_UP_SECONDS
+        pause, longest = _START_PAUSE_SECONDS
+        while True:
             process = self._context.Process(
                 target=_run_worker,
                 args=(os.getpid(), env, argv, output, str(log_path)),
@@ -110,17 +112,17 @@ class WorkerSpawner:
             )
             try:
                 process.start()
-                break
+                return WorkerProcess(process, Path(output))
             except (EOFError, OSError) as exc:
                 # The template died (an OOM kill, say) while starting this worker: the next
                 # start runs another template, as a fresh one would start.
-                if attempt == _START_ATTEMPTS - 1:
+                if time.monotonic() + pause > give_up_at:
                     raise ConfigError(
-                        f"cannot start a worker process: its template failed {_START_ATTEMPTS} "
-                        f"times in a row (last: {exc!r}); see the messages above."
+                        "cannot start a worker process: its template failed for "
+                        f"{_START_GIVE_UP_SECONDS:g} s (last: {exc!r}); see the messages above."
                     ) from None
-                time.sleep(_START_PAUSE_SECONDS)
-        return WorkerProcess(process, Path(output))
+                time.sleep(pause)
+                pause = min(pause * 2, longest)
 
 
 def _allow_open_files(parallelism: int) -> None:
