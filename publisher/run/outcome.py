@@ -79,9 +79,10 @@ class JobReport:
 
     @property
     def completed(self) -> int:
-        """What counts towards the completions: items settled, whatever became of them, and
-        workers that found the queue empty."""
-        return self.finished + self.empty
+        """What counts towards the completions, as a Job counts its pods: every message
+        settled, whatever became of it (a copy acked as done already included), and workers
+        that found the queue empty."""
+        return len(self.done) + len(self.already_done) + len(self.dead) + self.empty
 
     @property
     def remaining(self) -> int:
