@@ -37,7 +37,7 @@ def _job(env: dict[str, str], items: int, seconds: float) -> dict[str, str]:
 
 def _run(job: dict[str, str], *args: str, under: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*under, str(Path(sys.executable).parent / "jobkit"), "run", "--parallelism", "2", *args],
+        [*under, _JOBKIT, "run", "--parallelism", "2", *args],
         env=job,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
