@@ -22,8 +22,10 @@ KIND_CLUSTER ?= jobkit
 KUBE_PORT   ?= 30672
 # RabbitMQ nodes in the cluster: 3 in production, a cluster that survives losing one.
 BROKER_REPLICAS ?= 1
-IMAGE       ?= jobkit-worker:0.1.0
-CONSUME_IMAGE ?= jobkit-amqp-consume:0.1.0
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE       ?= jobkit-worker:$(VERSION)
+# The variant sits beside the worker image: registry/name:tag gives registry/name-amqp-consume:tag.
+CONSUME_IMAGE ?= $(shell echo '$(IMAGE)' | sed 's|:\([^:/]*\)$$|-amqp-consume:\1|')
 ifeq ($(RUNNER),kube)
 # With RUNNER=kube this machine reaches the cluster's RabbitMQ through 'kubectl port-forward',
 # as the user of the Secret 'make deploy-broker' applied (read when a command runs).
@@ -53,25 +55,32 @@ FILES       ?= 6
 ROWS        ?= 525600
 RUN_FLAGS   ?=
 
-.PHONY: help setup broker azurite amqp-tools chromium data publish run status purge demo test test-rabbitmq4 lint \
-        clean bench chaos check manifests image kind-up kind-load deploy-broker
+.PHONY: help setup setup-dev broker azurite amqp-tools chromium data publish run status purge demo test test-rabbitmq4 lint \
+        clean bench chaos check manifests image push kind-up kind-load deploy-broker
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
+# The operator's targets install the kit alone (with the report's matplotlib); the tests, the
+# linters and the benchmark add the development tools.
 $(BIN)/jobkit: pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
 	  || (apt-get update -q && apt-get install -y -q python3-venv)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	$(BIN)/pip install -e '.[report]' > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@touch $@
+
+$(BIN)/pytest: $(BIN)/jobkit
 	$(BIN)/pip install -e '.[dev]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@touch $@
 
-$(BIN)/celery: $(BIN)/jobkit
+$(BIN)/celery: $(BIN)/pytest
 	$(BIN)/pip install -e '.[dev,bench]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@touch $@
 
-setup: $(BIN)/jobkit ## create the virtualenv and install the kit with its dev tools
+setup: $(BIN)/jobkit ## create the virtualenv and install the kit (the runtime alone)
+
+setup-dev: $(BIN)/pytest ## add the tests' and linters' tools to the virtualenv
 
 broker: ## make sure RabbitMQ answers (starts a local node if none does) and give the kit its own user
 	@scripts/ensure-broker
@@ -130,7 +139,7 @@ endif
 
 # The RabbitMQ 4 pass runs beside the main one (the suite mostly waits on brokers and processes);
 # its output follows the main pass's.
-test: setup broker azurite amqp-tools chromium ## run the whole test suite, its broker tests again on RabbitMQ 4, then the linters
+test: setup-dev broker azurite amqp-tools chromium ## run the whole test suite, its broker tests again on RabbitMQ 4, then the linters
 	@mkdir -p .jobkit && root=$$(scripts/rabbitmq4-root) && \
 	{ JOBKIT_RABBITMQ_ROOT=$$root $(MAKE) --no-print-directory test-rabbitmq4 \
 	    > .jobkit/test-rabbitmq4.log 2>&1 & } && \
@@ -139,19 +148,19 @@ test: setup broker azurite amqp-tools chromium ## run the whole test suite, its 
 	[ $$main -eq 0 ] && [ $$four -eq 0 ]
 	@$(MAKE) --no-print-directory lint
 
-test-rabbitmq4: setup azurite amqp-tools ## the tests that talk to a broker, against private RabbitMQ 4.0 nodes (a Debian 13 root, built once)
+test-rabbitmq4: setup-dev azurite amqp-tools ## the tests that talk to a broker, against private RabbitMQ 4.0 nodes (a Debian 13 root, built once)
 	root=$${JOBKIT_RABBITMQ_ROOT:-$$(scripts/rabbitmq4-root)} && JOBKIT_RABBITMQ_ROOT=$$root \
 	  $(BIN)/python tests/private_broker.py $(BIN)/pytest -q -p no:cacheprovider \
 	  -m '(rabbitmq and not slow) or rabbitmq4'
 
-chaos: setup ## bounded fault sessions on private brokers: worker kills and broker restarts, then a cluster losing its queue's leader
+chaos: setup-dev ## bounded fault sessions on private brokers: worker kills and broker restarts, then a cluster losing its queue's leader
 	$(BIN)/python tests/chaos.py --items 40 --kills 15 --restarts 2
 	CLUSTER_ITEMS=200 $(BIN)/pytest -q -s tests/test_cluster.py
 
 bench: $(BIN)/celery broker ## measure speed against the AKS blog's pandas worker and a warm Celery worker, side by side (a few minutes)
 	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/python -m bench
 
-lint: setup ## ruff, mypy, and actionlint (with Debian's shellcheck) on the workflows
+lint: setup-dev ## ruff, mypy, and actionlint (with Debian's shellcheck) on the workflows
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -163,9 +172,14 @@ manifests: setup ## render the example manifests in manifests/ (a test keeps the
 	QUEUE=temperature_job LOG_LEVEL=INFO $(BIN)/jobkit manifests --example --completions 6 --out manifests
 	QUEUE=temperature_job LOG_LEVEL=INFO $(BIN)/jobkit manifests --example --keda --out manifests
 
-image: ## build the worker image and its amqp-consume variant (needs docker)
-	docker build -f images/worker.Dockerfile -t $(IMAGE) .
-	docker build -f images/amqp-consume.Dockerfile --build-arg WORKER_IMAGE=$(IMAGE) -t $(CONSUME_IMAGE) .
+image: ## build the worker image and its amqp-consume variant (IMAGE=registry/name:tag; needs docker)
+	docker build -f images/worker.Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	docker build -f images/amqp-consume.Dockerfile --build-arg WORKER_IMAGE=$(IMAGE) \
+	  --build-arg VERSION=$(VERSION) -t $(CONSUME_IMAGE) .
+
+push: ## push the images 'make image' built to their registry (docker login first)
+	docker push $(IMAGE)
+	docker push $(CONSUME_IMAGE)
 
 kind-up: ## create the kind cluster of manifests/kind-cluster.yaml (needs docker and kind)
 	mkdir -p $(KIND_DATA)/input $(KIND_DATA)/output && chmod -R a+rwX $(KIND_DATA)

@@ -29,8 +29,8 @@ from bench.figures import (
 )
 from bench.harness import bench_run
 from bench.ledger import status_at_scale
-from publisher.data.samples import ROWS_PER_YEAR, write_samples
-from worker.storage.local import LocalStore
+from jobkit_publisher.data.samples import ROWS_PER_YEAR, write_samples
+from jobkit_worker.storage.local import LocalStore
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 YEAR_FILES = 6

@@ -9,19 +9,19 @@ from pathlib import Path
 
 from bench.figures import JOBKIT
 from bench.harness import Bench, median_seconds, python, run_process
-from publisher.run.spawn import WorkerSpawner
-from worker.broker import Session
-from worker.builtin.aggregate import aggregate_item
-from worker.done_records import make_record
-from worker.names import record_name
-from worker.storage.local import LocalStore
+from jobkit_publisher.run.spawn import WorkerSpawner
+from jobkit_worker.broker import Session
+from jobkit_worker.builtin.aggregate import aggregate_item
+from jobkit_worker.done_records import make_record
+from jobkit_worker.names import record_name
+from jobkit_worker.storage.local import LocalStore
 
 
 def start_up(bench: Bench, rounds: int) -> dict[str, float]:
     """A bare interpreter, and one that imports everything a worker imports for an item."""
     env = bench.env(bench.root)
     bare = statistics.median(run_process(python("-c", "pass"), env).seconds for _ in range(rounds))
-    imports = python("-c", "import worker.__main__, worker.builtin.aggregate")
+    imports = python("-c", "import jobkit_worker.__main__, jobkit_worker.builtin.aggregate")
     loaded = statistics.median(run_process(imports, env).seconds for _ in range(rounds))
     # On an empty queue: start, look, report, exit.
     runner = [JOBKIT, "run", "--json", "--log-file", str(bench.root / "log")]

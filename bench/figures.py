@@ -15,10 +15,10 @@ import pyarrow.csv as pacsv
 
 from bench.harness import Bench, python, run_process, seconds
 from bench.seed import seed_aggregate
-from publisher.queue.publish import publish_items
-from worker.broker import Session
-from worker.builtin.aggregate import aggregate_csv
-from worker.storage.local import LocalStore
+from jobkit_publisher.queue.publish import publish_items
+from jobkit_worker.broker import Session
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.storage.local import LocalStore
 
 JOBKIT = str(Path(sys.executable).parent / "jobkit")
 
@@ -91,12 +91,12 @@ def aggregation(year: Path, out: Path, rounds: int) -> tuple[Figure, dict[str, f
 
 
 def per_item(bench: Bench, inputs: Path, name: str, rounds: int) -> tuple[Figure, dict[str, float]]:
-    """A fresh process per item, from start to ack: `python -m worker` against the seed's."""
+    """A fresh process per item, from start to ack: `jobkit-worker` against the seed's."""
     env = bench.env(inputs)
     ours, seed, runs = [], [], []
     for _ in range(rounds):
         bench.publish([name])
-        runs.append(run_process(python("-m", "worker"), env))
+        runs.append(run_process(python("-m", "jobkit_worker"), env))
         ours.append(runs[-1].seconds)
         bench.publish([name])
         seed.append(run_process(python("-m", "bench.seed"), env).seconds)
@@ -122,12 +122,12 @@ def drain(bench: Bench, inputs: Path, names: list[str], sample: int, rounds: int
     runs = []
     for _ in range(rounds):
         bench.publish(names)
-        runs.append(run_process(python("-m", "worker", "--drain"), env).seconds)
+        runs.append(run_process(python("-m", "jobkit_worker", "--drain"), env).seconds)
     drained = statistics.median(runs)
     bench.publish(names[:sample])
     started = time.perf_counter()
     for _ in range(sample):
-        run_process(python("-m", "worker"), env)
+        run_process(python("-m", "jobkit_worker"), env)
     per_process = (time.perf_counter() - started) * len(names) / sample
     return Figure(
         f"{len(names):,} small files, drain vs a process each",

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from worker.builtin.aggregate import aggregate_csv
-from worker.builtin.outputs import output_name
-from worker.storage.local import LocalStore
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.builtin.outputs import output_name
+from jobkit_worker.storage.local import LocalStore
 
 
 def aggregate_file(input_dir: str, output_dir: str, name: str) -> str:

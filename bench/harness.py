@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pika
 
-from publisher.queue.publish import publish_items
-from worker.broker import dead_queue_name
-from worker.settings import Settings
+from jobkit_publisher.queue.publish import publish_items
+from jobkit_worker.broker import dead_queue_name
+from jobkit_worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,11 +7,11 @@ import os
 
 from bench.figures import JOBKIT
 from bench.harness import Bench, run_process
-from publisher.queue.published import Published, write_published
-from worker.done_records import make_record
-from worker.names import record_name
-from worker.storage.base import Entry
-from worker.storage.local import LocalStore
+from jobkit_publisher.queue.published import Published, write_published
+from jobkit_worker.done_records import make_record
+from jobkit_worker.names import record_name
+from jobkit_worker.storage.base import Entry
+from jobkit_worker.storage.local import LocalStore
 
 
 def status_at_scale(bench: Bench, items: int) -> dict[str, float]:

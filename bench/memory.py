@@ -21,17 +21,17 @@ def _status(field: str) -> int:
 def main(engine: str, source: Path, out_dir: Path) -> None:
     """Import what the engine's worker imports, then do one item; print the two figures."""
     if engine == "ours":
-        import worker.__main__
-        from worker.startup import prepare_process
+        import jobkit_worker.__main__
+        from jobkit_worker.startup import prepare_process
 
         prepare_process()  # as the worker's main() does, before the task's imports
-        import worker.builtin.aggregate  # imported by the worker when its first item arrives
-        from worker.storage.local import LocalStore
+        import jobkit_worker.builtin.aggregate  # imported by the worker when its first item arrives
+        from jobkit_worker.storage.local import LocalStore
 
         after_imports = _status("VmRSS")
         inputs, outputs = LocalStore(source.parent), LocalStore(out_dir)
         inputs.size(source.name)
-        for name, data in worker.builtin.aggregate.aggregate_item(
+        for name, data in jobkit_worker.builtin.aggregate.aggregate_item(
             source.name, inputs.read(source.name)
         ).items():
             outputs.write(name, data)

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from private_broker import PrivateBroker  # beside this file, on sys.path when run or tested
 
-from publisher.data.samples import sample_csv
-from worker.builtin.aggregate import aggregate_csv
-from worker.builtin.outputs import output_name
-from worker.storage.local import TEMPORARY_DIR
+from jobkit_publisher.data.samples import sample_csv
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.builtin.outputs import output_name
+from jobkit_worker.storage.local import TEMPORARY_DIR
 
 
 @dataclass

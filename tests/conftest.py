@@ -19,8 +19,8 @@ import pika
 import pytest
 from private_broker import PrivateBroker
 
-from worker.broker import REASON_HEADER, Session, dead_queue_name
-from worker.settings import DEFAULT_BROKER_URL, Settings
+from jobkit_worker.broker import REASON_HEADER, Session, dead_queue_name
+from jobkit_worker.settings import DEFAULT_BROKER_URL, Settings
 
 BROKER_URL = os.environ.get("BROKER_URL") or DEFAULT_BROKER_URL
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,9 +140,9 @@ def worker(
     python_options: tuple[str, ...] = (),
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
-    """Run one `python -m worker` process."""
+    """Run one `jobkit-worker` process."""
     return subprocess.run(
-        [sys.executable, *python_options, "-m", "worker", *args],
+        [sys.executable, *python_options, "-m", "jobkit_worker", *args],
         env=env,
         capture_output=True,
         text=True,

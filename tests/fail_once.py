@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from worker.builtin.aggregate import aggregate_item
+from jobkit_worker.builtin.aggregate import aggregate_item
 
 WAIT_SECONDS = 60
 

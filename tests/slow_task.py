@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from worker.builtin.aggregate import aggregate_item
+from jobkit_worker.builtin.aggregate import aggregate_item
 
 
 def aggregate_slowly(name: str, data: bytes) -> dict[str, bytes]:

@@ -12,7 +12,7 @@ import pytest
 from conftest import jobkit, settled_depths, worker
 from private_broker import PrivateBroker
 
-from worker.errors import ExitCode
+from jobkit_worker.errors import ExitCode
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.rabbitmq4]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from publisher.data.samples import sample_csv
-from worker.builtin.aggregate import aggregate_csv, aggregate_item, is_output, output_name
-from worker.errors import InputError
+from jobkit_publisher.data.samples import sample_csv
+from jobkit_worker.builtin.aggregate import aggregate_csv, aggregate_item, is_output, output_name
+from jobkit_worker.errors import InputError
 
 HEADER = "Datetime,Temperature\n"
 

@@ -11,8 +11,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.builtin.aggregate import aggregate_csv
-from worker.errors import InputError
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.errors import InputError
 
 START = pd.Timestamp("2017-12-01 00:00:00")
 readings = st.lists(

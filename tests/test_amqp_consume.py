@@ -1,4 +1,4 @@
-"""job-wq-1 of the Kubernetes docs, for real: amqp-consume feeds `python -m worker --stdin`."""
+"""job-wq-1 of the Kubernetes docs, for real: amqp-consume feeds `jobkit-worker --stdin`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pika
 import pytest
 from conftest import ROOT, settled_depths
 
-from publisher.data.samples import sample_csv
-from publisher.queue.publish import publish_items
-from worker.builtin.aggregate import aggregate_csv
-from worker.settings import Settings
+from jobkit_publisher.data.samples import sample_csv
+from jobkit_publisher.queue.publish import publish_items
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.settings import Settings
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.amqp_tools]
 

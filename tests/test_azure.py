@@ -30,7 +30,7 @@ from conftest import (
 )
 from flaky_proxy import FlakyProxy
 
-from worker.errors import ExitCode
+from jobkit_worker.errors import ExitCode
 
 pytestmark = [pytest.mark.azurite, pytest.mark.rabbitmq]
 

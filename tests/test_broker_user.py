@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, jobkit
 from private_broker import PrivateBroker
 
-from worker.errors import ExitCode
+from jobkit_worker.errors import ExitCode
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
 

@@ -14,9 +14,9 @@ from conftest import jobkit, settled_depths
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from publisher.cli.app import app
-from worker.builtin.aggregate import aggregate_csv
-from worker.errors import ExitCode
+from jobkit_publisher.cli.app import app
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.errors import ExitCode
 
 
 def _command_paths(group: Any, prefix: tuple[str, ...] = ()) -> list[str]:
@@ -55,7 +55,10 @@ def test_every_command_has_help_ending_with_an_example(command: str) -> None:
 
 def test_the_worker_help_lists_the_variables_and_exit_codes() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "worker", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "jobkit_worker", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for word in ["BROKER_URL", "QUEUE", "INPUT_URL", "OUTPUT_URL", "Exit codes:", "  3  "]:
         assert word in result.stdout, result.stdout
@@ -149,7 +152,7 @@ def test_a_broker_that_never_answers_amqp_is_retried_then_one_line(
     silent = {**env, "BROKER_URL": silent_broker, "BROKER_RETRY_SECONDS": "3", "NO_INPUT": "true"}
     if command == ("worker",):
         result = subprocess.run(
-            [sys.executable, "-m", "worker"], env=silent, capture_output=True, text=True,
+            [sys.executable, "-m", "jobkit_worker"], env=silent, capture_output=True, text=True,
             timeout=60, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     else:

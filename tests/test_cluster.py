@@ -18,12 +18,12 @@ import pytest
 from conftest import jobkit
 from private_broker import PrivateCluster
 
-from publisher.queue.published import read_published
-from publisher.run.record import load_run, run_record_name
-from worker.broker import Session
-from worker.errors import ConfigError
-from worker.settings import Settings
-from worker.storage.local import LocalStore
+from jobkit_publisher.queue.published import read_published
+from jobkit_publisher.run.record import load_run, run_record_name
+from jobkit_worker.broker import Session
+from jobkit_worker.errors import ConfigError
+from jobkit_worker.settings import Settings
+from jobkit_worker.storage.local import LocalStore
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 

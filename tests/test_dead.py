@@ -11,8 +11,8 @@ import pika
 import pytest
 from conftest import jobkit, settled_depths
 
-from worker.broker import DELIVERIES_HEADER, DELIVERY_LIMIT, REASON_HEADER
-from worker.errors import ExitCode
+from jobkit_worker.broker import DELIVERIES_HEADER, DELIVERY_LIMIT, REASON_HEADER
+from jobkit_worker.errors import ExitCode
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.settings import setting_names
+from jobkit_worker.settings import setting_names
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def _section(markdown: str, heading: str) -> str:
 
 
 WORKER_HELP = subprocess.run(
-    [sys.executable, "-m", "worker", "--help"], capture_output=True, text=True, check=True
+    [sys.executable, "-m", "jobkit_worker", "--help"], capture_output=True, text=True, check=True
 ).stdout
 CONFIGURATION = _section((ROOT / "README.md").read_text(), "### Configuration")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, jobkit, read_depths, settled_depths
 
-from worker.builtin.aggregate import aggregate_csv
-from worker.names import owner_name
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.names import owner_name
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -36,7 +36,7 @@ def _publish_samples(env: dict[str, str], files: int, rows: int) -> None:
 
 def _drain(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "worker", "--drain"],
+        [sys.executable, "-m", "jobkit_worker", "--drain"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

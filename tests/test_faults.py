@@ -15,8 +15,8 @@ import pytest
 from conftest import failing_once, jobkit, settled_depths, worker
 from private_broker import PrivateBroker, free_port
 
-from worker.builtin.aggregate import aggregate_csv
-from worker.errors import ExitCode
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.errors import ExitCode
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -34,7 +34,10 @@ def test_a_worker_waits_for_a_broker_that_is_still_starting(
 ) -> None:
     late = {**env, "BROKER_URL": private_broker.url, "BROKER_RETRY_SECONDS": "90"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker"], env=late, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "jobkit_worker"],
+        env=late,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     time.sleep(1)
     private_broker.start()

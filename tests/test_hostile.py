@@ -15,10 +15,10 @@ import pika
 import pytest
 from conftest import dead_letter_reasons, declare, jobkit, last_outcome, settled_depths, worker
 
-from publisher.queue.publish import publish_items
-from worker.errors import ExitCode, StorageError
-from worker.settings import Settings
-from worker.storage.local import LocalStore
+from jobkit_publisher.queue.publish import publish_items
+from jobkit_worker.errors import ExitCode, StorageError
+from jobkit_worker.settings import Settings
+from jobkit_worker.storage.local import LocalStore
 
 GOOD = "Datetime,Temperature\n2017-12-01 00:00:00,4.5\n"
 
@@ -229,7 +229,7 @@ def test_names_with_markup_and_emoji_codes_are_printed_as_they_are(
 def test_the_scan_for_stale_temporaries_survives_a_file_removed_under_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from worker import scratch
+    from jobkit_worker import scratch
 
     (tmp_path / "otherhost~123~x").write_text("")
     listed = os.scandir

@@ -7,10 +7,10 @@ import io
 import numpy as np
 import pandas as pd
 
-from publisher.data.samples import sample_csv
-from worker.builtin.aggregate import DATETIME_FORMAT, aggregate_csv
-from worker.builtin.hourly import Hourly, hourly_statistics
-from worker.builtin.hourly_csv import hourly_csv
+from jobkit_publisher.data.samples import sample_csv
+from jobkit_worker.builtin.aggregate import DATETIME_FORMAT, aggregate_csv
+from jobkit_worker.builtin.hourly import Hourly, hourly_statistics
+from jobkit_worker.builtin.hourly_csv import hourly_csv
 
 
 def _pandas_hourly(data: bytes) -> pd.DataFrame:

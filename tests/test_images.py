@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -12,11 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from publisher.data.samples import sample_csv
-from worker.builtin.aggregate import aggregate_csv
+from jobkit_publisher.data.samples import sample_csv
+from jobkit_worker.builtin.aggregate import aggregate_csv
 
 BIN = Path(sys.executable).parent
 IMAGES = ROOT / "images"
+WORKER_DOCKERFILE = (IMAGES / "worker.Dockerfile").read_text()
 
 
 def _requirements() -> list[str]:
@@ -32,9 +34,18 @@ def test_the_dockerfile_passes_hadolint(dockerfile: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_each_base_image_is_pinned_by_digest_and_each_image_carries_oci_labels() -> None:
+    for dockerfile in IMAGES.glob("*.Dockerfile"):
+        text = dockerfile.read_text()
+        bases = re.findall(r"^ARG BASE=(\S+)$", text, re.M)
+        assert all("@sha256:" in base for base in bases), dockerfile.name
+        for label in ("title", "description", "version", "licenses"):
+            assert f"org.opencontainers.image.{label}=" in text, (dockerfile.name, label)
+
+
 def test_the_worker_image_has_every_dependency_of_the_kit_but_the_publisher_s() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    publisher_only = ("typer", "rich", "pyyaml", "matplotlib")
+    publisher_only = ("typer", "rich", "pyyaml")
     wanted = {name for name in project["dependencies"] if not name.startswith(publisher_only)}
     assert set(_requirements()) == wanted, "keep images/worker-requirements.txt in step"
 
@@ -54,9 +65,13 @@ def test_the_image_install_steps_give_a_worker_that_runs_alone(tmp_path: Path) -
         "OUTPUT_URL": str(tmp_path / "out"),
     }
 
-    # The image's PATH puts this virtualenv first; cwd is elsewhere, so only it can be imported.
+    for shadow in ("worker", "jobkit_worker", "pika", "numpy"):  # what a mounted cwd may hold
+        (tmp_path / f"{shadow}.py").write_text("raise SystemExit('imported from the cwd')\n")
+    entrypoint = json.loads(re.findall(r"^ENTRYPOINT (.*)$", WORKER_DOCKERFILE, re.M)[-1])
+
+    # The image's PATH puts this virtualenv first.
     result = subprocess.run(
-        ["python", "-m", "worker", "--stdin"],
+        [*entrypoint, "--stdin"],
         input=b"temperature1.csv",
         env=run_env,
         cwd=tmp_path,
@@ -67,7 +82,9 @@ def test_the_image_install_steps_give_a_worker_that_runs_alone(tmp_path: Path) -
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout.decode().splitlines()[-1])["outcome"] == "done"
     assert (tmp_path / "out" / "temperature1_aggregated.csv").read_bytes() == aggregate_csv(data)
-    for absent in ("publisher", "typer", "rich"):
+    pip = subprocess.run(["python", "-m", "pip", "--version"], env=run_env, capture_output=True)
+    assert str(prefix) in pip.stdout.decode(), "an image FROM this one installs with its pip"
+    for absent in ("jobkit_publisher", "typer", "rich", "pandas", "matplotlib"):
         probe = subprocess.run(
             ["python", "-c", f"import {absent}"], env=run_env, cwd=tmp_path, capture_output=True
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import jobkit, settled_depths
 
-from worker.broker import DELIVERY_LIMIT
+from jobkit_worker.broker import DELIVERY_LIMIT
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 

@@ -13,16 +13,16 @@ import pytest
 import yaml
 from conftest import jobkit, settled_depths
 
-from publisher.kube.runner import (
+from jobkit_publisher.kube.runner import (
     PodResult,
     describe_stop,
     job_status,
     pod_results,
     record_pod,
 )
-from publisher.run.outcome import JobReport
-from worker.errors import ExitCode
-from worker.outcome import Outcome, Verdict
+from jobkit_publisher.run.outcome import JobReport
+from jobkit_worker.errors import ExitCode
+from jobkit_worker.outcome import Outcome, Verdict
 
 KUBECTL = Path(__file__).resolve().parent / "kubectl"
 

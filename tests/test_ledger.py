@@ -11,9 +11,9 @@ import pika
 import pytest
 from conftest import ROOT, dead_letter_reasons, jobkit, settled_depths
 
-from publisher.run.record import load_run, run_record_name
-from worker.builtin.aggregate import aggregate_csv
-from worker.errors import ExitCode
+from jobkit_publisher.run.record import load_run, run_record_name
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.errors import ExitCode
 
 pytestmark = pytest.mark.rabbitmq
 

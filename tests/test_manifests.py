@@ -21,19 +21,19 @@ from conftest import ROOT, jobkit
 from pod_security import BASELINE, pod_specs, violations
 from typer.testing import CliRunner
 
-from publisher.cli.app import app
-from publisher.kube.manifests import (
+from jobkit_publisher.cli.app import app
+from jobkit_publisher.kube.manifests import (
     AZURE_DIR,
     AZURE_KEY,
     JobOptions,
     render_files,
     render_scaled_job,
 )
-from publisher.kube.objects import Manifest, dump
-from publisher.kube.runner import without_secrets
-from publisher.queue.publish import publish_items
-from worker.errors import ExitCode
-from worker.settings import Settings
+from jobkit_publisher.kube.objects import Manifest, dump
+from jobkit_publisher.kube.runner import without_secrets
+from jobkit_publisher.queue.publish import publish_items
+from jobkit_worker.errors import ExitCode
+from jobkit_worker.settings import Settings
 
 CLUSTER_URL = "amqp://jobkit:s3cret@rabbitmq:5672/%2F"
 CREDENTIALS = b'{"storage_account": "jobkitdata", "account_key": "a2V5"}'

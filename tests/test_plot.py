@@ -11,10 +11,10 @@ import numpy as np
 from conftest import jobkit
 from matplotlib.image import imread
 
-from publisher.data.samples import sample_csv
-from publisher.report.curves import read_curve
-from worker.builtin.aggregate import aggregate_csv
-from worker.errors import ExitCode
+from jobkit_publisher.data.samples import sample_csv
+from jobkit_publisher.report.curves import read_curve
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.errors import ExitCode
 
 READINGS = "Datetime,Temperature\n2017-12-01 00:00:00,1\n"
 
@@ -76,7 +76,26 @@ def test_plot_of_a_file_that_is_not_a_result_exits_2_with_one_line(tmp_path: Pat
 
 def test_the_cli_and_the_report_module_do_not_import_matplotlib_until_drawing() -> None:
     probe = (
-        "import sys, publisher.cli.app, publisher.report.html; print('matplotlib' in sys.modules)"
+        "import sys, jobkit_publisher.cli.app, jobkit_publisher.report.html;"
+        " print('matplotlib' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_drawing_without_matplotlib_is_one_line_naming_the_extra_to_install(
+    tmp_path: Path,
+) -> None:
+    result_csv = tmp_path / "a_aggregated.csv"
+    result_csv.write_bytes(aggregate_csv(sample_csv(120, seed=0, index=1)))
+    blocker = tmp_path / "site"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['matplotlib'] = None\n")
+
+    result = jobkit({**os.environ, "PYTHONPATH": str(blocker)}, "plot", str(result_csv))
+
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: The charts are drawn with matplotlib, which is not installed here: install the "
+        "kit with its report extra (pip install 'amqp-jobkit[report]')."
+    ]

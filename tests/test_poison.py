@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import jobkit, settled_depths
 
-from worker.broker import Session
-from worker.builtin.aggregate import aggregate_csv
-from worker.errors import ExitCode
-from worker.settings import Settings
+from jobkit_worker.broker import Session
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.errors import ExitCode
+from jobkit_worker.settings import Settings
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import dead_letter_reasons, last_outcome, settled_depths, small_disk, worker
 
-from publisher.queue.publish import publish_items
-from worker.broker import DELIVERY_LIMIT
-from worker.errors import ExitCode
-from worker.settings import Settings
+from jobkit_publisher.queue.publish import publish_items
+from jobkit_worker.broker import DELIVERY_LIMIT
+from jobkit_worker.errors import ExitCode
+from jobkit_worker.settings import Settings
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -236,7 +236,7 @@ def test_a_program_dies_with_a_worker_killed_while_it_runs(
     pid_file = tmp_path / "program.pid"
     program = _command(env, tmp_path, WAITS, str(pid_file))
     started = subprocess.Popen(
-        [sys.executable, "-m", "worker"], env=program, stdout=subprocess.DEVNULL,
+        [sys.executable, "-m", "jobkit_worker"], env=program, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 30

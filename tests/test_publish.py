@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import settled_depths
 
-from publisher.queue.publish import WINDOW, _WindowedPublisher, publish_items
-from worker.settings import Settings
+from jobkit_publisher.queue.publish import WINDOW, _WindowedPublisher, publish_items
+from jobkit_worker.settings import Settings
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -13,10 +13,10 @@ import pika
 import pytest
 from conftest import jobkit, read_depths
 
-from publisher.queue.published import Published, read_published
-from publisher.queue.reconcile import reconcile
-from worker.errors import ExitCode
-from worker.storage.local import LocalStore
+from jobkit_publisher.queue.published import Published, read_published
+from jobkit_publisher.queue.reconcile import reconcile
+from jobkit_worker.errors import ExitCode
+from jobkit_worker.storage.local import LocalStore
 
 GOOD = "Datetime,Temperature\n2017-12-01 00:00:00,4.5\n"
 

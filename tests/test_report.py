@@ -20,11 +20,11 @@ import pytest
 from conftest import failing_once, jobkit, worker
 from matplotlib.image import imread
 
-from publisher.report.batch import read_batch
-from publisher.report.charts import apart
-from worker.builtin.aggregate import aggregate_csv
-from worker.errors import ExitCode
-from worker.settings import Settings
+from jobkit_publisher.report.batch import read_batch
+from jobkit_publisher.report.charts import apart
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.errors import ExitCode
+from jobkit_worker.settings import Settings
 
 MALFORMED = "Datetime,Temperature\n2017-12-01,1\n"
 pytestmark = pytest.mark.rabbitmq

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import jobkit, settled_depths
 
-from worker.builtin.aggregate import aggregate_csv
-from worker.errors import ExitCode
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.errors import ExitCode
 
 pytestmark = pytest.mark.rabbitmq
 

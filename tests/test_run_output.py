@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import jobkit, small_disk
 
-from publisher.run.record import run_record_name
+from jobkit_publisher.run.record import run_record_name
 
 pytestmark = pytest.mark.rabbitmq
 

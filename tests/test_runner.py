@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import jobkit, settled_depths
 
-from publisher.run.outcome import JobReport
-from worker.builtin.aggregate import aggregate_csv
-from worker.errors import ExitCode
+from jobkit_publisher.run.outcome import JobReport
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.errors import ExitCode
 
 pytestmark = pytest.mark.rabbitmq
 

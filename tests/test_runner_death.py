@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, jobkit, settled_depths
 
-from worker.broker import Session
-from worker.settings import Settings
+from jobkit_worker.broker import Session
+from jobkit_worker.settings import Settings
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.broker import dead_queue_name
-from worker.errors import ConfigError
-from worker.settings import Settings, mask_url, with_task
+from jobkit_worker.broker import dead_queue_name
+from jobkit_worker.errors import ConfigError
+from jobkit_worker.settings import Settings, mask_url, with_task
 
 
 def test_defaults_follow_the_seeds_names() -> None:

@@ -1,4 +1,4 @@
-"""`python -m worker --stdin`: the item named on standard input, done without taking a message."""
+"""`jobkit-worker --stdin`: the item named on standard input, done without taking a message."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from conftest import settled_depths
 
-from publisher.data.samples import sample_csv
-from publisher.queue.publish import publish_items
-from worker.builtin.aggregate import aggregate_csv
-from worker.errors import ExitCode
-from worker.settings import Settings
+from jobkit_publisher.data.samples import sample_csv
+from jobkit_publisher.queue.publish import publish_items
+from jobkit_worker.builtin.aggregate import aggregate_csv
+from jobkit_worker.errors import ExitCode
+from jobkit_worker.settings import Settings
 
 
 def _stdin_worker(env: dict[str, str], item: bytes) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "worker", "--stdin"],
+        [sys.executable, "-m", "jobkit_worker", "--stdin"],
         env=env,
         input=item,
         capture_output=True,

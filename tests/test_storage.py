@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from worker.errors import InputError, StorageError, StoreUnavailable
-from worker.settings import Settings
-from worker.storage.base import open_store
-from worker.storage.local import TEMPORARY_DIR, LocalStore
+from jobkit_worker.errors import InputError, StorageError, StoreUnavailable
+from jobkit_worker.settings import Settings
+from jobkit_worker.storage.base import open_store
+from jobkit_worker.storage.local import TEMPORARY_DIR, LocalStore
 
 SETTINGS = Settings()
 

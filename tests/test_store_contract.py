@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from worker.storage.azure import BlobStore
-from worker.storage.base import Store
-from worker.storage.local import LocalStore
+from jobkit_worker.storage.azure import BlobStore
+from jobkit_worker.storage.base import Store
+from jobkit_worker.storage.local import LocalStore
 
 
 @pytest.fixture(params=["local", "azure"])

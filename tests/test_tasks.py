@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from conftest import dead_letter_reasons, jobkit, last_outcome, read_depths, settled_depths, worker
 
-from publisher.queue.publish import publish_items
-from worker.errors import ExitCode
-from worker.settings import Settings
+from jobkit_publisher.queue.publish import publish_items
+from jobkit_worker.errors import ExitCode
+from jobkit_worker.settings import Settings
 
 pytestmark = pytest.mark.rabbitmq
 
 TASKS = """\
 import sys
 
-from worker.errors import InputError
+from jobkit_worker.errors import InputError
 
 
 def shout(name, data):
@@ -135,7 +135,9 @@ def test_the_built_in_task_is_chosen_without_scanning_entry_points(env: dict[str
         line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line
     }
     assert "importlib.metadata" not in imported
-    assert "worker.builtin.aggregate" not in imported, "imported with the first item, not before"
+    assert "jobkit_worker.builtin.aggregate" not in imported, (
+        "imported with the first item, not before"
+    )
 
 
 def test_items_that_are_not_files_are_published_from_standard_input_and_processed(

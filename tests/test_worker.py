@@ -16,14 +16,14 @@ import pika
 import pytest
 from conftest import dead_letter_reasons, last_outcome, settled_depths, worker
 
-from publisher.data.samples import sample_csv
-from publisher.queue.publish import publish_items
-from worker.broker import DELIVERY_LIMIT, Session
-from worker.builtin.aggregate import aggregate_csv, aggregate_item
-from worker.consumer import take_one
-from worker.errors import ExitCode
-from worker.settings import Settings
-from worker.storage.base import open_store
+from jobkit_publisher.data.samples import sample_csv
+from jobkit_publisher.queue.publish import publish_items
+from jobkit_worker.broker import DELIVERY_LIMIT, Session
+from jobkit_worker.builtin.aggregate import aggregate_csv, aggregate_item
+from jobkit_worker.consumer import take_one
+from jobkit_worker.errors import ExitCode
+from jobkit_worker.settings import Settings
+from jobkit_worker.storage.base import open_store
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -190,7 +190,10 @@ def test_a_worker_killed_mid_item_loses_nothing(env: dict[str, str], settings: S
     files = _write_inputs(settings, rows=525_600, count=1)
     publish_items(settings, list(files))
     victim = subprocess.Popen(
-        [sys.executable, "-m", "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "jobkit_worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert victim.stderr is not None
     for line in victim.stderr:
@@ -278,7 +281,7 @@ def test_a_worker_doing_a_local_item_never_imports_pandas_typer_rich_or_azure(
     imported = {
         line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if "|" in line
     }
-    assert "worker.builtin.aggregate" in imported, "the task itself was imported"
+    assert "jobkit_worker.builtin.aggregate" in imported, "the task itself was imported"
     for package in ("pandas", "typer", "rich", "azure"):
         assert not any(name.split(".")[0] == package for name in imported), package
 

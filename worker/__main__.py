@@ -1,4 +1,4 @@
-"""`python -m worker`: take one item from the queue, run the task on it, store, ack, exit.
+"""`jobkit-worker`: take one item from the queue, run the task on it, store, ack, exit.
 
 Starting fast is most of a short item's cost, so only what every run needs is imported here:
 the built-in task (pyarrow, numpy) is imported when the first item arrives.
@@ -10,17 +10,17 @@ import argparse
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import NoReturn, TextIO
 
-from worker.consumer import do_named, item_body, take_items
-from worker.errors import EXIT_CODE_HELP, JobkitError
-from worker.interruption import Interrupted, worker_interruption
-from worker.outcome import Outcome, Verdict, drain_exit_code, end_line, notice_line
-from worker.ownership import claim_location
-from worker.settings import Settings, settings_help, with_task
-from worker.startup import prepare_process, stop_now
-from worker.storage.base import open_store
-from worker.tasks import load_task
+from jobkit_worker.consumer import do_named, item_body, take_items
+from jobkit_worker.errors import EXIT_CODE_HELP, JobkitError
+from jobkit_worker.interruption import Interrupted, worker_interruption
+from jobkit_worker.outcome import Outcome, Verdict, drain_exit_code, end_line, notice_line
+from jobkit_worker.ownership import claim_location
+from jobkit_worker.settings import Settings, settings_help, with_task
+from jobkit_worker.startup import prepare_process, stop_now
+from jobkit_worker.storage.base import open_store
+from jobkit_worker.tasks import load_task
 
 log = logging.getLogger("worker")
 
@@ -46,7 +46,7 @@ EPILOG = f"{settings_help()}\n\n{EXIT_CODE_HELP}"
 def main(argv: list[str] | None = None) -> int:
     """Run one worker; returns the exit code of the contract."""
     parser = argparse.ArgumentParser(
-        prog="python -m worker",
+        prog="jobkit-worker",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -143,5 +143,10 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("pika").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
 
 
-if __name__ == "__main__":
+def run() -> NoReturn:
+    """The `jobkit-worker` command: run one worker, then end the process with its exit code."""
     stop_now(main())
+
+
+if __name__ == "__main__":
+    run()

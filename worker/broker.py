@@ -28,8 +28,8 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingConnection
 from pika.adapters.utils.connection_workflow import AMQPConnectorStackTimeout
 
-from worker.errors import AckTimedOut, BrokerLost, BrokerUnavailable, ConfigError
-from worker.settings import DEAD_QUEUE_SUFFIX, TURN_SUFFIX, Settings, mask_url
+from jobkit_worker.errors import AckTimedOut, BrokerLost, BrokerUnavailable, ConfigError
+from jobkit_worker.settings import DEAD_QUEUE_SUFFIX, TURN_SUFFIX, Settings, mask_url
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from worker.broker import DELIVERY_LIMIT, REDO_HEADER, Delivery, Session, dead_queue_name
-from worker.done_records import is_current, make_record, read_record
-from worker.drain import Drain
-from worker.errors import (
+from jobkit_worker.broker import DELIVERY_LIMIT, REDO_HEADER, Delivery, Session, dead_queue_name
+from jobkit_worker.done_records import is_current, make_record, read_record
+from jobkit_worker.drain import Drain
+from jobkit_worker.errors import (
     AckTimedOut,
     BrokerLost,
     ExitCode,
@@ -21,14 +21,14 @@ from worker.errors import (
     StoreUnavailable,
     TaskError,
 )
-from worker.interruption import worker_interruption
-from worker.names import MAX_NAME_BYTES, brief, check_name, record_name
-from worker.outcome import Outcome, Verdict
-from worker.ownership import claim_outputs
-from worker.settings import Settings
-from worker.storage.base import Entry, Store
-from worker.task_thread import TaskThread
-from worker.tasks.contract import Task
+from jobkit_worker.interruption import worker_interruption
+from jobkit_worker.names import MAX_NAME_BYTES, brief, check_name, record_name
+from jobkit_worker.outcome import Outcome, Verdict
+from jobkit_worker.ownership import claim_outputs
+from jobkit_worker.settings import Settings
+from jobkit_worker.storage.base import Entry, Store
+from jobkit_worker.task_thread import TaskThread
+from jobkit_worker.tasks.contract import Task
 
 log = logging.getLogger(__name__)
 

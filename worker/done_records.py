@@ -13,9 +13,9 @@ import socket
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from worker.errors import InputError
-from worker.names import record_name
-from worker.storage.base import Entry, Store
+from jobkit_worker.errors import InputError
+from jobkit_worker.names import record_name
+from jobkit_worker.storage.base import Entry, Store
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 import time
 
-from worker.broker import Delivery, Session
-from worker.interruption import worker_interruption
-from worker.outcome import Outcome
-from worker.storage.base import Store
+from jobkit_worker.broker import Delivery, Session
+from jobkit_worker.interruption import worker_interruption
+from jobkit_worker.outcome import Outcome
+from jobkit_worker.storage.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from pathlib import PurePosixPath
 
-from worker.errors import InputError
+from jobkit_worker.errors import InputError
 
 RECORD_SUFFIX = ".done.json"
 KIT_DIR = ".jobkit"  # the kit's own files in a store: hidden, never listed as items or outputs

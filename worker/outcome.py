@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from worker.errors import ExitCode
+from jobkit_worker.errors import ExitCode
 
 
 class Verdict(StrEnum):

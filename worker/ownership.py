@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from worker.done_records import Record
-from worker.errors import ConfigError, InputError
-from worker.names import KIT_DIR, check_output_name, owner_name
-from worker.storage.base import Store
+from jobkit_worker.done_records import Record
+from jobkit_worker.errors import ConfigError, InputError
+from jobkit_worker.names import KIT_DIR, check_output_name, owner_name
+from jobkit_worker.storage.base import Store
 
 
 def claim_outputs(store: Store, item: str, outputs: Iterable[str], record: Record | None) -> None:

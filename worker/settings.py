@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from worker.builtin import DEFAULT_MAX_SPAN_HOURS
-from worker.errors import ConfigError
-from worker.storage.base import location_problems
+from jobkit_worker.builtin import DEFAULT_MAX_SPAN_HOURS
+from jobkit_worker.errors import ConfigError
+from jobkit_worker.storage.base import location_problems
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@localhost:5672/%2F"
 DEFAULT_TASK = "aggregate"

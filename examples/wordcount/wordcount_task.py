@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 
 from wordcount import counts
 
-from worker.errors import InputError
+from jobkit_worker.errors import InputError
 
 
 def count_words(name: str, data: bytes) -> dict[str, bytes]:

@@ -5,12 +5,12 @@ from typing import NoReturn
 
 import typer
 
-from publisher.cli.job import data, manifests, run, upload
-from publisher.cli.queue import dead_app, depth, publish, purge, status
-from publisher.cli.report import plot, report
-from worker.errors import EXIT_CODE_HELP
-from worker.settings import settings_help
-from worker.startup import stop_now
+from jobkit_publisher.cli.job import data, manifests, run, upload
+from jobkit_publisher.cli.queue import dead_app, depth, publish, purge, status
+from jobkit_publisher.cli.report import plot, report
+from jobkit_worker.errors import EXIT_CODE_HELP
+from jobkit_worker.settings import settings_help
+from jobkit_worker.startup import stop_now
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -32,7 +32,7 @@ app.add_typer(dead_app, name="dead")
 
 
 def main() -> NoReturn:
-    """The `jobkit` command: the app, then a quick end (see worker.startup.stop_now)."""
+    """The `jobkit` command: the app, then a quick end (see jobkit_worker.startup.stop_now)."""
     try:
         app()
     except KeyboardInterrupt:  # before a command began

@@ -19,10 +19,10 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from publisher.queue.dead import DeadLetter
-from publisher.queue.status import QueueStatus
-from publisher.run.outcome import JobReport
-from worker.names import shown
+from jobkit_publisher.queue.dead import DeadLetter
+from jobkit_publisher.queue.status import QueueStatus
+from jobkit_publisher.run.outcome import JobReport
+from jobkit_worker.names import shown
 
 SHOWN_OUTPUTS = 20  # outputs listed by 'jobkit status', at most
 

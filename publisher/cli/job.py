@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from publisher.cli.options import (
+from jobkit_publisher.cli.options import (
     CommandOption,
     JobFlags,
     JsonOption,
@@ -20,19 +20,19 @@ from publisher.cli.options import (
     job_options,
     with_job_flags,
 )
-from publisher.cli.report import write_report
-from publisher.cli.terminal import display_failure, err, load_settings, out, print_json
-from publisher.kube.manifests import JobOptions
-from publisher.kube.objects import Manifest
-from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, run_record_name
-from worker.errors import ConfigError, JobkitError
-from worker.interruption import Interrupted
-from worker.settings import Settings
-from worker.storage.base import open_store
+from jobkit_publisher.cli.report import write_report
+from jobkit_publisher.cli.terminal import display_failure, err, load_settings, out, print_json
+from jobkit_publisher.kube.manifests import JobOptions
+from jobkit_publisher.kube.objects import Manifest
+from jobkit_publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, run_record_name
+from jobkit_worker.errors import ConfigError, JobkitError
+from jobkit_worker.interruption import Interrupted
+from jobkit_worker.settings import Settings
+from jobkit_worker.storage.base import open_store
 
 if TYPE_CHECKING:
-    from publisher.queue.reconcile import Reconciliation
-    from publisher.run.outcome import JobReport
+    from jobkit_publisher.queue.reconcile import Reconciliation
+    from jobkit_publisher.run.outcome import JobReport
 
 
 def data(
@@ -51,7 +51,7 @@ def data(
 
     Example: jobkit data --files 6 --rows 10080 --out data/input
     """
-    from publisher.data.samples import write_samples
+    from jobkit_publisher.data.samples import write_samples
 
     with load_settings() as settings:
         hours = -(-rows // 60)
@@ -81,7 +81,7 @@ def upload(
     """
     from rich.progress import Progress
 
-    from publisher.data.upload import upload_files
+    from jobkit_publisher.data.upload import upload_files
 
     with load_settings() as settings:
         settings.check_location("DESTINATION", destination)
@@ -139,8 +139,8 @@ def manifests(
 
     Example: jobkit manifests --broker-replicas 3 --out k8s
     """
-    from publisher.kube.manifests import EXAMPLE_HEADER, render_files
-    from publisher.kube.objects import HEADER, write_manifests
+    from jobkit_publisher.kube.manifests import EXAMPLE_HEADER, render_files
+    from jobkit_publisher.kube.objects import HEADER, write_manifests
 
     fixed = 1 if keda else parallelism if job.drain else None
     with load_settings(task, command, no_input) as settings:
@@ -195,14 +195,14 @@ def run(
 
     Example: jobkit run --parallelism 3
     """
-    from publisher.run.local import LocalRunner
+    from jobkit_publisher.run.local import LocalRunner
 
     # A closed terminal hangs up the run and its workers: they go on to the end, as under nohup,
     # and what can no longer be shown is said in the run record.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with load_settings(task, command, no_input) as settings:
         if kube:
-            from publisher.kube.manifests import render_files
+            from jobkit_publisher.kube.manifests import render_files
 
             fixed = parallelism if job.drain else None
             count = completions_or_depth(settings, job.completions, fixed)
@@ -217,7 +217,9 @@ def run(
             runner = LocalRunner(
                 settings, parallelism, job.completions, job.backoff_limit, log_file, job.drain
             )
-            from publisher.cli.display import job_progress  # while the runner's workers warm up
+            from jobkit_publisher.cli.display import (
+                job_progress,  # while the runner's workers warm up
+            )
 
             try:
                 with job_progress(out, enabled=not as_json) as on_progress:
@@ -243,8 +245,8 @@ def run(
 def _say_interrupted(interrupted: Interrupted, given_back: list[str], killed: int) -> None:
     """One line: what the interrupt stopped, what is uncertain, and that running again
     finishes the work."""
-    from publisher.queue.reconcile import some_names
-    from publisher.run.local import STOP_GRACE_SECONDS
+    from jobkit_publisher.queue.reconcile import some_names
+    from jobkit_publisher.run.local import STOP_GRACE_SECONDS
 
     if given_back:
         held = f"{some_names(given_back)} went back to the queue, without spending a delivery"
@@ -279,7 +281,7 @@ def _keep_run(
 ) -> None:
     """Record the run beside the log file; with `with_report`, write the batch report there
     (saying where on stderr when stdout is JSON)."""
-    from publisher.run.record import record_run, save_run
+    from jobkit_publisher.run.record import record_run, save_run
 
     run_path = log_file.with_name(run_record_name(settings.queue))
     try:
@@ -296,7 +298,7 @@ def _keep_run(
                 settings, run_path, log_file.with_name(REPORT_NAME), err if as_json else out
             )
         except JobkitError as exc:
-            err.print(f"warning: the report cannot be written ({exc}).", markup=False)
+            err.print(f"warning: the report cannot be written: {exc}", markup=False)
 
 
 def _run_kube(
@@ -307,9 +309,9 @@ def _run_kube(
     dry_run: bool,
 ) -> JobReport:
     """`run --kube`: apply the manifests and follow the Job, or print them with --dry-run."""
-    from publisher.cli.display import job_progress
-    from publisher.kube.manifests import mask_secrets
-    from publisher.kube.runner import KubeRunner
+    from jobkit_publisher.cli.display import job_progress
+    from jobkit_publisher.kube.manifests import mask_secrets
+    from jobkit_publisher.kube.runner import KubeRunner
 
     if dry_run:
         out.print(_joined(mask_secrets(files)), markup=False, end="")
@@ -333,8 +335,8 @@ def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, 
 
     Called once none of the run's workers holds an item: any held now are another's.
     """
-    from publisher.cli.display import print_report
-    from publisher.queue.status import read_status
+    from jobkit_publisher.cli.display import print_report
+    from jobkit_publisher.queue.status import read_status
 
     try:
         reconciliation: Reconciliation | None = read_status(settings).reconciliation
@@ -356,6 +358,6 @@ def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, 
 
 
 def _joined(files: dict[str, list[Manifest]], header: str | None = None) -> str:
-    from publisher.kube.objects import HEADER, dump
+    from jobkit_publisher.kube.objects import HEADER, dump
 
     return dump([doc for docs in files.values() for doc in docs], header or HEADER)

@@ -12,15 +12,15 @@ from typing import Annotated, Any
 
 import typer
 
-from publisher.kube.manifests import (
+from jobkit_publisher.kube.manifests import (
     DATA_CLAIM,
     DEFAULT_CLUSTER_BROKER_URL,
     DEFAULT_IMAGE,
     DEFAULT_SECRET,
     JobOptions,
 )
-from worker.errors import ConfigError
-from worker.settings import Settings
+from jobkit_worker.errors import ConfigError
+from jobkit_worker.settings import Settings
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
@@ -218,8 +218,8 @@ def completions_or_depth(settings: Settings, completions: int | None, fixed: int
     """The given completions, else `fixed` (1 for a ScaledJob's Jobs, the parallelism when each
     pod drains the queue), else the queue's depth now, read without declaring the queue; says
     on stderr when that is 0, which makes a Job that completes with no pod."""
-    from publisher.cli.terminal import err
-    from publisher.queue.status import read_depth
+    from jobkit_publisher.cli.terminal import err
+    from jobkit_publisher.queue.status import read_depth
 
     if completions is not None:
         return completions

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from publisher.cli.options import JsonOption
-from publisher.cli.terminal import err, load_settings, out, print_json
-from worker.errors import ConfigError, ExitCode
+from jobkit_publisher.cli.options import JsonOption
+from jobkit_publisher.cli.terminal import err, load_settings, out, print_json
+from jobkit_worker.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:
-    from publisher.queue.batch import BatchResult
+    from jobkit_publisher.queue.batch import BatchResult
 
 
 def publish(
@@ -50,9 +50,9 @@ def publish(
 
     Example: jobkit publish temperature1.csv temperature2.csv
     """
-    from publisher.queue.batch import check_items, find_inputs, publish_batch
-    from publisher.queue.publish import PublishInterrupted, read_items
-    from publisher.queue.reconcile import some_names
+    from jobkit_publisher.queue.batch import check_items, find_inputs, publish_batch
+    from jobkit_publisher.queue.publish import PublishInterrupted, read_items
+    from jobkit_publisher.queue.reconcile import some_names
 
     with load_settings() as settings:
         items = list(names or []) + (read_items(source) if source else [])
@@ -98,7 +98,7 @@ def publish(
 
 
 def _print_batch(result: BatchResult, queue: str, as_json: bool) -> None:
-    from publisher.queue.reconcile import some_names, some_reasons
+    from jobkit_publisher.queue.reconcile import some_names, some_reasons
 
     if as_json:
         print_json(
@@ -161,7 +161,7 @@ def depth() -> None:
 
     Example: jobkit depth
     """
-    from publisher.queue.status import read_depth
+    from jobkit_publisher.queue.status import read_depth
 
     with load_settings() as settings:
         out.print(read_depth(settings))
@@ -184,8 +184,8 @@ def status(
 
     Example: jobkit status --verify
     """
-    from publisher.cli.display import print_status
-    from publisher.queue.status import read_status
+    from jobkit_publisher.cli.display import print_status
+    from jobkit_publisher.queue.status import read_status
 
     with load_settings() as settings:
         snapshot = read_status(settings, verify)
@@ -217,9 +217,9 @@ def dead_list(as_json: JsonOption = False) -> None:
 
     Example: jobkit dead list --json
     """
-    from publisher.cli.display import print_dead_letters
-    from publisher.queue.dead import list_dead_letters
-    from worker.broker import dead_queue_name
+    from jobkit_publisher.cli.display import print_dead_letters
+    from jobkit_publisher.queue.dead import list_dead_letters
+    from jobkit_worker.broker import dead_queue_name
 
     with load_settings() as settings:
         letters = list_dead_letters(settings)
@@ -241,8 +241,8 @@ def dead_requeue(
 
     Example: jobkit dead requeue temperature3.csv
     """
-    from publisher.queue.dead import requeue_dead_letters
-    from worker.broker import dead_queue_name
+    from jobkit_publisher.queue.dead import requeue_dead_letters
+    from jobkit_worker.broker import dead_queue_name
 
     with load_settings() as settings:
         moved = requeue_dead_letters(settings, set(names) if names else None)
@@ -266,8 +266,8 @@ def purge(
 
     Example: jobkit purge --yes
     """
-    from publisher.queue.batch import purge as purge_batch
-    from worker.broker import dead_queue_name
+    from jobkit_publisher.queue.batch import purge as purge_batch
+    from jobkit_worker.broker import dead_queue_name
 
     with load_settings() as settings:
         queue = dead_queue_name(settings.queue) if dead else settings.queue

@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from publisher.cli.terminal import load_settings, out
-from publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, run_record_name
-from worker.errors import ConfigError, InputError
-from worker.settings import Settings
+from jobkit_publisher.cli.terminal import load_settings, out
+from jobkit_publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, run_record_name
+from jobkit_worker.errors import ConfigError, InputError
+from jobkit_worker.settings import Settings
 
 
 def report(
@@ -50,8 +50,8 @@ def plot(
 
     Example: jobkit plot data/output/temperature1_aggregated.csv --out temperature1.png
     """
-    from publisher.report.charts import curve_png
-    from publisher.report.curves import read_curve
+    from jobkit_publisher.report.charts import curve_png
+    from jobkit_publisher.report.curves import read_curve
 
     target = out_path or result.with_suffix(".png")
     with load_settings():
@@ -75,8 +75,8 @@ def _write_file(path: Path, data: bytes) -> None:
 
 def write_report(settings: Settings, run_path: Path, out_path: Path, console: Console) -> None:
     """Gather the batch's facts, write the report page, and say where it is."""
-    from publisher.report.batch import read_batch, summarize
-    from publisher.report.html import render_report
+    from jobkit_publisher.report.batch import read_batch, summarize
+    from jobkit_publisher.report.html import render_report
 
     batch = read_batch(settings, run_path)
     summary = summarize(batch)

@@ -13,8 +13,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from worker.errors import JobkitError
-from worker.settings import Settings, with_task
+from jobkit_worker.errors import JobkitError
+from jobkit_worker.settings import Settings, with_task
 
 
 class Display:

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from worker.storage import Store
+from jobkit_worker.storage import Store
 
 START = np.datetime64("2017-12-01T00:00:00", "s")
 ROWS_PER_YEAR = 365 * 24 * 60

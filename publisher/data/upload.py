@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-from worker.storage import Store
+from jobkit_worker.storage import Store
 
 
 def upload_files(

@@ -9,10 +9,10 @@ import secrets
 from dataclasses import dataclass, replace
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from publisher.kube.objects import Manifest, labels
-from publisher.kube.rabbitmq import COOKIE_KEY, render_rabbitmq
-from worker.errors import ConfigError, ExitCode
-from worker.settings import mask_url
+from jobkit_publisher.kube.objects import Manifest, labels
+from jobkit_publisher.kube.rabbitmq import COOKIE_KEY, render_rabbitmq
+from jobkit_worker.errors import ConfigError, ExitCode
+from jobkit_worker.settings import mask_url
 
 DEFAULT_IMAGE = "jobkit-worker:0.1.0"
 # No password: one is generated at each rendering (give one in the URL to keep it).

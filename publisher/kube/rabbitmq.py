@@ -8,7 +8,7 @@ later: the pods join the one with ordinal 0, with no access to the Kubernetes AP
 
 from __future__ import annotations
 
-from publisher.kube.objects import Manifest, labels
+from jobkit_publisher.kube.objects import Manifest, labels
 
 RABBITMQ_IMAGE = "rabbitmq:4.1"
 RABBITMQ_UID = 999  # the rabbitmq user of the official image

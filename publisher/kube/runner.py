@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from publisher.kube.manifests import CONTAINER, JobOptions
-from publisher.kube.objects import Manifest, dump
-from publisher.run.outcome import JobReport
-from worker.broker import Session, dead_queue_name
-from worker.errors import ConfigError, ExitCode
-from worker.outcome import Outcome, Verdict
-from worker.settings import Settings
+from jobkit_publisher.kube.manifests import CONTAINER, JobOptions
+from jobkit_publisher.kube.objects import Manifest, dump
+from jobkit_publisher.run.outcome import JobReport
+from jobkit_worker.broker import Session, dead_queue_name
+from jobkit_worker.errors import ConfigError, ExitCode
+from jobkit_worker.outcome import Outcome, Verdict
+from jobkit_worker.settings import Settings
 
 POLL_SECONDS = 2.0
 KUBECTL_SAY_SECONDS = 10.0  # a kubectl call that takes longer is said while it goes on

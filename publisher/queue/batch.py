@@ -7,24 +7,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from publisher.queue.ledger import read_ledger
-from publisher.queue.publish import PublishIncomplete, PublishInterrupted, publish_items
-from publisher.queue.published import (
+from jobkit_publisher.queue.ledger import read_ledger
+from jobkit_publisher.queue.publish import PublishIncomplete, PublishInterrupted, publish_items
+from jobkit_publisher.queue.published import (
     Published,
     forget_published,
     publishing,
     read_published,
     write_published,
 )
-from publisher.queue.reconcile import STALE_WHY
-from publisher.queue.status import read_depth
-from worker.broker import Session, dead_queue_name
-from worker.builtin.outputs import OUTPUT_SUFFIX, is_output
-from worker.errors import InputError, JobkitError
-from worker.names import RECORD_SUFFIX, check_name
-from worker.ownership import claim_location
-from worker.settings import Settings
-from worker.storage.base import open_store
+from jobkit_publisher.queue.reconcile import STALE_WHY
+from jobkit_publisher.queue.status import read_depth
+from jobkit_worker.broker import Session, dead_queue_name
+from jobkit_worker.builtin.outputs import OUTPUT_SUFFIX, is_output
+from jobkit_worker.errors import InputError, JobkitError
+from jobkit_worker.names import RECORD_SUFFIX, check_name
+from jobkit_worker.ownership import claim_location
+from jobkit_worker.settings import Settings
+from jobkit_worker.storage.base import open_store
 
 INPUT_SUFFIX = ".csv"
 

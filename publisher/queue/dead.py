@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from worker.broker import (
+from jobkit_worker.broker import (
     DELIVERIES_HEADER,
     DELIVERY_LIMIT,
     FAILED_AT_HEADER,
@@ -15,8 +15,8 @@ from worker.broker import (
     Session,
     dead_queue_name,
 )
-from worker.errors import BrokerLost
-from worker.settings import Settings
+from jobkit_worker.errors import BrokerLost
+from jobkit_worker.settings import Settings
 
 _BROKER_REASONS = {
     "delivery_limit": "delivered {n} times without an ack (each time the worker crashed, was "

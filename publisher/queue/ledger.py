@@ -17,10 +17,10 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from worker.done_records import Record, input_changed, read_record
-from worker.errors import ConfigError, InputError, StorageError
-from worker.names import KIT_DIR, RECORD_SUFFIX, record_name
-from worker.storage.base import Entry, Store
+from jobkit_worker.done_records import Record, input_changed, read_record
+from jobkit_worker.errors import ConfigError, InputError, StorageError
+from jobkit_worker.names import KIT_DIR, RECORD_SUFFIX, record_name
+from jobkit_worker.storage.base import Entry, Store
 
 _FORMAT = 1  # of the kept file; another is read as none
 

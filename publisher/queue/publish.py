@@ -1,7 +1,7 @@
 """Putting items on the work queue: persistent messages, confirmed by the broker in batches.
 
 This is the kit's one use of pika's asynchronous connection, which keeps thousands of messages
-in flight; everything else goes through worker.broker's blocking Session.
+in flight; everything else goes through jobkit_worker.broker's blocking Session.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pika.frame
 import pika.spec
 from pika.adapters.select_connection import IOLoop
 
-from worker.broker import (
+from jobkit_worker.broker import (
     REDO_HEADER,
     Session,
     alarm_name,
@@ -27,9 +27,9 @@ from worker.broker import (
     message_properties,
     refusal,
 )
-from worker.errors import BrokerLost, BrokerUnavailable
-from worker.interruption import Interruption
-from worker.settings import Settings, mask_url
+from jobkit_worker.errors import BrokerLost, BrokerUnavailable
+from jobkit_worker.interruption import Interruption
+from jobkit_worker.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
 

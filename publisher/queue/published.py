@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from worker.errors import InputError
-from worker.names import KIT_DIR
-from worker.storage.base import Store
+from jobkit_worker.errors import InputError
+from jobkit_worker.names import KIT_DIR
+from jobkit_worker.storage.base import Store
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from worker.names import shown
+from jobkit_worker.names import shown
 
 SHOWN = 10  # names listed in a message, at most
 STALE_WHY = "its input changed after it was done"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from publisher.queue.dead import DeadLetter, peek_dead_letters
-from publisher.queue.ledger import read_ledger
-from publisher.queue.published import read_published
-from publisher.queue.reconcile import Reconciliation, reconcile
-from worker.broker import Session, dead_queue_name
-from worker.done_records import Record
-from worker.settings import Settings
-from worker.storage.base import open_store
+from jobkit_publisher.queue.dead import DeadLetter, peek_dead_letters
+from jobkit_publisher.queue.ledger import read_ledger
+from jobkit_publisher.queue.published import read_published
+from jobkit_publisher.queue.reconcile import Reconciliation, reconcile
+from jobkit_worker.broker import Session, dead_queue_name
+from jobkit_worker.done_records import Record
+from jobkit_worker.settings import Settings
+from jobkit_worker.storage.base import open_store
 
 
 @dataclass(frozen=True)

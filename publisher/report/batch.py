@@ -10,20 +10,20 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from publisher.queue.dead import DeadLetter
-from publisher.queue.publish import broker_version
-from publisher.queue.published import Published, read_published
-from publisher.queue.reconcile import Reconciliation, some_names
-from publisher.queue.status import QueueStatus, read_status
-from publisher.report.curves import Curve, read_curve
-from publisher.run.outcome import Attempt
-from publisher.run.record import RunRecord, attempt_begins, load_run
-from worker.builtin.outputs import OUTPUT_SUFFIX
-from worker.done_records import Record
-from worker.errors import InputError, JobkitError
-from worker.outcome import Verdict
-from worker.settings import Settings
-from worker.storage.base import open_store
+from jobkit_publisher.queue.dead import DeadLetter
+from jobkit_publisher.queue.publish import broker_version
+from jobkit_publisher.queue.published import Published, read_published
+from jobkit_publisher.queue.reconcile import Reconciliation, some_names
+from jobkit_publisher.queue.status import QueueStatus, read_status
+from jobkit_publisher.report.curves import Curve, read_curve
+from jobkit_publisher.run.outcome import Attempt
+from jobkit_publisher.run.record import RunRecord, attempt_begins, load_run
+from jobkit_worker.builtin.outputs import OUTPUT_SUFFIX
+from jobkit_worker.done_records import Record
+from jobkit_worker.errors import InputError, JobkitError
+from jobkit_worker.outcome import Verdict
+from jobkit_worker.settings import Settings
+from jobkit_worker.storage.base import open_store
 
 MAX_CURVES = 48  # drawn in the report; a note names the rest
 

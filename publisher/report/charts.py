@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from publisher.report.curves import Curve
-from publisher.run.outcome import Attempt
-from publisher.run.record import attempt_begins
-from worker.outcome import Verdict
+from jobkit_publisher.report.curves import Curve
+from jobkit_publisher.run.outcome import Attempt
+from jobkit_publisher.run.record import attempt_begins
+from jobkit_worker.errors import ConfigError
+from jobkit_worker.outcome import Verdict
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -201,7 +202,13 @@ def _segments(attempt: Attempt, begin: float) -> list[tuple[str, float, float]]:
 
 
 def _figure(width: float, height: float) -> Figure:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ConfigError(
+            "The charts are drawn with matplotlib, which is not installed here: install the "
+            "kit with its report extra (pip install 'amqp-jobkit[report]')."
+        ) from exc
 
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
     from matplotlib.figure import Figure

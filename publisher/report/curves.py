@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from worker.builtin.hourly import COLUMNS
-from worker.errors import InputError
+from jobkit_worker.builtin.hourly import COLUMNS
+from jobkit_worker.errors import InputError
 
 HEADER = ["Datetime", *COLUMNS]
 

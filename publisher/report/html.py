@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 
-from publisher.report import charts
-from publisher.report.batch import Batch, Summary
-from worker.outcome import Verdict
+from jobkit_publisher.report import charts
+from jobkit_publisher.report.batch import Batch, Summary
+from jobkit_worker.outcome import Verdict
 
 _STYLE = """
 :root { color-scheme: light dark; }

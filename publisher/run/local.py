@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from publisher.run.outcome import Attempt, JobReport, describe_worker_exit
-from publisher.run.spawn import WorkerProcess, WorkerSpawner
-from worker.broker import Session, dead_queue_name
-from worker.errors import BrokerLost, ExitCode
-from worker.interruption import Interruption
-from worker.outcome import Outcome, Verdict, read_end, read_notice
-from worker.ownership import claim_location
-from worker.settings import Settings, setting_names
-from worker.storage.base import open_store
-from worker.tasks import load_task
+from jobkit_publisher.run.outcome import Attempt, JobReport, describe_worker_exit
+from jobkit_publisher.run.spawn import WorkerProcess, WorkerSpawner
+from jobkit_worker.broker import Session, dead_queue_name
+from jobkit_worker.errors import BrokerLost, ExitCode
+from jobkit_worker.interruption import Interruption
+from jobkit_worker.outcome import Outcome, Verdict, read_end, read_notice
+from jobkit_worker.ownership import claim_location
+from jobkit_worker.settings import Settings, setting_names
+from jobkit_worker.storage.base import open_store
+from jobkit_worker.tasks import load_task
 
 STOP_GRACE_SECONDS = 10.0  # for stopped workers to give their items back, before SIGKILL
 # A worker that ends is replaced at once; a draining worker's progress is read this often.
@@ -38,7 +38,7 @@ class _Worker:
 
 
 class LocalRunner:
-    """Run `python -m worker` processes: at most `parallelism` at once, until the job is done.
+    """Run `jobkit-worker` processes: at most `parallelism` at once, until the job is done.
 
     Like a Job: the job needs `completions` successful items; failures (exit 1, crashes) count
     against `backoff_limit` and are retried after a growing delay; exit 3 is ignored (a

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from worker.errors import ExitCode, describe_exit_status
-from worker.outcome import Outcome, Verdict
+from jobkit_worker.errors import ExitCode, describe_exit_status
+from jobkit_worker.outcome import Outcome, Verdict
 
 
 def describe_worker_exit(code: int) -> str:

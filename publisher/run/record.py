@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from publisher.run.outcome import Attempt, JobReport
-from worker.errors import InputError
-from worker.outcome import Verdict
-from worker.settings import Settings
+from jobkit_publisher.run.outcome import Attempt, JobReport
+from jobkit_worker.errors import InputError
+from jobkit_worker.outcome import Verdict
+from jobkit_worker.settings import Settings
 
 DEFAULT_RUN_DIR = Path(".jobkit")  # the local runner's log, run record and report
 REPORT_NAME = "report.html"

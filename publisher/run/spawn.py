@@ -21,17 +21,17 @@ import time
 from pathlib import Path
 from typing import IO
 
-from worker.errors import ConfigError
-from worker.scratch import owner_prefix, remove_stale
+from jobkit_worker.errors import ConfigError
+from jobkit_worker.scratch import owner_prefix, remove_stale
 
 # What every worker imports before its first item: the fork server imports these once.
 PRELOAD = [
-    "publisher.run.template",  # first: the template then outlives a signal to its group
-    "worker.__main__",
-    "worker.consumer",
-    "worker.tasks",
-    "worker.builtin.aggregate",
-    "worker.storage.local",  # the default store, chosen by scheme when settings are read
+    "jobkit_publisher.run.template",  # first: the template then outlives a signal to its group
+    "jobkit_worker.__main__",
+    "jobkit_worker.consumer",
+    "jobkit_worker.tasks",
+    "jobkit_worker.builtin.aggregate",
+    "jobkit_worker.storage.local",  # the default store, chosen by scheme when settings are read
     "encodings.idna",  # the codec a connection encodes the broker's host name with
 ]
 _WRITE = os.O_WRONLY | os.O_CREAT | os.O_APPEND
@@ -88,7 +88,7 @@ class WorkerProcess:
 
 
 class WorkerSpawner:
-    """Starts `python -m worker` runs as forks of one template process (a fork server)."""
+    """Starts `jobkit-worker` runs as forks of one template process (a fork server)."""
 
     def __init__(self, parallelism: int) -> None:
         _allow_open_files(parallelism)
@@ -170,7 +170,7 @@ def _main_script_imports() -> list[str]:
 
 
 def _run_worker(runner: int, env: dict[str, str], argv: list[str], output: str, log: str) -> None:
-    """In the forked process: become `python -m worker ARGV` with `env`, then exit with its code.
+    """In the forked process: become `jobkit-worker ARGV` with `env`, then exit with its code.
 
     It stops (SIGTERM to itself: it gives back what it holds) when the runner process ends,
     however that ended: no worker goes on taking items that no runner counts.
@@ -189,8 +189,8 @@ def _run_worker(runner: int, env: dict[str, str], argv: list[str], output: str, 
         descriptor = os.open(path, flags, 0o644)
         os.dup2(descriptor, standard, inheritable=standard != OUTCOME_FD)
         os.close(descriptor)
-    from worker.__main__ import main
-    from worker.startup import stop_now
+    from jobkit_worker.__main__ import main
+    from jobkit_worker.startup import stop_now
 
     stop_now(main([*argv, "--outcome-fd", str(OUTCOME_FD)]))
 

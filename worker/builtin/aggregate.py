@@ -13,13 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from worker.builtin import DEFAULT_MAX_SPAN_HOURS
-from worker.builtin.arrow_numpy import first_missing, float_values, int_values
-from worker.builtin.hourly import Floats, Ints, hourly_statistics
-from worker.builtin.hourly_csv import hourly_csv
-from worker.builtin.outputs import is_output, output_name
-from worker.errors import InputError
-from worker.names import brief
+from jobkit_worker.builtin import DEFAULT_MAX_SPAN_HOURS
+from jobkit_worker.builtin.arrow_numpy import first_missing, float_values, int_values
+from jobkit_worker.builtin.hourly import Floats, Ints, hourly_statistics
+from jobkit_worker.builtin.hourly_csv import hourly_csv
+from jobkit_worker.builtin.outputs import is_output, output_name
+from jobkit_worker.errors import InputError
+from jobkit_worker.names import brief
 
 __all__ = ["DATETIME_FORMAT", "aggregate_csv", "aggregate_item", "is_output", "output_name"]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from worker.builtin.hourly import Floats, Ints
+from jobkit_worker.builtin.hourly import Floats, Ints
 
 
 def float_values(column: pa.ChunkedArray) -> Floats:

@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from worker.builtin.arrow_numpy import float_array, timestamp_array
-from worker.builtin.hourly import COLUMNS, Floats, Hourly
+from jobkit_worker.builtin.arrow_numpy import float_array, timestamp_array
+from jobkit_worker.builtin.hourly import COLUMNS, Floats, Hourly
 
 HEADER = ("Datetime," + ",".join(COLUMNS) + "\n").encode()
 _WRITE = pacsv.WriteOptions(include_header=False, quoting_style="none")

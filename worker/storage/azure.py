@@ -32,12 +32,12 @@ from azure.storage.blob import (
     LocationMode,
 )
 
-from worker.errors import ConfigError, InputError, StorageError, StoreUnavailable
-from worker.names import KIT_DIR, check_name, is_hidden
-from worker.storage.base import Entry
+from jobkit_worker.errors import ConfigError, InputError, StorageError, StoreUnavailable
+from jobkit_worker.names import KIT_DIR, check_name, is_hidden
+from jobkit_worker.storage.base import Entry
 
 if TYPE_CHECKING:
-    from worker.storage.base import StorageSettings
+    from jobkit_worker.storage.base import StorageSettings
 
 log = logging.getLogger(__name__)
 # The SDK logs every request at INFO; the kit reports failures itself.

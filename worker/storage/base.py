@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 # URL scheme -> the module of its backend ("" is a plain directory).
 BACKENDS = {
-    "": "worker.storage.local",
-    "file": "worker.storage.local",
-    "az": "worker.storage.azure",
+    "": "jobkit_worker.storage.local",
+    "file": "jobkit_worker.storage.local",
+    "az": "jobkit_worker.storage.azure",
 }
 
 

@@ -14,14 +14,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from worker.errors import ConfigError, InputError, JobkitError, StorageError, StoreUnavailable
-from worker.names import KIT_DIR, check_name
-from worker.scratch import owner_prefix, remove_stale
-from worker.storage.base import Entry
-from worker.storage.durable import Group, fsync_path
+from jobkit_worker.errors import (
+    ConfigError,
+    InputError,
+    JobkitError,
+    StorageError,
+    StoreUnavailable,
+)
+from jobkit_worker.names import KIT_DIR, check_name
+from jobkit_worker.scratch import owner_prefix, remove_stale
+from jobkit_worker.storage.base import Entry
+from jobkit_worker.storage.durable import Group, fsync_path
 
 if TYPE_CHECKING:
-    from worker.storage.base import StorageSettings
+    from jobkit_worker.storage.base import StorageSettings
 
 TEMPORARY_DIR = f"{KIT_DIR}/tmp"  # below the root: on its file system, so a rename moves a file in
 

@@ -10,9 +10,9 @@ import importlib
 import logging
 from collections.abc import Callable
 
-from worker.errors import ConfigError, TaskError
-from worker.settings import DEFAULT_TASK, Settings
-from worker.tasks.contract import Task
+from jobkit_worker.errors import ConfigError, TaskError
+from jobkit_worker.settings import DEFAULT_TASK, Settings
+from jobkit_worker.tasks.contract import Task
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,9 @@ def load_task(settings: Settings) -> Task:
     with its first item.
     """
     if settings.task_command:
-        from worker.tasks.program import program_task  # subprocess and tempfile only when needed
+        from jobkit_worker.tasks.program import (
+            program_task,  # subprocess and tempfile only when needed
+        )
 
         return _logged("ran the program on", program_task(settings))
     if settings.task == DEFAULT_TASK:
@@ -38,7 +40,7 @@ def load_task(settings: Settings) -> Task:
 
 def _builtin(max_span_hours: int) -> Task:
     def run(name: str, data: bytes) -> dict[str, bytes]:
-        from worker.builtin.aggregate import aggregate_item  # with its pyarrow and numpy
+        from jobkit_worker.builtin.aggregate import aggregate_item  # with its pyarrow and numpy
 
         return aggregate_item(name, data, max_span_hours)
 

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
-from worker.errors import (
+from jobkit_worker.errors import (
     ConfigError,
     ExitCode,
     InputError,
@@ -34,11 +34,11 @@ from worker.errors import (
     TaskError,
     describe_exit_status,
 )
-from worker.interruption import worker_interruption
-from worker.names import beside_item
-from worker.scratch import owner_prefix, remove_path, remove_stale
-from worker.settings import Settings, setting_names
-from worker.tasks.contract import Task
+from jobkit_worker.interruption import worker_interruption
+from jobkit_worker.names import beside_item
+from jobkit_worker.scratch import owner_prefix, remove_path, remove_stale
+from jobkit_worker.settings import Settings, setting_names
+from jobkit_worker.tasks.contract import Task
 
 log = logging.getLogger(__name__)
 
