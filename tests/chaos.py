@@ -68,7 +68,7 @@ def run_chaos(items: int, kills: int, restarts: int, rows: int, seed: int) -> Ch
             listed = _jobkit(env, "dead", "list", "--json")
         finally:
             broker.remove()
-        dead = {letter["item"] for letter in json.loads(listed)}
+        dead = {letter["item"] for letter in json.loads(listed)["dead_letters"]}
         done, corrupt = _check_outputs(root, names)
         lost = [name for name in names if name not in done and name not in dead]
     return ChaosResult(

@@ -151,6 +151,23 @@ def worker(
     )
 
 
+def status_counts(env: dict[str, str], *args: str) -> dict[str, object]:
+    """`jobkit status --json`'s reconciliation, once its exit status is checked against it."""
+    result = jobkit(env, "status", "--json", *args)
+    counts = dict(json.loads(result.stdout)["reconciliation"]) if result.stdout else {}
+    expected = (
+        4
+        if not counts.get("adds_up")
+        else 3
+        if counts["dead_lettered"]
+        else 1
+        if counts["queued"] or counts["in_flight"]
+        else 0
+    )
+    assert result.returncode == expected, result.stdout + result.stderr
+    return counts
+
+
 def declare(env: dict[str, str]) -> None:
     """Declare the job's queues as the kit does, publishing nothing."""
     with Session(Settings.from_env(env), "test") as session:

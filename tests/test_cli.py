@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import jobkit, settled_depths
+from conftest import ROOT, jobkit, settled_depths
 from typer.main import get_command
 from typer.testing import CliRunner
 
 from jobkit_publisher.cli.app import app
+from jobkit_publisher.cli.exits import CommandExit
 from jobkit_worker.builtin.aggregate import aggregate_csv
 from jobkit_worker.errors import ExitCode
 
@@ -180,3 +183,60 @@ def test_ctrl_c_in_a_command_is_said_with_exit_130(env: dict[str, str], silent_b
 
     assert status.returncode == 130, said
     assert said.strip() == "Interrupted.", said
+
+
+def test_version_names_the_installed_distribution_s_version() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    result = jobkit(dict(os.environ), "--version")
+
+    assert (result.returncode, result.stdout) == (0, f"jobkit {project['version']}\n")
+
+
+def test_the_top_level_help_lists_jobkit_s_exit_codes_and_not_the_worker_s() -> None:
+    result = CliRunner().invoke(app, ["--help"], terminal_width=200)
+
+    assert "Exit codes of jobkit" in result.output, result.output
+    assert "4  not all accounted for" in result.output, result.output
+    assert "the item is done and acked" not in result.output, result.output
+
+
+@pytest.mark.rabbitmq
+def test_status_exits_by_what_is_left_to_do(env: dict[str, str]) -> None:
+    Path(env["INPUT_URL"], "a.csv").write_bytes(b"Datetime,Temperature\n2017-12-01 00:00:00,4\n")
+    assert jobkit(env, "publish").returncode == 0
+
+    queued = jobkit(env, "status")
+    assert jobkit(env, "run").returncode == 0
+    done = jobkit(env, "status")
+    Path(env["OUTPUT_URL"], "a.csv.done.json").unlink()
+    lost = jobkit(env, "status")
+
+    assert queued.returncode == CommandExit.UNFINISHED, queued.stdout
+    assert done.returncode == CommandExit.DONE, done.stdout
+    assert lost.returncode == CommandExit.UNACCOUNTED, lost.stdout
+    assert "Not all accounted for" in lost.stdout, lost.stdout
+
+
+@pytest.mark.rabbitmq
+def test_every_json_document_names_its_schema_version(env: dict[str, str]) -> None:
+    Path(env["INPUT_URL"], "a.csv").write_bytes(b"Datetime,Temperature\n2017-12-01 00:00:00,4\n")
+    for command in (("publish",), ("run",), ("status",), ("dead", "list")):
+        result = jobkit(env, *command, "--json")
+
+        assert json.loads(result.stdout)["schema"] == 1, (command, result.stdout)
+
+
+def test_shell_completion_completes_the_commands(tmp_path: Path) -> None:
+    completing = {
+        **os.environ,
+        "_JOBKIT_COMPLETE": "complete_bash",
+        "COMP_WORDS": "jobkit pu",
+        "COMP_CWORD": "1",
+    }
+
+    result = jobkit(completing)
+    script = jobkit(dict(os.environ), "--show-completion", "bash")
+
+    assert set(result.stdout.split()) == {"publish", "purge"}, result.stdout + result.stderr
+    assert "complete -o default -F _jobkit_completion jobkit" in script.stdout, script.stdout

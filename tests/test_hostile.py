@@ -222,7 +222,7 @@ def test_names_with_markup_and_emoji_codes_are_printed_as_they_are(
 
     for name in names:
         assert name in status.stdout, status.stdout
-    assert [letter["item"] for letter in json.loads(dead.stdout)] == names
+    assert [letter["item"] for letter in json.loads(dead.stdout)["dead_letters"]] == names
     assert "❌" not in status.stdout
 
 

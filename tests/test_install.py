@@ -57,7 +57,7 @@ def test_a_batch_runs_from_a_directory_whose_files_share_the_kit_s_names(
     installed: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
     for name in SHADOWS:
-        (tmp_path / f"{name}.py").write_text(f"raise SystemExit('the user’s {name}.py ran')\n")
+        (tmp_path / f"{name}.py").write_text(f"raise SystemExit('the user's {name}.py ran')\n")
     user = {**env, "PATH": f"{installed}{os.pathsep}{os.environ['PATH']}"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

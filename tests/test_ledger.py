@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pika
 import pytest
-from conftest import ROOT, dead_letter_reasons, jobkit, settled_depths
+from conftest import ROOT, dead_letter_reasons, jobkit, settled_depths, status_counts
 
+from jobkit_publisher.cli.exits import CommandExit
 from jobkit_publisher.run.record import load_run, run_record_name
 from jobkit_worker.builtin.aggregate import aggregate_csv
 from jobkit_worker.errors import ExitCode
@@ -29,12 +30,6 @@ def _write(env: dict[str, str], files: dict[str, str], where: str = "INPUT_URL")
         path = Path(env[where], name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-
-
-def _reconciliation(env: dict[str, str]) -> dict[str, object]:
-    result = jobkit(env, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout)["reconciliation"])
 
 
 def test_items_whose_results_would_share_a_name_keep_the_first_and_dead_letter_the_others(
@@ -58,7 +53,7 @@ def test_items_whose_results_would_share_a_name_keep_the_first_and_dead_letter_t
     assert len(reasons) == 3, reasons
     for name, reason in zip(["x.CSV", "x", "x.tsv"], reasons, strict=True):
         assert reason.startswith(f"{name}: its output x_aggregated.csv is item x.csv's already")
-    counts = _reconciliation(env)
+    counts = status_counts(env)
     assert (counts["done"], counts["dead_lettered"], counts["adds_up"]) == (1, 3, True)
 
 
@@ -158,14 +153,14 @@ def test_status_says_which_items_are_no_longer_done_when_their_outputs_changed_o
 
     status = jobkit(env, "status")
 
-    assert status.returncode == 0, status.stderr
+    assert status.returncode == CommandExit.UNACCOUNTED, status.stderr
     assert "Not all accounted for: 3 published, 0 done" in status.stdout, status.stdout
     assert "a.csv: its output a_aggregated.csv changed after it was stored" in status.stdout
     assert "b.csv: its output b_aggregated.csv is also c.csv's" in status.stdout
     assert "c.csv: its output b_aggregated.csv is also b.csv's" in status.stdout
     assert "'jobkit publish' does them again" in status.stdout
     assert "All accounted for" not in status.stdout
-    counts = _reconciliation(env)
+    counts = status_counts(env)
     assert sorted(counts["no_longer_done"]) == ["a.csv", "b.csv", "c.csv"]  # type: ignore[arg-type]
 
 

@@ -68,7 +68,7 @@ def test_every_poison_item_is_dead_lettered_with_its_reason_and_the_good_ones_ar
     assert f"{len(good)} done, {len(POISON_FILES) + len(POISON_BODIES)} dead-lettered" in (
         result.stdout
     ), result.stdout
-    letters = json.loads(jobkit(env, "dead", "list", "--json").stdout)
+    letters = json.loads(jobkit(env, "dead", "list", "--json").stdout)["dead_letters"]
     reasons = {str(letter["item"]): str(letter["reason"]) for letter in letters}
     for name, (_, expected) in POISON_FILES.items():
         assert name in reasons, f"{name} was not dead-lettered: {reasons}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pika
 import pytest
-from conftest import jobkit, read_depths
+from conftest import jobkit, read_depths, status_counts
 
 from jobkit_publisher.queue.published import Published, read_published
 from jobkit_publisher.queue.reconcile import reconcile
@@ -19,12 +19,6 @@ from jobkit_worker.errors import ExitCode
 from jobkit_worker.storage.local import LocalStore
 
 GOOD = "Datetime,Temperature\n2017-12-01 00:00:00,4.5\n"
-
-
-def _status(env: dict[str, str]) -> dict[str, object]:
-    result = jobkit(env, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout)["reconciliation"])
 
 
 def _publish(env: dict[str, str], files: dict[str, str]) -> None:
@@ -42,7 +36,7 @@ def test_after_a_run_every_published_item_is_done_or_dead_lettered(env: dict[str
     assert run.returncode == ExitCode.DEAD, run.stdout
     line = "All accounted for: 3 published, 2 done, 1 dead-lettered, 0 queued, 0 held by workers."
     assert line in run.stdout, run.stdout
-    status = _status(env)
+    status = status_counts(env)
     assert (status["published"], status["done"], status["dead_lettered"]) == (3, 2, 1)
     assert status["adds_up"] is True
 
@@ -59,7 +53,7 @@ def test_a_published_item_whose_message_was_lost_is_named_as_missing(env: dict[s
 
     assert "Not all accounted for: 2 published, 1 done, 0 dead-lettered, 0 queued" in run.stdout
     assert "1 is neither done, dead-lettered nor queued (lost.csv): lost;" in run.stdout
-    status = _status(env)
+    status = status_counts(env)
     assert status["outstanding"] == ["lost.csv"] and status["adds_up"] is False
 
 
@@ -101,7 +95,7 @@ def test_purge_starts_a_new_batch(env: dict[str, str]) -> None:
     _publish(env, {"old.csv": GOOD})
     assert jobkit(env, "purge", "--yes").returncode == 0
 
-    assert _status(env)["published"] == 0
+    assert status_counts(env)["published"] == 0
 
 
 def test_an_item_done_after_being_dead_lettered_counts_once_as_done_and_is_named() -> None:
@@ -333,5 +327,5 @@ def test_a_purge_during_a_publish_waits_for_it_and_nothing_purged_comes_back(
     assert purge.returncode == 0 and publisher.returncode == 0, purge.stderr
     assert "Waiting for another 'jobkit publish'" in purge.stderr, purge.stderr
     assert "Purged 50001 messages" in purge.stdout, purge.stdout
-    status = _status(job)
+    status = status_counts(job)
     assert (status["published"], status["queued"], status["adds_up"]) == (0, 0, True), status

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import jobkit, settled_depths
+from conftest import jobkit, settled_depths, status_counts
 
 from jobkit_worker.builtin.aggregate import aggregate_csv
 from jobkit_worker.errors import ExitCode
@@ -26,12 +26,6 @@ def _publish(env: dict[str, str], *args: str) -> dict[str, object]:
     return dict(json.loads(result.stdout))
 
 
-def _status(env: dict[str, str], *args: str) -> dict[str, object]:
-    result = jobkit(env, "status", "--json", *args)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return dict(json.loads(result.stdout)["reconciliation"])
-
-
 def _done_batch(env: dict[str, str], values: dict[str, float]) -> None:
     for name, value in values.items():
         Path(env["INPUT_URL"], name).write_text(_csv(value))
@@ -47,7 +41,7 @@ def test_a_changed_input_is_stale_and_published_again_while_the_unchanged_are_sk
     changed = Path(env["INPUT_URL"], "a.csv")
     changed.write_text(_csv(9.5))
 
-    status = _status(env)
+    status = status_counts(env)
     assert (status["done"], status["stale"], status["adds_up"]) == (2, ["a.csv"], False), status
     text = jobkit(env, "status").stdout
     assert "a.csv" in text and "its input changed after it was done" in text, text
@@ -60,7 +54,7 @@ def test_a_changed_input_is_stale_and_published_again_while_the_unchanged_are_sk
     assert run.returncode == 0, run.stdout + run.stderr
     result = Path(env["OUTPUT_URL"], "a_aggregated.csv").read_bytes()
     assert result == aggregate_csv(changed.read_bytes())
-    status = _status(env)
+    status = status_counts(env)
     assert (status["done"], status["stale"], status["adds_up"]) == (3, [], True), status
 
 
@@ -75,7 +69,7 @@ def test_an_input_written_again_with_the_same_bytes_is_not_done_again(
     published = _publish(env)
 
     assert (published["confirmed"], published["done"]) == (0, ["a.csv"]), published
-    assert _status(env)["adds_up"] is True
+    assert status_counts(env)["adds_up"] is True
 
 
 def test_an_item_whose_output_was_deleted_is_published_again_without_force(
@@ -101,7 +95,7 @@ def test_a_second_queue_cannot_use_an_output_location_that_keeps_another_queues_
     for result in (publish, run):
         assert result.returncode == ExitCode.CONFIG, result.stdout + result.stderr
         assert f"keeps the success records of queue '{queue}'" in result.stderr, result.stderr
-    assert _status(env)["adds_up"] is True
+    assert status_counts(env)["adds_up"] is True
 
 
 def test_status_verify_finds_an_output_edited_with_its_size_and_time_kept(
@@ -114,13 +108,13 @@ def test_status_verify_finds_an_output_edited_with_its_size_and_time_kept(
     output.write_bytes(content.replace(b"1.0", b"7.0"))  # as 'cp -p' of another version
     os.utime(output, ns=(before.st_atime_ns, before.st_mtime_ns))
 
-    plain = _status(env)
+    plain = status_counts(env)
     verified = jobkit(env, "status", "--verify")
 
     assert plain["done"] == 1, plain  # size and time alone cannot tell
     assert "changed after it was stored" in verified.stdout, verified.stdout
     assert "--verify" in verified.stdout, verified.stdout
-    assert _status(env, "--verify")["done"] == 0
+    assert status_counts(env, "--verify")["done"] == 0
 
 
 def test_a_deleted_or_unreadable_success_record_is_named_as_such_not_called_lost(
@@ -139,7 +133,7 @@ def test_a_deleted_or_unreadable_success_record_is_named_as_such_not_called_lost
     published = _publish(env)
     assert sorted(published["redone"]) == ["a.csv", "b.csv"], published  # type: ignore[call-overload]
     assert jobkit(env, "run").returncode == 0
-    assert _status(env)["adds_up"] is True
+    assert status_counts(env)["adds_up"] is True
 
 
 def test_publishing_twice_after_an_input_changed_queues_it_once(env: dict[str, str]) -> None:

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from jobkit_publisher.cli.exits import CommandExit
 from jobkit_publisher.cli.options import JsonOption
 from jobkit_publisher.cli.terminal import err, load_settings, out, print_json
-from jobkit_worker.errors import ConfigError, ExitCode
+from jobkit_worker.errors import ConfigError
 
 if TYPE_CHECKING:
     from jobkit_publisher.queue.batch import BatchResult
@@ -75,7 +76,7 @@ def publish(
         for why in refused:
             err.print(f"Not published: {why}", markup=False)
         if not items:
-            raise typer.Exit(int(ExitCode.DEAD))
+            raise typer.Exit(int(CommandExit.NEEDS_YOU))
         try:
             result = publish_batch(settings, items, force, lambda: _say_waiting(settings.queue))
         except PublishInterrupted as exc:
@@ -94,7 +95,7 @@ def publish(
             "named above with why; rename or fix them and publish again.",
             markup=False,
         )
-        raise typer.Exit(int(ExitCode.DEAD))
+        raise typer.Exit(int(CommandExit.NEEDS_YOU))
 
 
 def _print_batch(result: BatchResult, queue: str, as_json: bool) -> None:
@@ -182,9 +183,13 @@ def status(
     whether every published item is done, dead-lettered or queued. An item is done while its
     outputs are those its success record names and its input the one it was made from.
 
+    Exits 0 when every item published is done, 1 while some are queued or held, 3 when
+    some are dead-lettered, 4 when not all are accounted for.
+
     Example: jobkit status --verify
     """
     from jobkit_publisher.cli.display import print_status
+    from jobkit_publisher.cli.exits import status_exit
     from jobkit_publisher.queue.status import read_status
 
     with load_settings() as settings:
@@ -201,6 +206,7 @@ def status(
         )
     else:
         print_status(out, snapshot, settings.output_url)
+    raise typer.Exit(int(status_exit(snapshot.reconciliation)))
 
 
 dead_app = typer.Typer(
@@ -224,7 +230,7 @@ def dead_list(as_json: JsonOption = False) -> None:
     with load_settings() as settings:
         letters = list_dead_letters(settings)
     if as_json:
-        print_json([vars(letter) for letter in letters])
+        print_json({"dead_letters": [vars(letter) for letter in letters]})
     elif letters:
         print_dead_letters(out, letters, history=True)
     else:
@@ -251,7 +257,7 @@ def dead_requeue(
     if missing:
         dead_queue = dead_queue_name(settings.queue)
         err.print(f"error: not in {dead_queue!r}: {', '.join(missing)}", markup=False)
-        raise typer.Exit(int(ExitCode.CONFIG))
+        raise typer.Exit(int(CommandExit.CONFIG))
 
 
 def purge(

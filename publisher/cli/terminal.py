@@ -16,6 +16,8 @@ from rich.console import Console
 from jobkit_worker.errors import JobkitError
 from jobkit_worker.settings import Settings, with_task
 
+JSON_SCHEMA = 1  # the "schema" of every --json document; a change that breaks a reader bumps it
+
 
 class Display:
     """sys.stdout or sys.stderr (whichever it is now), whose failures end what is shown, not
@@ -82,8 +84,8 @@ def load_settings(
         raise typer.Exit(int(exc.exit_code)) from None
 
 
-def print_json(data: object) -> None:
-    """`data` as JSON on stdout, exactly: written past rich, which would take its text for
-    markup to render (and spend seconds on a large document)."""
-    out.file.write(json.dumps(data, indent=2) + "\n")
+def print_json(data: dict[str, object]) -> None:
+    """`data` as JSON on stdout, exactly, under the version of its schema: written past rich,
+    which would take its text for markup to render (and spend seconds on a large document)."""
+    out.file.write(json.dumps({"schema": JSON_SCHEMA, **data}, indent=2) + "\n")
     out.file.flush()
