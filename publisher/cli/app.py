@@ -45,6 +45,7 @@ def _options(
 ) -> None:
     pass
 
+
 for command in (publish, depth, status, purge, data, upload, manifests, run, report, plot):
     app.command()(command)
 app.add_typer(dead_app, name="dead")
