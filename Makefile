@@ -163,6 +163,9 @@ bench: $(BIN)/celery broker ## measure speed against the AKS blog's pandas worke
 lint: setup-dev ## ruff, mypy, and actionlint (with Debian's shellcheck) on the workflows
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# mypy reads the folders under their import names through these links (an sdist has none).
+	@mkdir -p .typecheck && ln -sfn ../worker .typecheck/jobkit_worker \
+	  && ln -sfn ../publisher .typecheck/jobkit_publisher
 	$(BIN)/mypy
 	@command -v shellcheck >/dev/null || { echo "Installing Debian's shellcheck ..."; \
 	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q shellcheck >/dev/null; }

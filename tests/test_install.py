@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,3 +94,29 @@ def test_the_installed_kit_imports_neither_pandas_nor_the_development_tools(
             [str(installed / "python"), "-c", f"import {absent}"], cwd=tmp_path, capture_output=True
         )
         assert probe.returncode != 0, f"{absent} is installed with the kit"
+
+
+def test_the_sdist_holds_the_tests_with_their_helpers_and_what_they_run(tmp_path: Path) -> None:
+    subprocess.run(
+        [str(BIN / "uv"), "build", "--sdist", "--out-dir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    with tarfile.open(next(tmp_path.glob("*.tar.gz"))) as archive:
+        archive.extractall(tmp_path, filter="data")
+    (unpacked,) = tmp_path.glob("amqp_jobkit-*/")
+    for path in ("LICENSE", "Makefile", "images/worker.Dockerfile", "manifests/job.yaml",
+                 "examples/wordcount/wordcount.py", "scripts/ensure-broker", "docs"):  # fmt: skip
+        assert (unpacked / path).exists(), path
+
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=unpacked,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
+    assert "test_install.py::" in collected.stdout
