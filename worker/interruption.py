@@ -4,6 +4,7 @@ process holds a message, so that it can give the message back before it ends."""
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -48,7 +49,12 @@ class Interruption:
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        """Handle the signals within the block; the handlers before it are restored after."""
+        """Handle the signals within the block; the handlers before it are restored after.
+        Only a process's main thread may handle signals: in any other, the block runs under
+        the program's own handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
         previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS}
         try:
             yield
