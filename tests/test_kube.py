@@ -136,6 +136,7 @@ def test_run_kube_without_kubectl_says_how_to_get_it_and_takes_nothing(
 # A kubectl that answers from files: JOB for 'get job NAME -o json', PODS for 'get pods', LOGS for
 # 'logs'; nothing exists before 'apply'. HANG makes 'get job' hang, as a wedged API server does.
 FAKE_KUBECTL = """#!/bin/sh
+echo "$*" >> "$CALLS"
 case "$*" in
   apply*) cat > /dev/null ;;
   *ignore-not-found*) ;;
@@ -163,6 +164,7 @@ def _fake_kubectl(
         "JOB": str(tmp_path / "job.json"),
         "PODS": str(tmp_path / "pods.json"),
         "LOGS": str(tmp_path / "logs"),
+        "CALLS": str(tmp_path / "calls"),
         "NO_INPUT": "true",
     }
 
@@ -248,3 +250,16 @@ def test_a_kubectl_that_does_not_answer_is_said_while_it_waits(
 
     assert "has not answered for 10 s" in said[-2], said
     assert run.returncode == 130, said
+
+
+@pytest.mark.rabbitmq
+def test_a_job_run_in_a_namespace_is_applied_and_followed_there_by_every_kubectl_call(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    fake = _fake_kubectl(env, tmp_path, COMPLETE, {"items": []}, "")
+
+    result = jobkit(fake, "run", "--kube", "--completions", "0", "--namespace", "batch")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls and all(call.endswith(" --namespace batch") for call in calls), calls

@@ -26,6 +26,7 @@ from jobkit_publisher.kube.manifests import (
     AZURE_DIR,
     AZURE_KEY,
     JobOptions,
+    Toleration,
     render_files,
     render_scaled_job,
 )
@@ -58,10 +59,24 @@ def _all(options: JobOptions, **kwargs: Any) -> list[Manifest]:
 
 
 OPTIONS = JobOptions(queue="temperature_job", completions=6)
+EVERY_OPTION = replace(
+    OPTIONS,
+    namespace="batch",
+    labels=(("team", "climate"), ("kueue.x-k8s.io/queue-name", "batch-queue")),
+    annotations=(("example.com/owner", "ops@example.com"),),
+    service_account="jobkit-worker",
+    priority_class="batch-low",
+    node_selector=(("pool", "batch"),),
+    tolerations=(Toleration("dedicated", "batch", "NoSchedule"), Toleration("spot")),
+    env=(("HTTPS_PROXY", "http://proxy:3128"),),
+    broker_image="registry.example.com/rabbitmq:4.1.8",
+)
 VARIANTS = {
     "job": _all(OPTIONS),
     "job-on-kind": _all(replace(OPTIONS, data_host_path="/data")),
     "job-with-a-broker-cluster": _all(replace(OPTIONS, broker_replicas=3)),
+    "job-with-every-option": _all(EVERY_OPTION, azure_credentials=CREDENTIALS),
+    "job-with-every-option-and-no-broker": _all(replace(EVERY_OPTION, broker=False)),
     "job-with-azure-and-claim": _all(
         JobOptions(
             queue="temperature_job",
@@ -342,7 +357,8 @@ def test_the_yaml_is_plain_every_mapping_its_own_without_anchors_or_aliases() ->
 
 
 @pytest.mark.parametrize(
-    "variant", ["job", "job-with-azure-and-claim", "job-with-a-broker-cluster"]
+    "variant",
+    ["job", "job-with-azure-and-claim", "job-with-a-broker-cluster", "job-with-every-option"],
 )
 def test_every_pod_meets_pod_security_restricted(variant: str) -> None:
     pods = [pod for manifest in VARIANTS[variant] for pod in pod_specs(manifest)]
@@ -424,6 +440,14 @@ def test_the_scaled_job_and_its_trigger_authentication_validate_against_kedas_cr
         ("--requests", "lots,plenty", "is not CPU,MEMORY in Kubernetes quantities"),
         ("--limits", "1,2 GB", "is not CPU,MEMORY in Kubernetes quantities"),
         ("--existing-secret", "Bad_Secret", "is not a name Kubernetes takes"),
+        ("--namespace", "Batch_NS", "is not a namespace Kubernetes takes"),
+        ("--label", "team", "is not KEY=VALUE with a key Kubernetes takes"),
+        ("--label", "team=a b", "has a value Kubernetes refuses"),
+        ("--annotation", "bad key=x", "is not KEY=VALUE with a key Kubernetes takes"),
+        ("--node-selector", "pool=-x", "has a value Kubernetes refuses"),
+        ("--toleration", "dedicated=batch:Sometimes", "is not KEY[=VALUE][:EFFECT]"),
+        ("--env", "1X=y", "is not NAME=VALUE"),
+        ("--service-account", "Worker", "is not a name Kubernetes takes"),
     ],
 )
 def test_options_kubernetes_would_refuse_are_refused_naming_the_option(
@@ -476,3 +500,67 @@ def test_a_cluster_broker_url_is_never_printed_with_its_password(
     assert result.returncode == 2, result.stdout
     assert password not in result.stdout + result.stderr
     assert "amqp://user:***@rabbitmq:5672/%2F" in result.stderr, result.stderr
+
+
+def test_every_object_is_in_the_namespace_and_the_job_and_its_pods_carry_what_was_asked() -> None:
+    manifests = VARIANTS["job-with-every-option"]
+    job = _by_kind(manifests, "Job")
+    pod = job["spec"]["template"]
+
+    assert {manifest["metadata"]["namespace"] for manifest in manifests} == {"batch"}
+    for metadata in (job["metadata"], pod["metadata"]):
+        assert metadata["labels"]["kueue.x-k8s.io/queue-name"] == "batch-queue"
+        assert metadata["annotations"] == {"example.com/owner": "ops@example.com"}
+    assert (pod["spec"]["serviceAccountName"], pod["spec"]["priorityClassName"]) == (
+        "jobkit-worker",
+        "batch-low",
+    )
+    assert pod["spec"]["nodeSelector"] == {"pool": "batch"}
+    assert pod["spec"]["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Exists"},
+    ]
+    env = pod["spec"]["containers"][0]["env"]
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in env
+    stateful_set = _by_kind(manifests, "StatefulSet")
+    assert stateful_set["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example.com/rabbitmq:4.1.8"
+    )
+
+
+def test_the_bundled_rabbitmq_is_pinned_to_a_release() -> None:
+    stateful_set = _by_kind(VARIANTS["job"], "StatefulSet")
+    image = stateful_set["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert re.fullmatch(r"rabbitmq:\d+\.\d+\.\d+", image), image
+
+
+def test_without_a_broker_the_secret_holds_only_the_url_of_the_cluster_s_own(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    url = "amqps://jobkit:pw@rabbitmq.messaging.svc:5671/batch"
+
+    result = jobkit(env, "manifests", "--completions", "1", "--no-broker",
+                    "--cluster-broker-url", url, "--out", str(tmp_path / "k8s"))  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in (tmp_path / "k8s").iterdir()) == [
+        "data.yaml", "job.yaml", "secret.yaml"
+    ]  # fmt: skip
+    secret = yaml.safe_load((tmp_path / "k8s" / "secret.yaml").read_text())
+    assert secret["stringData"] == {"BROKER_URL": url}
+    assert (tmp_path / "k8s" / "secret.yaml").stat().st_mode & 0o777 == 0o600
+
+
+def test_without_a_broker_a_url_without_a_password_is_refused(env: dict[str, str]) -> None:
+    result = jobkit(env, "manifests", "--completions", "1", "--no-broker",
+                    "--cluster-broker-url", "amqp://jobkit@rabbitmq:5672/%2F")  # fmt: skip
+
+    assert result.returncode == 2, result.stdout
+    assert "of the cluster's broker (--no-broker)" in result.stderr, result.stderr
+
+
+def test_an_env_option_may_not_replace_a_variable_the_kit_sets(env: dict[str, str]) -> None:
+    result = jobkit(env, "manifests", "--completions", "1", "--env", "QUEUE=other")
+
+    assert result.returncode == 2, result.stdout
+    assert "--env QUEUE: the kit sets QUEUE itself" in result.stderr, result.stderr

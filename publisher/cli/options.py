@@ -18,12 +18,20 @@ from jobkit_publisher.kube.manifests import (
     DEFAULT_IMAGE,
     DEFAULT_SECRET,
     JobOptions,
+    Toleration,
 )
+from jobkit_publisher.kube.rabbitmq import RABBITMQ_IMAGE
 from jobkit_worker.errors import ConfigError
 from jobkit_worker.settings import Settings
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+# A label's key (an optional DNS-subdomain prefix and '/', then a name) and its value.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(rf"((?=[^/]{{1,253}}/)[a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?{_LABEL_NAME}")
+_LABEL_VALUE = re.compile(rf"({_LABEL_NAME})?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # A Kubernetes quantity as users write them: 250m, 0.5, 1.5Gi, 256Mi, 1e3.
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
 
@@ -110,9 +118,53 @@ ClusterBrokerOption = Annotated[
     typer.Option(
         envvar="CLUSTER_BROKER_URL",
         help="BROKER_URL as pods see it; its user and password become RabbitMQ's (without a "
-        "password, a random one is made at each rendering).",
+        "password, a random one is made at each rendering). With --no-broker: the URL of the "
+        "cluster's own broker, password included.",
     ),
 ]
+NamespaceOption = Annotated[
+    str | None, typer.Option(help="The namespace of every object; default: kubectl's current.")
+]
+LabelOption = Annotated[
+    list[str] | None,
+    typer.Option("--label", help="KEY=VALUE on the Job and its pods (repeatable)."),
+]
+AnnotationOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--annotation",
+        help="KEY=VALUE on the Job and its pods (repeatable), e.g. kueue.x-k8s.io/queue-name=q.",
+    ),
+]
+ServiceAccountOption = Annotated[
+    str | None, typer.Option(help="The pods' service account (its token is not mounted).")
+]
+PriorityClassOption = Annotated[str | None, typer.Option(help="The pods' priority class.")]
+NodeSelectorOption = Annotated[
+    list[str] | None,
+    typer.Option("--node-selector", help="KEY=VALUE a node must be labelled with (repeatable)."),
+]
+TolerationOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--toleration",
+        help="KEY[=VALUE][:EFFECT] the pods tolerate, as 'kubectl taint' writes the taint "
+        "(repeatable); no VALUE: any value; no EFFECT: every effect.",
+    ),
+]
+EnvOption = Annotated[
+    list[str] | None,
+    typer.Option("--env", help="NAME=VALUE in the worker's environment (repeatable)."),
+]
+NoBrokerOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-broker",
+        help="Render no RabbitMQ: the workers use the broker --cluster-broker-url names (an "
+        "operator's RabbitmqCluster, a chart's, a hosted one).",
+    ),
+]
+BrokerImageOption = Annotated[str, typer.Option(help="The RabbitMQ image rendered.")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +187,16 @@ class JobFlags:
     cluster_broker_url: ClusterBrokerOption = DEFAULT_CLUSTER_BROKER_URL
     broker_replicas: ReplicasOption = 1
     existing_secret: ExistingSecretOption = None
+    namespace: NamespaceOption = None
+    label: LabelOption = None
+    annotation: AnnotationOption = None
+    service_account: ServiceAccountOption = None
+    priority_class: PriorityClassOption = None
+    node_selector: NodeSelectorOption = None
+    toleration: TolerationOption = None
+    env: EnvOption = None
+    no_broker: NoBrokerOption = False
+    broker_image: BrokerImageOption = RABBITMQ_IMAGE
 
 
 def with_job_flags(command: Callable[..., None]) -> Callable[..., None]:
@@ -176,9 +238,16 @@ def job_options(
             f"--name {job.name!r} is not a Job name Kubernetes takes: at most 63 lowercase "
             "letters, digits and '-', starting and ending with a letter or digit."
         )
+    if job.namespace and not _DNS_LABEL.fullmatch(job.namespace):
+        raise ConfigError(
+            f"--namespace {job.namespace!r} is not a namespace Kubernetes takes: at most 63 "
+            "lowercase letters, digits and '-', starting and ending with a letter or digit."
+        )
     for option, name in (
         ("--existing-secret", job.existing_secret),
         ("--data-claim", job.data_claim),
+        ("--service-account", job.service_account),
+        ("--priority-class", job.priority_class),
     ):
         if name and not _DNS_SUBDOMAIN.fullmatch(name):
             raise ConfigError(
@@ -211,7 +280,65 @@ def job_options(
         drain=job.drain,
         task_env=tuple(settings.task_env().items()),
         broker_ack_timeout_seconds=settings.broker_ack_timeout_seconds,
+        namespace=job.namespace,
+        labels=_pairs("--label", job.label, _LABEL_VALUE),
+        annotations=_pairs("--annotation", job.annotation, None),
+        service_account=job.service_account,
+        priority_class=job.priority_class,
+        node_selector=_pairs("--node-selector", job.node_selector, _LABEL_VALUE),
+        tolerations=tuple(_toleration(value) for value in job.toleration or ()),
+        env=_env(job.env),
+        broker=not job.no_broker,
+        broker_image=job.broker_image,
     )
+
+
+def _pairs(
+    option: str, values: list[str] | None, value_rule: re.Pattern[str] | None
+) -> tuple[tuple[str, str], ...]:
+    """KEY=VALUE options as pairs, each key a label key and each value `value_rule`'s."""
+    pairs = {}
+    for given in values or ():
+        key, equals, value = given.partition("=")
+        if not equals or not _LABEL_KEY.fullmatch(key):
+            raise ConfigError(
+                f"{option} {given!r} is not KEY=VALUE with a key Kubernetes takes: an optional "
+                "DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.'."
+            )
+        if value_rule is not None and not value_rule.fullmatch(value):
+            raise ConfigError(
+                f"{option} {given!r} has a value Kubernetes refuses: at most 63 letters, "
+                "digits, '-', '_' and '.', starting and ending with a letter or digit."
+            )
+        pairs[key] = value
+    return tuple(pairs.items())
+
+
+def _toleration(given: str) -> Toleration:
+    """A --toleration, KEY[=VALUE][:EFFECT]."""
+    taint, colon, effect = given.rpartition(":") if ":" in given else (given, "", "")
+    key, equals, value = taint.partition("=")
+    if (
+        not _LABEL_KEY.fullmatch(key)
+        or (equals and not _LABEL_VALUE.fullmatch(value))
+        or (colon and effect not in _TAINT_EFFECTS)
+    ):
+        raise ConfigError(
+            f"--toleration {given!r} is not KEY[=VALUE][:EFFECT], with a key and value "
+            f"Kubernetes takes and EFFECT one of {', '.join(_TAINT_EFFECTS)}."
+        )
+    return Toleration(key, value if equals else None, effect if colon else None)
+
+
+def _env(values: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """--env NAME=VALUE options as pairs."""
+    pairs = {}
+    for given in values or ():
+        name, equals, value = given.partition("=")
+        if not equals or not _ENV_NAME.fullmatch(name):
+            raise ConfigError(f"--env {given!r} is not NAME=VALUE with NAME a variable's name.")
+        pairs[name] = value
+    return tuple(pairs.items())
 
 
 def completions_or_depth(settings: Settings, completions: int | None, fixed: int | None) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 Manifest = dict[str, Any]
 
-HEADER = "# Rendered by 'jobkit manifests'; edit the options, not this file.\n"
+MINIMUM_KUBERNETES = "# Needs Kubernetes 1.26 or later (the Job's podFailurePolicy).\n"
+HEADER = "# Rendered by 'jobkit manifests'; edit the options, not this file.\n" + MINIMUM_KUBERNETES
 _PART_OF = {"app.kubernetes.io/part-of": "amqp-jobkit"}
 
 
@@ -43,11 +45,16 @@ def dump(manifests: list[Manifest], header: str = HEADER) -> str:
 def write_manifests(
     out_dir: Path, files: dict[str, list[Manifest]], header: str = HEADER
 ) -> list[Path]:
-    """Write each file's manifests to `out_dir/<file>`; returns the paths written."""
+    """Write each file's manifests to `out_dir/<file>`; returns the paths written. A file that
+    holds a Secret is readable by its owner alone, from its first byte."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for file_name, manifests in files.items():
         path = out_dir / file_name
-        path.write_text(dump(manifests, header))
+        secret = any(manifest["kind"] == "Secret" for manifest in manifests)
+        path.unlink(missing_ok=True)  # a file there before would keep its mode
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o666)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(dump(manifests, header))
         paths.append(path)
     return paths

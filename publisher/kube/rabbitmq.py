@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from jobkit_publisher.kube.objects import Manifest, labels
 
-RABBITMQ_IMAGE = "rabbitmq:4.1"
+RABBITMQ_IMAGE = "rabbitmq:4.1.8"  # pinned: a floating tag changes the broker under a cluster
 RABBITMQ_UID = 999  # the rabbitmq user of the official image
 NAME = "rabbitmq"  # the StatefulSet, and the Service the workers connect to
 NODES_SERVICE = "rabbitmq-nodes"  # headless: each pod's stable DNS name, for the cluster

@@ -140,8 +140,9 @@ class Kubectl:
     """kubectl against the current context; every failure is a one-line ConfigError, and a
     kubectl that does not answer is said while it waits."""
 
-    def __init__(self, binary: str = "kubectl") -> None:
+    def __init__(self, binary: str = "kubectl", namespace: str | None = None) -> None:
         self.binary = binary
+        self.namespace = namespace
 
     def run(self, *args: str, stdin: str | None = None) -> str:
         """Run `kubectl ARGS` and return its stdout; raises ConfigError with its stderr."""
@@ -152,8 +153,9 @@ class Kubectl:
                 "(kubectl config use-context NAME), or use --dry-run."
             )
         command = f"kubectl {' '.join(args[:3])}"
+        where = ("--namespace", self.namespace) if self.namespace else ()
         with subprocess.Popen(
-            [path, *args],
+            [path, *args, *where],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -212,7 +214,7 @@ class KubeRunner:
         self.settings = settings
         self.options = options
         self.manifests = manifests
-        self.kubectl = kubectl or Kubectl()
+        self.kubectl = kubectl or Kubectl(namespace=options.namespace)
         self.poll_seconds = poll_seconds
         self._seen: set[str] = set()
 
