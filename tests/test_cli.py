@@ -240,3 +240,29 @@ def test_shell_completion_completes_the_commands(tmp_path: Path) -> None:
 
     assert set(result.stdout.split()) == {"publish", "purge"}, result.stdout + result.stderr
     assert "complete -o default -F _jobkit_completion jobkit" in script.stdout, script.stdout
+
+
+@pytest.mark.parametrize(
+    ("where", "hint"),
+    [
+        ("make", "'make data'"),
+        ("path", "'jobkit data'"),
+        ("venv", f"'{Path(sys.executable).parent / 'jobkit'} data'"),
+    ],
+)
+def test_the_hint_for_sample_data_names_a_command_that_works_where_the_user_stands(
+    env: dict[str, str], where: str, hint: str
+) -> None:
+    bin_dir = str(Path(sys.executable).parent)
+    plain = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != bin_dir)
+    shell = {name: value for name, value in env.items() if name != "MAKELEVEL"}
+    stands = {
+        "make": {**shell, "MAKELEVEL": "1"},
+        "path": {**shell, "PATH": f"{bin_dir}{os.pathsep}{plain}"},
+        "venv": {**shell, "PATH": plain},
+    }[where]
+
+    result = jobkit(stands, "publish")
+
+    assert result.returncode == CommandExit.CONFIG, result.stderr
+    assert f"make samples with {hint} or set INPUT_URL" in result.stderr, result.stderr

@@ -21,7 +21,14 @@ from jobkit_publisher.cli.options import (
     with_job_flags,
 )
 from jobkit_publisher.cli.report import write_report
-from jobkit_publisher.cli.terminal import display_failure, err, load_settings, out, print_json
+from jobkit_publisher.cli.terminal import (
+    display_failure,
+    err,
+    how_to_run,
+    load_settings,
+    out,
+    print_json,
+)
 from jobkit_publisher.kube.manifests import JobOptions
 from jobkit_publisher.kube.objects import Manifest
 from jobkit_publisher.run.record import DEFAULT_RUN_DIR, REPORT_NAME, run_record_name
@@ -234,8 +241,8 @@ def run(
         except KeyboardInterrupt:
             err.print(
                 "Interrupted after the work ended, so its summary, run record or report may be "
-                "missing: 'jobkit status' shows where each item is, and 'jobkit report' writes "
-                "the report.",
+                f"missing: '{how_to_run('status', 'status')}' shows where each item is, and "
+                f"'{how_to_run('report')}' writes the report.",
                 markup=False,
             )
             raise typer.Exit(130) from None
@@ -265,7 +272,7 @@ def _say_interrupted(interrupted: Interrupted, given_back: list[str], killed: in
         )
     err.print(
         f"Interrupted by {interrupted.signal_name}: the workers stopped; {held}.{uncertain} "
-        "Run 'jobkit run' again to finish the work.",
+        f"Run '{how_to_run('run', make_target='run')}' again to finish the work.",
         markup=False,
         highlight=False,
     )

@@ -8,7 +8,7 @@ import typer
 
 from jobkit_publisher.cli.exits import CommandExit
 from jobkit_publisher.cli.options import JsonOption
-from jobkit_publisher.cli.terminal import err, load_settings, out, print_json
+from jobkit_publisher.cli.terminal import err, how_to_run, load_settings, out, print_json
 from jobkit_worker.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def publish(
         if not items:
             raise ConfigError(
                 f"No *.csv files under INPUT_URL {settings.input_url!r}; make samples with "
-                "'jobkit data' or set INPUT_URL."
+                f"'{how_to_run('data', make_target='data')}' or set INPUT_URL."
             )
         items, refused = check_items(items)
         for why in refused:
@@ -84,7 +84,7 @@ def publish(
             err.print(
                 f"Interrupted: {len(exc.confirmed)} of {_items(len(items))} were published and "
                 f"confirmed, {unsure} sent without a confirm (recorded as unconfirmed); "
-                "'jobkit publish' again publishes the rest.",
+                f"'{how_to_run('publish', make_target='publish')}' again publishes the rest.",
                 markup=False,
             )
             raise typer.Exit(128 + exc.signum) from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +84,21 @@ def load_settings(
     except JobkitError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(int(exc.exit_code)) from None
+
+
+def how_to_run(words: str, make_target: str | None = None) -> str:
+    """`jobkit WORDS` as the user can type it where they stand: the make target that does it
+    when make started this command; `jobkit` when that is this program on PATH; else the path
+    this program was started by (a virtualenv's, not on PATH)."""
+    if make_target and "MAKELEVEL" in os.environ:
+        return f"make {make_target}"
+    program = sys.argv[0]
+    found = shutil.which("jobkit")
+    if found and os.path.realpath(found) == os.path.realpath(program):
+        return f"jobkit {words}"
+    relative = os.path.relpath(program)
+    shown = relative if not relative.startswith("..") else os.path.abspath(program)
+    return f"{shlex.quote(shown if os.sep in shown else './' + shown)} {words}"
 
 
 def print_json(data: dict[str, object]) -> None:
