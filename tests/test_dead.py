@@ -70,7 +70,7 @@ def test_requeue_puts_back_the_named_items_and_a_rerun_does_them(env: dict[str, 
     requeued = jobkit(env, "dead", "requeue", "a.csv")
 
     assert requeued.returncode == 0, requeued.stderr
-    assert "Requeued 1 items" in requeued.stdout
+    assert "Requeued 1 item to" in requeued.stdout
     assert settled_depths(env["BROKER_URL"], env["QUEUE"], (1, 1)) == (1, 1)
     rerun = jobkit(env, "run", "--parallelism", "1", "--json")
     assert json.loads(rerun.stdout)["done"] == ["a.csv"]

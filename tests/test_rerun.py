@@ -147,3 +147,19 @@ def test_publishing_twice_after_an_input_changed_queues_it_once(env: dict[str, s
     assert settled_depths(env["BROKER_URL"], env["QUEUE"], (1, 0)) == (1, 0)
     assert jobkit(env, "run").returncode == 0
     assert _publish(env)["done"] == ["a.csv", "b.csv"]
+
+
+def test_an_input_that_changes_again_after_its_redo_is_published_again(
+    env: dict[str, str],
+) -> None:
+    _done_batch(env, {"a.csv": 1.0})
+    changed = Path(env["INPUT_URL"], "a.csv")
+    for value in (2.0, 3.0):
+        changed.write_text(_csv(value))
+
+        published = _publish(env)
+        assert jobkit(env, "run").returncode == 0
+
+        assert published["confirmed"] == 1, (value, published)
+        result = Path(env["OUTPUT_URL"], "a_aggregated.csv").read_bytes()
+        assert result == aggregate_csv(changed.read_bytes()), value

@@ -168,7 +168,10 @@ def manifests(
 @with_job_flags
 def run(
     parallelism: Annotated[
-        int, typer.Option(min=1, help="Workers at once; default: the number of CPUs.")
+        int,
+        typer.Option(
+            "--parallelism", "-p", min=1, help="Workers at once; default: the number of CPUs."
+        ),
     ] = os.cpu_count() or 1,
     log_file: Annotated[
         Path, typer.Option(help="Where the workers' logs go; the run record is kept beside it.")

@@ -44,7 +44,9 @@ DrainOption = Annotated[
         "starting a process per item costs more than the item.",
     ),
 ]
-ParallelismOption = Annotated[int, typer.Option(min=1, help="Workers (pods) at once.")]
+ParallelismOption = Annotated[
+    int, typer.Option("--parallelism", "-p", min=1, help="Workers (pods) at once.")
+]
 CompletionsOption = Annotated[
     int | None,
     typer.Option(min=0, help="Successful workers needed; default: the queue depth right now."),

@@ -253,7 +253,7 @@ def dead_requeue(
     with load_settings() as settings:
         moved = requeue_dead_letters(settings, set(names) if names else None)
     missing = sorted(set(names or []) - set(moved))
-    out.print(f"Requeued {len(moved)} items to {settings.queue!r}.", markup=False)
+    out.print(f"Requeued {_items(len(moved))} to {settings.queue!r}.", markup=False)
     if missing:
         dead_queue = dead_queue_name(settings.queue)
         err.print(f"error: not in {dead_queue!r}: {', '.join(missing)}", markup=False)

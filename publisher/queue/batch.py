@@ -100,7 +100,12 @@ def publish_batch(
         claim_location(store, settings.queue)
         published = read_published(store, settings.queue) or Published()
         ledger = read_ledger(store, settings.queue, published.expected | set(items), inputs)
-        published.redoing -= ledger.records.keys()  # done since they were published again
+        # Done since they were published again: a record other than the one they were sent from.
+        published.redoing = {
+            name: finished
+            for name, finished in published.redoing.items()
+            if ledger.finished.get(name, "") == finished
+        }
         redone = {item: STALE_WHY for item in ledger.stale} | ledger.broken
         done = [] if force else [name for name in items if name in ledger.records]
         waiting = (
@@ -118,7 +123,9 @@ def publish_batch(
         fresh = [name for name in items if name not in skipped]
         again = [name for name in fresh if name in published.unconfirmed]
         published.confirmed |= set(done)  # of this batch too, done already
-        published.redoing |= redone.keys() & set(fresh)
+        published.redoing |= {
+            name: ledger.finished.get(name, "") for name in redone.keys() & set(fresh)
+        }
         published.sending(fresh, time.time())
         write_published(store, settings.queue, published)
         try:

@@ -37,6 +37,8 @@ class Ledger:
     read_now: int = 0  # files whose digests were computed from their bytes, with `verify`
     recorded: set[str] = field(default_factory=set)  # the outputs any record read names
     inputs: int = 0  # inputs checked against their records
+    # item -> when its record says it was done, for every record read: holding, stale or broken.
+    finished: dict[str, str] = field(default_factory=dict)
 
     def checked(self) -> str:
         """How the outputs and inputs were checked, in a few words."""
@@ -114,6 +116,7 @@ def read_ledger(
         check.read_now,
         recorded,
         check.inputs_checked,
+        {item: record.finished_at for item, record in records.items()},
     )
 
 

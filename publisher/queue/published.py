@@ -25,8 +25,10 @@ class Published:
     confirmed: set[str] = field(default_factory=set)
     unconfirmed: set[str] = field(default_factory=set)  # sent; the broker's confirm never came
     # Published again because they were done no longer (a changed input or output), and not
-    # seen done since: queued, held or dead-lettered, as the other names not done are.
-    redoing: set[str] = field(default_factory=set)
+    # seen done since: queued, held or dead-lettered, as the other names not done are. Each
+    # with when its record then said it was done ("": no record), so that a record of a later
+    # doing tells, whatever happens to it after.
+    redoing: dict[str, str] = field(default_factory=dict)
     started: float = 0.0  # when the batch's first names were sent (Unix time); 0: not known
     last: float = 0.0  # when names were last sent
     # Marked unconfirmed by this publisher, not by an earlier one: only these can turn out unsent.
@@ -58,7 +60,7 @@ class Published:
         document = {
             "confirmed": sorted(self.confirmed),
             "unconfirmed": sorted(self.unconfirmed),
-            "redoing": sorted(self.redoing),
+            "redoing": dict(sorted(self.redoing.items())),
             "started": self.started,
             "last": self.last,
         }
@@ -83,10 +85,18 @@ def read_published(store: Store, queue: str) -> Published | None:
     return Published(
         {str(name) for name in document.get("confirmed", [])},
         {str(name) for name in document.get("unconfirmed", [])},
-        {str(name) for name in document.get("redoing", [])},
+        _redoing(document.get("redoing", {})),
         float(document.get("started", 0.0)),
         float(document.get("last", 0.0)),
     )
+
+
+def _redoing(kept: object) -> dict[str, str]:
+    """The names being done again, as kept; a list, as earlier versions kept them, says not
+    which records they were published again from."""
+    if isinstance(kept, dict):
+        return {str(name): str(finished) for name, finished in kept.items()}
+    return dict.fromkeys(map(str, kept if isinstance(kept, list) else []), "")
 
 
 def write_published(store: Store, queue: str, published: Published) -> None:
