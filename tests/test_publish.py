@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import settled_depths
+from conftest import jobkit, settled_depths
 
 from jobkit_publisher.queue.publish import WINDOW, _WindowedPublisher, publish_items
 from jobkit_worker.settings import Settings
@@ -34,3 +34,16 @@ def test_messages_the_broker_returns_as_unroutable_are_not_counted(settings: Set
 
     assert publisher.confirmed == 0
     assert publisher.refused == ["a.csv", "b.csv", "c.csv"]
+
+
+def test_a_new_queue_on_a_broker_url_naming_several_nodes_is_not_waited_for(
+    env: dict[str, str],
+) -> None:
+    url = env["BROKER_URL"]
+    several = {key: value for key, value in env.items() if key != "NEW_QUEUE_WAIT_SECONDS"}
+    several["BROKER_URL"] = f"{url},{url.replace('localhost', '127.0.0.1')}"
+
+    result = jobkit(several, "publish", "a.csv", "b.csv")
+
+    assert result.returncode == 0, result.stderr
+    assert "is new: waiting" not in result.stderr, result.stderr

@@ -156,7 +156,7 @@ class Settings:
         None,
         "after creating the work queue, how long 'jobkit publish' waits before it reports "
         "messages confirmed: a quorum queue younger loses them if its only node crashes "
-        "[30 on RabbitMQ 3, 10 on 4; 0 for none]",
+        "[30 on RabbitMQ 3, 10 on 4, 0 where BROKER_URL names several nodes; 0 for none]",
         _seconds(0, 600),
         show=lambda value: "" if value is None else f"{value:g}",
     )
