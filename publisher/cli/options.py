@@ -135,7 +135,7 @@ AnnotationOption = Annotated[
     list[str] | None,
     typer.Option(
         "--annotation",
-        help="KEY=VALUE on the Job and its pods (repeatable), e.g. kueue.x-k8s.io/queue-name=q.",
+        help="KEY=VALUE on the Job and its pods (repeatable), e.g. example.com/owner=batch-team.",
     ),
 ]
 ServiceAccountOption = Annotated[
