@@ -13,6 +13,7 @@ import pika
 import pytest
 from conftest import jobkit, read_depths, status_counts
 
+from jobkit_publisher.cli.exits import CommandExit, status_exit
 from jobkit_publisher.queue.published import Published, read_published
 from jobkit_publisher.queue.reconcile import reconcile
 from jobkit_worker.errors import ExitCode
@@ -329,3 +330,13 @@ def test_a_purge_during_a_publish_waits_for_it_and_nothing_purged_comes_back(
     assert "Purged 50001 messages" in purge.stdout, purge.stdout
     status = status_counts(job)
     assert (status["published"], status["queued"], status["adds_up"]) == (0, 0, True), status
+
+
+def test_without_a_publish_record_status_exits_by_the_queues_alone() -> None:
+    queued = reconcile(None, done=set(), dead=set(), queued=2, holders=0)
+    dead = reconcile(None, done={"a"}, dead={"b"}, queued=0, holders=0)
+    done = reconcile(None, done={"a"}, dead=set(), queued=0, holders=0)
+
+    assert [status_exit(r) for r in (queued, dead, done)] == [
+        CommandExit.UNFINISHED, CommandExit.NEEDS_YOU, CommandExit.DONE
+    ]  # fmt: skip

@@ -33,8 +33,9 @@ Exit codes of jobkit (the worker's are in 'jobkit-worker --help'):
 
 
 def status_exit(reconciliation: Reconciliation) -> CommandExit:
-    """The exit status of `jobkit status`: the worst of what the reconciliation found."""
-    if not reconciliation.adds_up:
+    """The exit status of `jobkit status`: the worst of what the reconciliation found. Without
+    a record of what was published (items published by other tools), none can be missing."""
+    if reconciliation.published is not None and not reconciliation.adds_up:
         return CommandExit.UNACCOUNTED
     if reconciliation.dead:
         return CommandExit.NEEDS_YOU
