@@ -551,6 +551,18 @@ def test_without_a_broker_the_secret_holds_only_the_url_of_the_cluster_s_own(
     assert (tmp_path / "k8s" / "secret.yaml").stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.parametrize(
+    "option", [("--broker-image", "rabbitmq:4.1.8"), ("--broker-replicas", "3")]
+)
+def test_without_a_broker_the_options_of_the_rendered_one_are_refused(
+    env: dict[str, str], option: tuple[str, str]
+) -> None:
+    result = jobkit(env, "manifests", "--completions", "1", "--no-broker", *option)
+
+    assert result.returncode == 2, result.stdout
+    assert "--no-broker renders no RabbitMQ" in result.stderr, result.stderr
+
+
 def test_without_a_broker_a_url_without_a_password_is_refused(env: dict[str, str]) -> None:
     result = jobkit(env, "manifests", "--completions", "1", "--no-broker",
                     "--cluster-broker-url", "amqp://jobkit@rabbitmq:5672/%2F")  # fmt: skip

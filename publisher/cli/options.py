@@ -235,6 +235,11 @@ def job_options(
         )
     if job.data_host_path and job.data_claim:
         raise ConfigError("Give --data-host-path or --data-claim, not both.")
+    if job.no_broker and (job.broker_image != RABBITMQ_IMAGE or job.broker_replicas != 1):
+        raise ConfigError(
+            "--no-broker renders no RabbitMQ: give --broker-image and --broker-replicas only "
+            "for the one the kit renders."
+        )
     if not _DNS_LABEL.fullmatch(job.name):
         raise ConfigError(
             f"--name {job.name!r} is not a Job name Kubernetes takes: at most 63 lowercase "
