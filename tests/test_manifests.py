@@ -552,7 +552,7 @@ def test_without_a_broker_the_secret_holds_only_the_url_of_the_cluster_s_own(
 
 
 @pytest.mark.parametrize(
-    "option", [("--broker-image", "rabbitmq:4.1.8"), ("--broker-replicas", "3")]
+    "option", [("--broker-image", "rabbitmq:4.2.0"), ("--broker-replicas", "3")]
 )
 def test_without_a_broker_the_options_of_the_rendered_one_are_refused(
     env: dict[str, str], option: tuple[str, str]
