@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import jobkit
+import pytest
+from conftest import jobkit, settled_depths
 from matplotlib.image import imread
 
 from jobkit_publisher.data.samples import sample_csv
@@ -99,3 +100,20 @@ def test_drawing_without_matplotlib_is_one_line_naming_the_extra_to_install(
         "error: The charts are drawn with matplotlib, which is not installed here: install the "
         "kit with its report extra (pip install 'amqp-jobkit[report]')."
     ]
+
+
+@pytest.mark.rabbitmq
+def test_a_run_asked_for_a_report_it_cannot_draw_says_so_before_taking_an_item(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    Path(env["INPUT_URL"], "a.csv").write_bytes(sample_csv(120, seed=0, index=1))
+    assert jobkit(env, "publish").returncode == 0
+    blocker = tmp_path / "site"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['matplotlib'] = None\n")
+
+    result = jobkit({**env, "PYTHONPATH": str(blocker)}, "run", "--report")
+
+    assert result.returncode == ExitCode.CONFIG, result.stdout + result.stderr
+    assert "install the kit with its report extra" in result.stderr, result.stderr
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (1, 0)) == (1, 0)

@@ -211,6 +211,10 @@ def run(
     # and what can no longer be shown is said in the run record.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with load_settings(task, command, no_input) as settings:
+        if with_report:  # checked before the work, not after it
+            from jobkit_publisher.report.charts import require_matplotlib
+
+            require_matplotlib()
         if kube:
             from jobkit_publisher.kube.manifests import render_files
 

@@ -6,6 +6,7 @@ have a white background and a colour-blind-safe palette, readable in light and d
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from collections import defaultdict
 from collections.abc import Sequence
@@ -201,14 +202,19 @@ def _segments(attempt: Attempt, begin: float) -> list[tuple[str, float, float]]:
     return segments
 
 
-def _figure(width: float, height: float) -> Figure:
-    try:
-        import matplotlib
-    except ImportError as exc:
+def require_matplotlib() -> None:
+    """Raise ConfigError, saying how to install it, when matplotlib cannot be imported: found
+    without importing it, so a run that will draw can say so before its work."""
+    if importlib.util.find_spec("matplotlib") is None:
         raise ConfigError(
             "The charts are drawn with matplotlib, which is not installed here: install the "
             "kit with its report extra (pip install 'amqp-jobkit[report]')."
-        ) from exc
+        )
+
+
+def _figure(width: float, height: float) -> Figure:
+    require_matplotlib()
+    import matplotlib
 
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
     from matplotlib.figure import Figure
