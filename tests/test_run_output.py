@@ -108,4 +108,4 @@ def test_ctrl_c_after_the_work_ended_says_how_to_see_it(env: dict[str, str]) -> 
 
     assert run.returncode == 130, said
     assert "Interrupted after the work ended" in said, said
-    assert "'jobkit report' writes the report" in said
+    assert "jobkit report' writes the report" in said
