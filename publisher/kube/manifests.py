@@ -392,12 +392,8 @@ def render_files(
             image=options.broker_image,
         )
     if not existing_secret:
-        if options.broker:
-            secret = render_secret(
-                options.secret, with_password(broker_url), azure_credentials, example
-            )
-        else:
-            secret = render_secret(options.secret, broker_url, azure_credentials, example, False)
+        url = with_password(broker_url) if options.broker else broker_url
+        secret = render_secret(options.secret, url, azure_credentials, example, options.broker)
         files["secret.yaml"] = [secret]
     if options.data_host_path is None and options.data_claim == DATA_CLAIM:
         files["data.yaml"] = [render_claim(DATA_CLAIM)]
