@@ -118,7 +118,8 @@ def _sandbox(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def _delete_queues(broker_url: str, names: set[str]) -> None:
-    """Start the queues a block names itself from nothing, as a new user's broker would."""
+    """Delete the queues a page uses, before (as a new user's broker would have none) and
+    after (leaving nothing behind)."""
     connection = pika.BlockingConnection(pika.URLParameters(broker_url))
     channel = connection.channel()
     for name in names:
@@ -165,10 +166,18 @@ def test_the_commands_of_the_page_run_as_shown(
     blocks, files = ALL[page]
     here = _sandbox(tmp_path, files)
     text = _text(page)
-    if "az://" in text:
+    containers = set(re.findall(r"az://([a-z0-9-]+)", text))
+    if containers:
         request.getfixturevalue("azurite")
-        _empty_containers(re.findall(r"az://([a-z0-9-]+)", text))
-    _delete_queues(broker_url, set(re.findall(r"\bQUEUE=([\w.-]+)", text)))
+    queue = f"docs-{uuid.uuid4().hex[:12]}"
+    queues = {queue, *re.findall(r"\bQUEUE=([\w.-]+)", text)}
+
+    def clean() -> None:
+        _empty_containers(containers)
+        _delete_queues(broker_url, queues)
+
+    clean()
+    request.addfinalizer(clean)
     results = tmp_path / "results"
     results.mkdir()
     bin_dir = Path(sys.executable).parent
@@ -177,7 +186,7 @@ def test_the_commands_of_the_page_run_as_shown(
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(tmp_path / "home"),
         "BROKER_URL": broker_url,
-        "QUEUE": f"docs-{uuid.uuid4().hex[:12]}",
+        "QUEUE": queue,
         "AZURE_STORAGE_CONNECTION_STRING": AZURITE_CONNECTION_STRING,
         "NEW_QUEUE_WAIT_SECONDS": "0",
         "FILES": "2",  # make data's: a small batch
@@ -202,7 +211,7 @@ def test_the_commands_of_the_page_run_as_shown(
             assert printed in out, f"{printed!r} not printed:\n{said}"
 
 
-def _empty_containers(names: list[str]) -> None:
+def _empty_containers(names: set[str]) -> None:
     from azure.storage.blob import BlobServiceClient
 
     service = BlobServiceClient.from_connection_string(AZURITE_CONNECTION_STRING)
