@@ -80,7 +80,7 @@ def test_a_broker_restart_in_the_middle_of_a_run_loses_nothing(
 
     stdout, stderr = run.communicate(timeout=300)
 
-    assert run.returncode == 0, stderr
+    assert run.returncode == 0, stdout + stderr
     report = json.loads(stdout)
     # An item stored before the restart whose ack was lost is acked on redelivery, not redone.
     settled = set(report["done"]) | set(report["already_done"])

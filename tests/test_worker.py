@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pika
 import pytest
 from conftest import dead_letter_reasons, last_outcome, settled_depths, worker
+from login_dropper import DroppingProxy
 
 from jobkit_publisher.data.samples import sample_csv
 from jobkit_publisher.queue.publish import publish_items
@@ -359,3 +361,26 @@ def test_a_message_body_ending_in_a_newline_names_the_item_without_it(
     assert last_outcome(result)["item"] == "temperature1.csv"
     written = Path(settings.output_url, "temperature1_aggregated.csv").read_bytes()
     assert written == aggregate_csv(files["temperature1.csv"])
+
+
+def test_a_worker_retries_a_broker_that_drops_it_while_it_logs_in(env: dict[str, str]) -> None:
+    broker = urlsplit(env["BROKER_URL"])
+    proxy = DroppingProxy((broker.hostname or "localhost", broker.port or 5672), drops=2)
+    through = broker._replace(netloc=f"{broker.netloc.rsplit('@', 1)[0]}@127.0.0.1:{proxy.port}")
+    dropped = {**env, "BROKER_URL": through.geturl(), "BROKER_RETRY_SECONDS": "30"}
+
+    result = worker(dropped)
+
+    assert result.returncode == ExitCode.DONE, result.stderr
+    assert "closed the connection while logging in; retrying" in result.stderr, result.stderr
+    assert last_outcome(result)["outcome"] == "empty"
+
+
+def test_a_login_the_broker_refuses_is_one_line_at_once(env: dict[str, str]) -> None:
+    broker = urlsplit(env["BROKER_URL"])
+    wrong = broker._replace(netloc=f"{broker.username}:wrong@{broker.netloc.rsplit('@', 1)[1]}")
+
+    result = worker({**env, "BROKER_URL": wrong.geturl(), "BROKER_RETRY_SECONDS": "30"})
+
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert "refused the credentials" in result.stderr and "retrying" not in result.stderr

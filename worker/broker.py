@@ -43,6 +43,7 @@ _TURN_POLL_SECONDS = 0.2
 _SLOW_CONFIRM_SECONDS = 2.0  # a confirm takes milliseconds, unless the broker blocks publishing
 # How RabbitMQ closes a connection it cannot serve for now: a node shutting down, a vhost down.
 _STOPPING = re.compile(r"CONNECTION_FORCED|shutdown|is down")
+_REFUSED_LOGIN = re.compile(r"ACCESS_REFUSED")  # a login refused, not a connection dropped
 # How RabbitMQ closes a channel that held a delivery past consumer_timeout.
 _ACK_TIMEOUT = re.compile(r"delivery acknowledgement .*timed out")
 _ACK_TIMEOUT_LIMIT = re.compile(r"Timeout value used: (\d+) ms")
@@ -482,10 +483,14 @@ def _connect(settings: Settings, purpose: str) -> BlockingConnection:
         try:
             return pika.BlockingConnection(params)
         except pika.exceptions.ProbableAuthenticationError as exc:
-            raise BrokerUnavailable(
-                f"RabbitMQ at {where} refused the credentials; check the user and password in "
-                "BROKER_URL."
-            ) from exc
+            # pika calls any close while logging in an authentication error, also a node that
+            # drops the connection as it starts or stops: that passes, like an unreachable node.
+            if _REFUSED_LOGIN.search(str(exc)):
+                raise BrokerUnavailable(
+                    f"RabbitMQ at {where} refused the credentials; check the user and password "
+                    "in BROKER_URL."
+                ) from exc
+            failure, reason = exc, "it closed the connection while logging in"
         except pika.exceptions.ProbableAccessDeniedError as exc:
             # pika calls any close while a connection opens a denial, also a node's shutdown
             # or a vhost still starting: those pass, like an unreachable node.
