@@ -294,24 +294,32 @@ def job_options(
         priority_class=job.priority_class,
         node_selector=_pairs("--node-selector", job.node_selector, _LABEL_VALUE),
         tolerations=tuple(_toleration(value) for value in job.toleration or ()),
-        env=_env(job.env),
+        env=_pairs("--env", job.env, None, _ENV_NAME, "NAME=VALUE with NAME a variable's name."),
         broker=not job.no_broker,
         broker_image=job.broker_image,
     )
 
 
+_LABEL_KEY_SAYS = (
+    "KEY=VALUE with a key Kubernetes takes: an optional DNS prefix and '/', then at most 63 "
+    "letters, digits, '-', '_' and '.'."
+)
+
+
 def _pairs(
-    option: str, values: list[str] | None, value_rule: re.Pattern[str] | None
+    option: str,
+    values: list[str] | None,
+    value_rule: re.Pattern[str] | None,
+    key_rule: re.Pattern[str] = _LABEL_KEY,
+    key_says: str = _LABEL_KEY_SAYS,
 ) -> tuple[tuple[str, str], ...]:
-    """KEY=VALUE options as pairs, each key a label key and each value `value_rule`'s."""
+    """KEY=VALUE options as pairs, each key `key_rule`'s (a label key unless told) and each
+    value `value_rule`'s; the last of a key wins."""
     pairs = {}
     for given in values or ():
         key, equals, value = given.partition("=")
-        if not equals or not _LABEL_KEY.fullmatch(key):
-            raise ConfigError(
-                f"{option} {given!r} is not KEY=VALUE with a key Kubernetes takes: an optional "
-                "DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.'."
-            )
+        if not equals or not key_rule.fullmatch(key):
+            raise ConfigError(f"{option} {given!r} is not {key_says}")
         if value_rule is not None and not value_rule.fullmatch(value):
             raise ConfigError(
                 f"{option} {given!r} has a value Kubernetes refuses: at most 63 letters, "
@@ -335,17 +343,6 @@ def _toleration(given: str) -> Toleration:
             f"Kubernetes takes and EFFECT one of {', '.join(_TAINT_EFFECTS)}."
         )
     return Toleration(key, value if equals else None, effect if colon else None)
-
-
-def _env(values: list[str] | None) -> tuple[tuple[str, str], ...]:
-    """--env NAME=VALUE options as pairs."""
-    pairs = {}
-    for given in values or ():
-        name, equals, value = given.partition("=")
-        if not equals or not _ENV_NAME.fullmatch(name):
-            raise ConfigError(f"--env {given!r} is not NAME=VALUE with NAME a variable's name.")
-        pairs[name] = value
-    return tuple(pairs.items())
 
 
 def completions_or_depth(settings: Settings, completions: int | None, fixed: int | None) -> int:
