@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import jobkit, small_disk
 
+from jobkit_publisher.run.local import LOG_ROTATE_BYTES
 from jobkit_publisher.run.record import run_record_name
 
 pytestmark = pytest.mark.rabbitmq
@@ -109,3 +110,18 @@ def test_ctrl_c_after_the_work_ended_says_how_to_see_it(env: dict[str, str]) -> 
     assert run.returncode == 130, said
     assert "Interrupted after the work ended" in said, said
     assert "jobkit report' writes the report" in said
+
+
+def test_a_workers_log_grown_past_its_limit_is_moved_aside_and_a_new_one_begun(
+    job: dict[str, str],
+) -> None:
+    log = Path(".jobkit", "run.log")
+    log.parent.mkdir()
+    with log.open("wb") as grown:  # as big as a long batch leaves it, without the disk it takes
+        grown.truncate(LOG_ROTATE_BYTES + 1)
+
+    assert _run(job).wait(timeout=120) == 0
+
+    assert Path(".jobkit", "run.log.1").stat().st_size == LOG_ROTATE_BYTES + 1
+    assert log.stat().st_size < LOG_ROTATE_BYTES
+    assert "acked item-" in log.read_text()

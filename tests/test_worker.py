@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,6 +28,7 @@ from jobkit_worker.consumer import take_one
 from jobkit_worker.errors import ExitCode
 from jobkit_worker.settings import Settings
 from jobkit_worker.storage.base import open_store
+from jobkit_worker.tasks.contract import Outputs
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -171,9 +174,10 @@ def test_an_item_longer_than_the_heartbeat_timeout_is_acked_once(
     _write_inputs(settings, count=1)
     publish_items(settings, ["temperature1.csv"])
 
-    def slow_task(name: str, data: bytes) -> dict[str, bytes]:
+    @contextlib.contextmanager
+    def slow_task(name: str, data: bytes) -> Iterator[Outputs]:
         time.sleep(4)  # twice the broker's timeout for a 1 s heartbeat
-        return aggregate_item(name, data)
+        yield aggregate_item(name, data)
 
     outcome = take_one(
         short_heartbeat,

@@ -26,7 +26,7 @@ from jobkit_worker.names import MAX_NAME_BYTES, brief, check_name, record_name
 from jobkit_worker.outcome import Outcome, Verdict
 from jobkit_worker.ownership import claim_outputs
 from jobkit_worker.settings import Settings
-from jobkit_worker.storage.base import Entry, Store
+from jobkit_worker.storage.base import Entry, Store, content_size
 from jobkit_worker.task_thread import TaskThread
 from jobkit_worker.tasks.contract import Task
 
@@ -65,8 +65,7 @@ def take_items(
     ConfigError before any message is taken.
     """
     taken = 0
-    if drain:
-        outputs.group_writes()
+    outputs.group_writes()  # an item's writes made durable together, a drain's items too
     while True:
         try:
             # Connected, the worker may hold items between those it reports (one taken ahead,
@@ -184,7 +183,18 @@ def _do(
             session,
             draining.take_ahead if draining is not None else lambda: None,
             lambda: verdicts.append(
-                _process(item, body, task, inputs, outputs, settings, number, redo, phases)
+                _process(
+                    item,
+                    body,
+                    task,
+                    inputs,
+                    outputs,
+                    settings,
+                    number,
+                    redo,
+                    draining is None,
+                    phases,
+                )
             ),
         )
     seconds = round(time.monotonic() - started, 3)
@@ -231,7 +241,8 @@ def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs
     name = item.decode("utf-8", errors="replace")
     log.info("took %s from standard input", name)
     try:
-        verdict = _process(name, item, task, inputs, outputs, settings, delivery=1, redo=False)
+        outputs.group_writes()
+        verdict = _process(name, item, task, inputs, outputs, settings, 1, False, True)
     except Exception as exc:  # every failure becomes an exit code, as in take_one
         if not isinstance(exc, JobkitError):
             log.error("unexpected error in the task", exc_info=exc)
@@ -262,9 +273,11 @@ def _process(
     settings: Settings,
     delivery: int,
     redo: bool,
+    commit: bool,
     phases: dict[str, float] | None = None,
 ) -> Verdict:
-    """Read, run the task, store the outputs, then the success record; returns DONE.
+    """Read, run the task, store the outputs, then the success record; returns DONE. With
+    `commit`, they are durable when it returns; else at the store's next commit.
 
     An item whose record still matches its input and outputs is not done again unless `redo`
     (a copy published twice, or redelivered after its ack was lost): ALREADY_DONE. Puts the
@@ -284,26 +297,28 @@ def _process(
     if not redo and is_current(outputs, record, settings.task_label, data):
         log.info("%s: %s", item, _ALREADY_DONE)
         return Verdict.ALREADY_DONE
-    results = task(item, data)
-    lap = _lap(phases, "task", lap)
-    claim_outputs(outputs, item, results, record)
-    versions = {}
-    for name, content in results.items():
-        versions[name] = outputs.write(name, content)
-        log.info("stored %s in %s (%d bytes)", name, outputs, len(content))
-    seconds = time.monotonic() - started
-    done = make_record(
-        item,
-        settings.queue,
-        settings.task_label,
-        data,
-        source,
-        results,
-        versions,
-        delivery,
-        seconds,
-    )
+    with task(item, data) as results:  # a program's files are there for the block
+        lap = _lap(phases, "task", lap)
+        claim_outputs(outputs, item, results, record)
+        versions = {}
+        for name, content in results.items():
+            versions[name] = outputs.write(name, content)
+            log.info("stored %s in %s (%d bytes)", name, outputs, content_size(content))
+        seconds = time.monotonic() - started
+        done = make_record(
+            item,
+            settings.queue,
+            settings.task_label,
+            data,
+            source,
+            results,
+            versions,
+            delivery,
+            seconds,
+        )
     outputs.write(record_name(item), done.to_bytes())
+    if commit:  # else a drain commits it with the items held beside it
+        outputs.commit()
     _lap(phases, "store", lap)
     return Verdict.DONE
 

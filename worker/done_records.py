@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 
 from jobkit_worker.errors import InputError
 from jobkit_worker.names import record_name
-from jobkit_worker.storage.base import Entry, Store
+from jobkit_worker.storage.base import Entry, Store, content_md5
+from jobkit_worker.tasks.contract import Outputs
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def make_record(
     task: str,
     data: bytes,
     source: Entry | None,
-    outputs: dict[str, bytes],
+    outputs: Outputs,
     versions: dict[str, str],
     deliveries: int,
     seconds: float,
@@ -65,7 +66,7 @@ def make_record(
         queue=queue,
         input_bytes=len(data),
         input_sha256=hashlib.sha256(data).hexdigest(),
-        outputs={name: hashlib.md5(content).hexdigest() for name, content in outputs.items()},
+        outputs={name: content_md5(content).hex() for name, content in outputs.items()},
         deliveries=deliveries,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         finished_at=datetime.now(UTC).isoformat(timespec="milliseconds"),

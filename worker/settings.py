@@ -206,6 +206,13 @@ class Settings:
         _seconds(0.001, 86400),
         show="{:g}".format,
     )
+    task_log_bytes: int = _setting(
+        "TASK_LOG_BYTES",
+        65536,
+        "of each output stream of a program, an item's log keeps the first and last half of this "
+        "many bytes, saying how much it left out between them",
+        _positive("bytes"),
+    )
     broker_ack_timeout_seconds: float = _setting(
         "BROKER_ACK_TIMEOUT_SECONDS",
         1800.0,

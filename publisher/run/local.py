@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +26,9 @@ STOP_GRACE_SECONDS = 10.0  # for stopped workers to give their items back, befor
 PROGRESS_SECONDS = 0.1
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
+# Past this size the workers' log is moved to <name>.1, the one before it dropped, as a worker
+# starts: a batch keeps at most about twice this of logs however long it runs.
+LOG_ROTATE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -163,6 +167,7 @@ class LocalRunner:
         inherited = {name: value for name, value in os.environ.items() if name not in names}
         env = {**inherited, **self.settings.to_env()}
         spawned = time.time()
+        rotate_log(self.log_path)
         process = self._spawner.start(env, ["--drain"] if self.drain else [], self.log_path)
         lane = min(set(range(self.parallelism)) - {worker.lane for worker in self._workers})
         self._workers.append(_Worker(process, lane, spawned))
@@ -231,6 +236,14 @@ class LocalRunner:
             for attempt in report.attempts[attempts:]
             if attempt.item and attempt.outcome is Verdict.RETRY
         ]
+
+
+def rotate_log(path: Path) -> None:
+    """Move the log at `path` to `path`.1 once it is over LOG_ROTATE_BYTES: workers started
+    from now on write a new one (a draining worker goes on in the old one until it ends)."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_size > LOG_ROTATE_BYTES:
+            os.replace(path, path.with_name(path.name + ".1"))
 
 
 def _new_lines(worker: _Worker) -> list[str]:

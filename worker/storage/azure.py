@@ -9,8 +9,10 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -25,6 +27,8 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.policies import RetryPolicy
 from azure.storage.blob import (
+    BlobBlock,
+    BlobClient,
     BlobLeaseClient,
     BlobServiceClient,
     ContainerClient,
@@ -34,7 +38,7 @@ from azure.storage.blob import (
 
 from jobkit_worker.errors import ConfigError, InputError, StorageError, StoreUnavailable
 from jobkit_worker.names import KIT_DIR, check_name, is_hidden
-from jobkit_worker.storage.base import Entry
+from jobkit_worker.storage.base import Content, Entry, content_md5
 
 if TYPE_CHECKING:
     from jobkit_worker.storage.base import StorageSettings
@@ -45,6 +49,9 @@ logging.getLogger("azure").setLevel(logging.WARNING)
 
 # One Put Blob request up to this size: the blob appears whole or not at all.
 _SINGLE_PUT_BYTES = 256 * 1024 * 1024
+# A file is uploaded in blocks of this size, committed together: as whole as one request, and
+# no more than a block in memory.
+_BLOCK_BYTES = 8 * 1024 * 1024
 WRITE_PROBE = f"{KIT_DIR}/writable"  # hidden, as a local store's temporaries are: never listed
 _LEASE_SECONDS = 30  # a lock's lease, renewed while held (Azure allows 15 to 60)
 # Each request is retried up to _RETRIES times on 408, 429, 500, 502, 503, 504 or a dropped
@@ -135,12 +142,17 @@ class BlobStore:
         with self._translated(name):
             return int(self.container.get_blob_client(self._blob(name)).get_blob_properties().size)
 
-    def write(self, name: str, data: bytes) -> str:
-        """Upload `data` as one blob in a single request, replacing any earlier one; returns
-        its ETag."""
+    def write(self, name: str, content: Content) -> str:
+        """Upload `content` as one blob, replacing any earlier one; returns its ETag. A file
+        larger than a block goes in blocks committed together: the blob appears whole or not
+        at all either way."""
         with self._translated(name):
             blob = self.container.get_blob_client(self._blob(name))
-            written = blob.upload_blob(data, overwrite=True, content_settings=_content(data))
+            if isinstance(content, Path) and content.stat().st_size > _BLOCK_BYTES:
+                written = _upload_blocks(blob, content)
+            else:
+                data = content if isinstance(content, bytes) else content.read_bytes()
+                written = blob.upload_blob(data, overwrite=True, content_settings=_content(data))
         return _etag(written["etag"])
 
     def group_writes(self) -> None:
@@ -278,10 +290,20 @@ def _etag(etag: object) -> str:
     return str(etag).strip('"')
 
 
-def _content(data: bytes) -> ContentSettings:
-    return ContentSettings(
-        content_type="text/csv", content_md5=bytearray(hashlib.md5(data).digest())
-    )
+def _content(content: Content) -> ContentSettings:
+    return ContentSettings(content_type="text/csv", content_md5=bytearray(content_md5(content)))
+
+
+def _upload_blocks(blob: BlobClient, path: Path) -> dict[str, Any]:
+    """Upload the file `path` a block at a time, then commit the blocks as the blob."""
+    prefix = uuid.uuid4().hex  # a writer's blocks are its own, even beside another's
+    blocks: list[BlobBlock] = []
+    with path.open("rb") as file:
+        while chunk := file.read(_BLOCK_BYTES):
+            block = BlobBlock(f"{prefix}{len(blocks):08d}")
+            blob.stage_block(block.id, chunk)
+            blocks.append(block)
+    return blob.commit_block_list(blocks, content_settings=_content(path))
 
 
 def _renew(lease: BlobLeaseClient, stop: threading.Event) -> None:

@@ -8,10 +8,12 @@ Adding one (S3, say) is that module and one line in BACKENDS.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
@@ -21,6 +23,24 @@ BACKENDS = {
     "file": "jobkit_worker.storage.local",
     "az": "jobkit_worker.storage.azure",
 }
+
+
+Content = bytes | Path
+"""What is stored as one name: bytes in memory, or a file, streamed from disk (its size
+bounds no one's memory)."""
+
+
+def content_size(content: Content) -> int:
+    """How many bytes `content` is."""
+    return len(content) if isinstance(content, bytes) else content.stat().st_size
+
+
+def content_md5(content: Content) -> bytes:
+    """The MD5 digest of `content`, a file read in chunks."""
+    if isinstance(content, bytes):
+        return hashlib.md5(content).digest()
+    with content.open("rb") as file:
+        return hashlib.file_digest(file, "md5").digest()
 
 
 class StorageSettings(Protocol):
@@ -65,9 +85,9 @@ class Store(Protocol):
     def size(self, name: str) -> int:
         """The size of `name` in bytes, unread; InputError when it does not exist."""
 
-    def write(self, name: str, data: bytes) -> str:
-        """Store `data` as `name`, replacing it whole; returns its version (as Entry has it).
-        StorageError when that fails."""
+    def write(self, name: str, content: Content) -> str:
+        """Store `content` as `name`, replacing it whole (a file is streamed, never read whole
+        into memory); returns its version (as Entry has it). StorageError when that fails."""
 
     def group_writes(self) -> None:
         """From now on, writes may take effect together at each `commit` (one flush to disk

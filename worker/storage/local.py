@@ -23,7 +23,7 @@ from jobkit_worker.errors import (
 )
 from jobkit_worker.names import KIT_DIR, check_name
 from jobkit_worker.scratch import owner_prefix, remove_stale
-from jobkit_worker.storage.base import Entry
+from jobkit_worker.storage.base import Content, Entry
 from jobkit_worker.storage.durable import Group, fsync_path
 
 if TYPE_CHECKING:
@@ -163,16 +163,16 @@ class LocalStore:
             raise InputError(f"{name}: no such file in {self.root}.")
         return info.st_size
 
-    def write(self, name: str, data: bytes) -> str:
-        """Store `data` as `name` atomically: readers see the old file or the new, never half.
-        Returns its version.
+    def write(self, name: str, content: Content) -> str:
+        """Store `content` as `name` atomically: readers see the old file or the new, never
+        half. Returns its version.
 
         The file is written under TEMPORARY_DIR, named after this process, and then moved into
         place: a write cut short leaves it where `check` later removes it.
         """
         path = self.path(name)
         try:
-            with self._written(name, data, flush=self._group is None) as temporary:
+            with self._written(name, content, flush=self._group is None) as temporary:
                 if self._group is not None:
                     self._group.add(temporary, path)
                     return _version(os.stat(temporary))  # a move keeps its size and time
@@ -194,7 +194,11 @@ class LocalStore:
             try:
                 self._group.commit()
             except OSError as exc:
-                raise StorageError(f"cannot store in {self.root} ({exc.strerror}).") from exc
+                target = exc.filename2 or exc.filename  # the name a file was moved to, if any
+                if target is None or Path(target).parent == self.temporaries:
+                    raise StorageError(f"cannot store in {self.root} ({exc.strerror}).") from exc
+                name = Path(target).relative_to(self.root).as_posix()
+                raise StorageError(f"{name}: cannot write {target} ({exc.strerror}).") from exc
 
     def create(self, name: str, data: bytes) -> bytes:
         """Store `data` as `name` unless a file is there; returns what is there then.
@@ -217,9 +221,9 @@ class LocalStore:
             raise StorageError(f"{name}: cannot create {path} ({exc.strerror}).") from exc
 
     @contextmanager
-    def _written(self, name: str, data: bytes, flush: bool = True) -> Iterator[str]:
-        """A temporary file holding `data`, on disk if `flush`, for the block to move into place
-        as `name`; removed if the block fails."""
+    def _written(self, name: str, content: Content, flush: bool = True) -> Iterator[str]:
+        """A temporary file holding `content`, on disk if `flush`, for the block to move into
+        place as `name`; removed if the block fails."""
         if not self.root.is_dir():  # deleted meanwhile: a worker never makes its location
             raise StorageError(f"{name}: the directory {self.root} is gone; cannot write there.")
         self.path(name).parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +231,10 @@ class LocalStore:
         fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
         try:
             with os.fdopen(fd, "wb") as file:
-                file.write(data)
+                if isinstance(content, bytes):
+                    file.write(content)
+                else:
+                    _copy(content, file.fileno())
                 if flush:
                     file.flush()
                     os.fsync(file.fileno())
@@ -315,6 +322,18 @@ class LocalStore:
                 on_wait()
                 fcntl.flock(file, fcntl.LOCK_EX)
             yield
+
+
+def _copy(source: Path, target: int) -> None:
+    """Copy the file `source` to the open descriptor `target` in the kernel, never holding it
+    in memory."""
+    with source.open("rb") as file:
+        size, offset = os.fstat(file.fileno()).st_size, 0
+        while offset < size:
+            sent = os.sendfile(target, file.fileno(), offset, size - offset)
+            if sent == 0:  # it shrank meanwhile: what is there is copied
+                break
+            offset += sent
 
 
 def _identity(root: Path) -> tuple[int, int]:

@@ -6,13 +6,14 @@ entry points, and imported with the first item, not before.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from jobkit_worker.errors import ConfigError, TaskError
 from jobkit_worker.settings import DEFAULT_TASK, Settings
-from jobkit_worker.tasks.contract import Task
+from jobkit_worker.tasks.contract import Outputs, Task
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,11 @@ def load_task(settings: Settings) -> Task:
 
 
 def _builtin(max_span_hours: int) -> Task:
-    def run(name: str, data: bytes) -> dict[str, bytes]:
+    @contextlib.contextmanager
+    def run(name: str, data: bytes) -> Iterator[Outputs]:
         from jobkit_worker.builtin.aggregate import aggregate_item  # with its pyarrow and numpy
 
-        return aggregate_item(name, data, max_span_hours)
+        yield aggregate_item(name, data, max_span_hours)
 
     return run
 
@@ -50,10 +52,11 @@ def _builtin(max_span_hours: int) -> Task:
 def _logged(verb: str, task: Task) -> Task:
     """`task`, logging the task phase in the worker's story (took, read, <verb>, stored)."""
 
-    def run(name: str, data: bytes) -> dict[str, bytes]:
-        results = task(name, data)
-        log.info("%s %s into %s", verb, name, ", ".join(results) or "no outputs")
-        return results
+    @contextlib.contextmanager
+    def run(name: str, data: bytes) -> Iterator[Outputs]:
+        with task(name, data) as results:
+            log.info("%s %s into %s", verb, name, ", ".join(results) or "no outputs")
+            yield results
 
     return run
 
@@ -99,7 +102,8 @@ def _import(setting: str, target: str) -> Callable[..., object]:
 def _checked(target: str, function: Callable[..., object]) -> Task:
     """`function` as a task, its result checked: a dict of output names to bytes."""
 
-    def run(name: str, data: bytes) -> dict[str, bytes]:
+    @contextlib.contextmanager
+    def run(name: str, data: bytes) -> Iterator[Outputs]:
         results = function(name, data)
         if not isinstance(results, dict) or not all(
             isinstance(key, str) and isinstance(value, bytes) for key, value in results.items()
@@ -107,6 +111,6 @@ def _checked(target: str, function: Callable[..., object]) -> Task:
             raise TaskError(
                 f"{target} returned {type(results).__name__}, not a dict of output names to bytes."
             )
-        return results
+        yield results
 
     return run

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import logging
 import os
 import re
@@ -22,8 +23,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from jobkit_worker.errors import (
@@ -38,7 +39,9 @@ from jobkit_worker.interruption import worker_interruption
 from jobkit_worker.names import beside_item
 from jobkit_worker.scratch import owner_prefix, remove_path, remove_stale
 from jobkit_worker.settings import Settings, setting_names
+from jobkit_worker.storage.base import Content
 from jobkit_worker.tasks.contract import Task
+from jobkit_worker.tasks.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ _PLACEHOLDER = re.compile(r"\{(?:input|output_dir|item)\}")
 _SCRATCH_PLACES = {"{input}", "{output_dir}"}  # the placeholders that need a scratch directory
 _RELAY_WAIT_SECONDS = 5.0  # for a killed program's output (a child may hold it open)
 _GROUP_POLL_SECONDS = 0.05  # how often the end of what a program left running is looked for
-_CHUNK_BYTES = 65536
+_CHUNK_BYTES = 1024 * 1024  # read at once from a program's output, and its pipes' size
 _PR_SET_PDEATHSIG = 1
 # Resolved now, not in the forked child, where only async-signal-safe work belongs.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
@@ -68,16 +71,15 @@ def program_task(settings: Settings) -> Task:
             f"TASK_COMMAND {settings.task_command!r}: no program {words[0]!r} found (PATH, or "
             "a path to an executable file)."
         )
-    words = [_anchored(word) for word in words]
-    timeout = settings.task_timeout_seconds
+    program = Program(
+        [_anchored(word) for word in words],
+        settings.task_timeout_seconds,
+        program_environment(os.environ),
+        settings.task_log_bytes,
+    )
     remove_stale(SCRATCH)  # what killed workers' programs left behind
     worker_interruption.on_request(stop_programs)
-    environment = program_environment(os.environ)
-
-    def run(name: str, data: bytes) -> dict[str, bytes]:
-        return run_program(words, name, data, timeout, environment)
-
-    return run
+    return program.run
 
 
 def _anchored(word: str) -> str:
@@ -100,43 +102,64 @@ def program_environment(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def run_program(
-    words: list[str], item: str, data: bytes, timeout: float, environment: dict[str, str]
-) -> dict[str, bytes]:
-    """Run the command `words` on one item and return what it wrote to {output_dir}, each
-    file named for its place beside the item (`a/x.csv` writing `r.txt` gives `a/r.txt`).
+@dataclass(frozen=True)
+class Program:
+    """A command line run per item, with how long it may run, its environment, and how much of
+    each of its output streams an item's log keeps."""
 
-    Raises InputError when it exits 3, TaskError on another non-zero exit or a timeout (then
-    its whole process group is killed), with its last standard error lines as the reason.
-    """
-    command = " ".join(words)
-    if not _SCRATCH_PLACES & set(_PLACEHOLDER.findall(command)):
-        # Nothing to put in place for it and nothing to collect: an empty working directory
-        # of the worker's, the same for each item, and no scratch directory.
-        argv = [_fill(word, {"{item}": item}) for word in words]
-        workdir = _workdir()
-        try:
-            _check(words, item, timeout, *_run(argv, timeout, environment, workdir))
-        finally:
-            left = _emptied(workdir)  # empty for the next item, whatever became of this one
-        _refuse_left(item, left)
-        return {}
-    with _room(item), tempfile.TemporaryDirectory(dir=_scratch(), prefix=owner_prefix()) as scratch:
-        input_path = Path(scratch, "input", PurePosixPath(item).name)
-        output_dir = Path(scratch, "output")
-        output_dir.mkdir()
-        if "{input}" in command:
-            input_path.parent.mkdir()
-            input_path.write_bytes(data)
-        # With {output_dir}, what it writes where it runs is an output too.
-        workdir = output_dir if "{output_dir}" in command else Path(scratch, "work")
-        workdir.mkdir(exist_ok=True)
-        places = {"{input}": str(input_path), "{output_dir}": str(output_dir), "{item}": item}
-        argv = [_fill(word, places) for word in words]
-        _check(words, item, timeout, *_run(argv, timeout, environment, workdir))
-        if workdir != output_dir:
-            _refuse_left(item, _emptied(workdir))
-        return {beside_item(item, name): data for name, data in _outputs(item, output_dir).items()}
+    words: list[str]
+    timeout: float
+    environment: dict[str, str]
+    log_bytes: int
+
+    @contextlib.contextmanager
+    def run(self, item: str, data: bytes) -> Iterator[dict[str, Content]]:
+        """Run the program on one item; yields the files it wrote to {output_dir}, each named
+        for its place beside the item (`a/x.csv` writing `r.txt` gives `a/r.txt`), which are
+        removed after the block.
+
+        Raises InputError when it exits 3, TaskError on another non-zero exit or a timeout
+        (then its whole process group is killed), with its last standard error lines as the
+        reason.
+        """
+        command = " ".join(self.words)
+        if not _SCRATCH_PLACES & set(_PLACEHOLDER.findall(command)):
+            # Nothing to put in place for it and nothing to collect: an empty working directory
+            # of the worker's, the same for each item, and no scratch directory.
+            workdir = _workdir()
+            try:
+                self._run(item, {"{item}": item}, workdir)
+            finally:
+                left = _emptied(workdir)  # empty for the next item, whatever became of this one
+            _refuse_left(item, left)
+            yield {}
+            return
+        with (
+            _room(item),
+            tempfile.TemporaryDirectory(dir=_scratch(), prefix=owner_prefix()) as scratch,
+        ):
+            input_path = Path(scratch, "input", PurePosixPath(item).name)
+            output_dir = Path(scratch, "output")
+            output_dir.mkdir()
+            if "{input}" in command:
+                input_path.parent.mkdir()
+                input_path.write_bytes(data)
+            # With {output_dir}, what it writes where it runs is an output too.
+            workdir = output_dir if "{output_dir}" in command else Path(scratch, "work")
+            workdir.mkdir(exist_ok=True)
+            places = {"{input}": str(input_path), "{output_dir}": str(output_dir), "{item}": item}
+            self._run(item, places, workdir)
+            if workdir != output_dir:
+                _refuse_left(item, _emptied(workdir))
+            yield {
+                beside_item(item, name): path for name, path in _outputs(item, output_dir).items()
+            }
+
+    def _run(self, item: str, places: dict[str, str], workdir: Path) -> None:
+        """Run the command with `places` filled in, in `workdir`; raise what its end means."""
+        argv = [_fill(word, places) for word in self.words]
+        code, stderr = _run(argv, self.timeout, self.environment, workdir, self.log_bytes)
+        _check(self.words, item, self.timeout, code, stderr)
 
 
 def _scratch() -> Path:
@@ -211,11 +234,11 @@ def _fill(word: str, places: dict[str, str]) -> str:
 
 
 def _run(
-    argv: list[str], timeout: float, environment: dict[str, str], workdir: Path
+    argv: list[str], timeout: float, environment: dict[str, str], workdir: Path, log_bytes: int
 ) -> tuple[int | None, list[str]]:
     """Run `argv` in its own process group, in `workdir`; returns its exit code (None when it
     was killed for running too long) and its last standard error lines. Both its outputs go
-    to the log."""
+    to the log, `log_bytes` of each at most."""
     if _SETPRIV is not None:  # its parent-death signal, set without forking this process
         argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     process = subprocess.Popen(
@@ -231,12 +254,14 @@ def _run(
     assert process.stdout is not None and process.stderr is not None
     _RUNNING.add(process.pid)
     try:
-        return _wait(process, timeout)
+        return _wait(process, timeout, log_bytes)
     finally:
         _RUNNING.discard(process.pid)
 
 
-def _wait(process: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, list[str]]:
+def _wait(
+    process: subprocess.Popen[bytes], timeout: float, log_bytes: int
+) -> tuple[int | None, list[str]]:
     """Relay its output to the log until it ends, killing its group at the timeout; all in
     this thread (a thread for each stream and a timer took a third of a short program's time).
 
@@ -245,17 +270,16 @@ def _wait(process: subprocess.Popen[bytes], timeout: float) -> tuple[int | None,
     is killed.
     """
     assert process.stdout is not None and process.stderr is not None
-    tail: deque[str] = deque(maxlen=REASON_LINES)
-    relays = {
-        process.stdout.fileno(): _Relay("stdout", None),
-        process.stderr.fileno(): _Relay("stderr", tail),
-    }
+    stderr = Relay("stderr", log_bytes)  # its last lines make a failure's reason
+    relays = {process.stdout.fileno(): Relay("stdout", log_bytes), process.stderr.fileno(): stderr}
     ended = _end_of(process)  # registered until the program has ended
     expired = False
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
-        for descriptor in (*relays, ended):
+        for descriptor in relays:
+            _widen(descriptor)
             selector.register(descriptor, selectors.EVENT_READ)
+        selector.register(ended, selectors.EVENT_READ)
         while selector.get_map() or _group_alive(process.pid):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -270,15 +294,24 @@ def _wait(process: subprocess.Popen[bytes], timeout: float) -> tuple[int | None,
                     selector.unregister(ended)
                     if process.wait() != 0:  # nothing of it is stored: end what it left
                         _kill_group(process.pid)
-                elif not relays[key.fd].feed(os.read(key.fd, _CHUNK_BYTES)):
+                elif chunk := os.read(key.fd, _CHUNK_BYTES):
+                    relays[key.fd].feed(chunk)
+                else:
                     selector.unregister(key.fd)
     for relay in relays.values():
-        relay.feed(b"")  # a last line that no newline ended, or that a child held open
+        relay.end()  # its last part, also where a child held it open
     os.close(ended)
     process.stdout.close()
     process.stderr.close()
     code = process.wait()
-    return (None if expired else code), list(tail)
+    return (None if expired else code), stderr.last_lines(REASON_LINES)
+
+
+def _widen(pipe: int) -> None:
+    """Let the pipe hold as much as Linux allows an unprivileged process (1 MiB by default):
+    fewer turns between a chatty program and the relay."""
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, _CHUNK_BYTES)
 
 
 def _group_alive(group: int) -> bool:
@@ -326,34 +359,7 @@ def _die_with_the_worker() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-class _Relay:
-    """One of a program's output streams, logged a line at a time as it arrives."""
-
-    def __init__(self, name: str, keep: deque[str] | None) -> None:
-        self._name = name
-        self._keep = keep  # the last lines, for a failure's reason
-        self._partial = b""
-
-    def feed(self, chunk: bytes) -> bool:
-        """Log the lines `chunk` completes; b"" ends the stream (False) and its last line."""
-        if not chunk:
-            if self._partial:
-                self._log(self._partial)
-            self._partial = b""
-            return False
-        *lines, self._partial = (self._partial + chunk).split(b"\n")
-        for raw in lines:
-            self._log(raw)
-        return True
-
-    def _log(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", errors="replace").rstrip()
-        log.info("program %s: %s", self._name, line)
-        if self._keep is not None:
-            self._keep.append(" ".join(line.split()))
-
-
-def _outputs(item: str, output_dir: Path) -> dict[str, bytes]:
+def _outputs(item: str, output_dir: Path) -> dict[str, Path]:
     """Every file under `output_dir`, by its path relative to it; InputError naming what a
     store cannot keep (a link, a FIFO, a socket, an empty directory) rather than leaving it."""
     found, odd = {}, []
@@ -365,7 +371,7 @@ def _outputs(item: str, output_dir: Path) -> dict[str, bytes]:
             if not any(path.iterdir()):
                 odd.append(f"{name} (an empty directory)")
         elif path.is_file():
-            found[name] = path.read_bytes()
+            found[name] = path
         else:
             odd.append(f"{name} (not a regular file)")
     if odd:
