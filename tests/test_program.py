@@ -46,15 +46,11 @@ echo $! > "$1"
 printf 'no header' >&2
 exit 3
 """
-WAITS = """\
-sleep 0; echo $$ > "$1"
-exec sleep 60
-"""
 
 
 def _command(env: dict[str, str], tmp_path: Path, script: str, *args: str) -> dict[str, str]:
     """`env` with TASK_COMMAND running `script` (Python, or shell for a .sh body) with `args`."""
-    shell = script.startswith("sleep")  # HANGS and WAITS are shell
+    shell = script.startswith("sleep")  # HANGS is shell
     path = tmp_path / ("program.sh" if shell else "program.py")
     path.write_text(script)
     runner = "sh" if shell else sys.executable
@@ -229,25 +225,71 @@ def test_a_program_running_past_the_timeout_is_killed_with_its_children_and_retr
     assert not _alive(int(pid_file.read_text())), "the program's child was killed too"
 
 
+# Sleeps the first time, so that its worker can be killed meanwhile; ends at once after.
+SLEEPS_ONCE = """\
+import sys, time
+from pathlib import Path
+marker = Path(sys.argv[1])
+if not marker.exists():
+    marker.write_text("started")
+    time.sleep(60)
+"""
+JOBKIT = str(Path(sys.executable).parent / "jobkit")
+WORKER = [sys.executable, "-m", "jobkit_worker"]
+# Each way a worker runs a program, which must end with a killed worker: a worker of its own
+# (a parent-death signal), a container's entry point (the init of a PID namespace), and a
+# worker of `jobkit run` (its template reaps what a dead worker leaves).
+STARTS = {
+    "alone": WORKER,
+    "as init": ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *WORKER],
+    "in a run": [JOBKIT, "run", "--parallelism", "1"],
+}
+
+
+@pytest.mark.parametrize("start", STARTS)
 def test_a_program_dies_with_a_worker_killed_while_it_runs(
-    env: dict[str, str], settings: Settings, tmp_path: Path
+    env: dict[str, str], settings: Settings, tmp_path: Path, start: str
 ) -> None:
     _publish_file(settings)
-    pid_file = tmp_path / "program.pid"
-    program = _command(env, tmp_path, WAITS, str(pid_file))
+    marker = tmp_path / "started"
+    program = _command(env, tmp_path, SLEEPS_ONCE, str(marker))
+    script = shlex.split(program["TASK_COMMAND"])[1]
     started = subprocess.Popen(
-        [sys.executable, "-m", "jobkit_worker"], env=program, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() or not pid_file.read_text().strip():
+        STARTS[start], env=program, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not _running(script):
         assert time.monotonic() < deadline, "the program never started"
         time.sleep(0.05)
+    (sleeping,) = _running(script)
 
-    started.kill()
-    started.wait()
+    os.kill(_parent(sleeping), signal.SIGKILL)  # its worker
 
-    assert not _alive(int(pid_file.read_text())), "the program outlived its worker"
+    deadline = time.monotonic() + 30
+    while sleeping in _running(script):
+        assert time.monotonic() < deadline, "the program outlived its worker"
+        time.sleep(0.05)
+    code = started.wait(timeout=60)  # a run tries the item again, which then ends at once
+    assert code == 0 if start == "in a run" else code != 0
+
+
+def _running(token: str) -> list[int]:
+    """The processes running now (not zombies) with `token` in their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if token.encode() not in (entry / "cmdline").read_bytes():
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError):
+            continue
+        if state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def test_a_program_that_cannot_be_found_is_exit_2_with_no_message_taken(

@@ -4,7 +4,7 @@ uses, and the JSON line a worker prints for each item."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -67,7 +67,7 @@ class Outcome:
         return self.verdict.exit_code
 
     def to_json(self) -> str:
-        fields = asdict(self)
+        fields = dict(vars(self))  # not asdict, which deep-copies: a line per item
         fields["outcome"] = str(fields.pop("verdict"))
         return json.dumps({**fields, "code": int(self.code)})
 

@@ -30,6 +30,7 @@ PRELOAD = [
     "jobkit_worker.__main__",
     "jobkit_worker.consumer",
     "jobkit_worker.tasks",
+    "jobkit_worker.tasks.program",  # told, in each worker, that the template reaps its programs
     "jobkit_worker.builtin.aggregate",
     "jobkit_worker.storage.local",  # the default store, chosen by scheme when settings are read
     "encodings.idna",  # the codec a connection encodes the broker's host name with
@@ -191,7 +192,11 @@ def _run_worker(runner: int, env: dict[str, str], argv: list[str], output: str, 
         os.close(descriptor)
     from jobkit_worker.__main__ import main
     from jobkit_worker.startup import stop_now
+    from jobkit_worker.tasks.program import orphans_are_reaped
 
+    template = sys.modules.get("jobkit_publisher.run.template")  # the fork server's first import
+    if template is not None and template.REAPS:
+        orphans_are_reaped()
     stop_now(main([*argv, "--outcome-fd", str(OUTCOME_FD)]))
 
 

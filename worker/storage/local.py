@@ -57,13 +57,10 @@ class LocalStore:
         self._directories: dict[Path, bool] = {}  # directory -> whether it resolves inside
         self._group: Group | None = None  # with group_writes: writes not yet committed
         self._identity: tuple[int, int] | None = None  # the root's (device, inode) when checked
+        self.temporaries = root / TEMPORARY_DIR
 
     def __str__(self) -> str:
         return str(self.root)
-
-    @property
-    def temporaries(self) -> Path:
-        return self.root / TEMPORARY_DIR
 
     def check(self, writable: bool = False) -> None:
         """Raise ConfigError unless the root is a directory (made first with `create`) and, with
@@ -172,7 +169,7 @@ class LocalStore:
         """
         path = self.path(name)
         try:
-            with self._written(name, content, flush=self._group is None) as temporary:
+            with self._written(name, path, content, flush=self._group is None) as temporary:
                 if self._group is not None:
                     self._group.add(temporary, path)
                     return _version(os.stat(temporary))  # a move keeps its size and time
@@ -207,7 +204,7 @@ class LocalStore:
         """
         path = self.path(name)
         try:
-            with self._written(name, data, flush=self._group is None) as temporary:
+            with self._written(name, path, data, flush=self._group is None) as temporary:
                 try:
                     os.link(temporary, path)
                 except FileExistsError:
@@ -221,14 +218,20 @@ class LocalStore:
             raise StorageError(f"{name}: cannot create {path} ({exc.strerror}).") from exc
 
     @contextmanager
-    def _written(self, name: str, content: Content, flush: bool = True) -> Iterator[str]:
+    def _written(
+        self, name: str, path: Path, content: Content, flush: bool = True
+    ) -> Iterator[str]:
         """A temporary file holding `content`, on disk if `flush`, for the block to move into
-        place as `name`; removed if the block fails."""
+        place as `name` at `path`; removed if the block fails."""
         if not self.root.is_dir():  # deleted meanwhile: a worker never makes its location
             raise StorageError(f"{name}: the directory {self.root} is gone; cannot write there.")
-        self.path(name).parent.mkdir(parents=True, exist_ok=True)
-        self.temporaries.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
+        if path.parent != self.root:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
+        except FileNotFoundError:  # the first write here, or removed meanwhile
+            self.temporaries.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
         try:
             with os.fdopen(fd, "wb") as file:
                 if isinstance(content, bytes):
@@ -238,7 +241,7 @@ class LocalStore:
                 if flush:
                     file.flush()
                     os.fsync(file.fileno())
-            os.chmod(temporary, 0o644)
+            os.chmod(temporary, 0o644)  # as any file written, not mkstemp's 0600
             yield temporary
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -59,8 +59,18 @@ _PR_SET_PDEATHSIG = 1
 # Resolved now, not in the forked child, where only async-signal-safe work belongs.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 # util-linux's setpriv sets a program's parent-death signal and runs it: a third of the cost of
-# a preexec_fn, which makes Python fork the whole worker instead of spawning.
+# a preexec_fn, which makes Python fork the whole worker instead of spawning; still, an exec
+# more per item, as much again as a short program's own.
 _SETPRIV = shutil.which("setpriv") if _LIBC is not None else None
+_reaped = False  # whether the process this worker was forked from ends what a dead one leaves
+
+
+def orphans_are_reaped() -> None:
+    """Say that the process this worker was forked from kills the programs a worker leaves
+    running when it dies (the local runner's template does): they then need no parent-death
+    signal of their own."""
+    global _reaped
+    _reaped = True
 
 
 def program_task(settings: Settings) -> Task:
@@ -71,11 +81,15 @@ def program_task(settings: Settings) -> Task:
             f"TASK_COMMAND {settings.task_command!r}: no program {words[0]!r} found (PATH, or "
             "a path to an executable file)."
         )
+    words = [_anchored(word) for word in words]
+    environment = program_environment(os.environ)
     program = Program(
-        [_anchored(word) for word in words],
+        words,
         settings.task_timeout_seconds,
-        program_environment(os.environ),
+        # Encoded once, not by every start: a worker's environment is tens of variables.
+        {os.fsencode(name): os.fsencode(value) for name, value in environment.items()},
         settings.task_log_bytes,
+        _launcher(shutil.which(words[0], path=environment.get("PATH")) or words[0]),
     )
     remove_stale(SCRATCH)  # what killed workers' programs left behind
     worker_interruption.on_request(stop_programs)
@@ -103,14 +117,40 @@ def program_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Launcher:
+    """How a program is started so that it ends with the worker: `executable` run with the
+    command line after `prefix`, and `before_exec` called in the child, if any."""
+
+    executable: str
+    prefix: tuple[str, ...] = ()
+    before_exec: Callable[[], None] | None = None
+
+
+def _launcher(found: str) -> Launcher:
+    """Starting the program found at `found` so that a killed worker leaves it running nowhere.
+
+    Nothing needs doing where something else ends it with the worker: a worker that is its PID
+    namespace's init (a container's entry point, as the kit's image runs it), whose end ends
+    every process of the namespace, or whose parent reaps what it leaves. Else Linux's
+    parent-death signal, set by setpriv or, without it, before exec in a forked child.
+    """
+    if os.getpid() == 1 or _reaped or _LIBC is None:
+        return Launcher(os.path.abspath(found))
+    if _SETPRIV is not None:
+        return Launcher(_SETPRIV, (_SETPRIV, "--pdeathsig", "KILL", "--"))
+    return Launcher(os.path.abspath(found), before_exec=_die_with_the_worker)
+
+
+@dataclass(frozen=True)
 class Program:
-    """A command line run per item, with how long it may run, its environment, and how much of
-    each of its output streams an item's log keeps."""
+    """A command line run per item, with how long it may run, its environment, how much of
+    each of its output streams an item's log keeps, and how it is started."""
 
     words: list[str]
     timeout: float
-    environment: dict[str, str]
+    environment: dict[bytes, bytes]
     log_bytes: int
+    launcher: Launcher
 
     @contextlib.contextmanager
     def run(self, item: str, data: bytes) -> Iterator[dict[str, Content]]:
@@ -158,7 +198,22 @@ class Program:
     def _run(self, item: str, places: dict[str, str], workdir: Path) -> None:
         """Run the command with `places` filled in, in `workdir`; raise what its end means."""
         argv = [_fill(word, places) for word in self.words]
-        code, stderr = _run(argv, self.timeout, self.environment, workdir, self.log_bytes)
+        process = subprocess.Popen(
+            [*self.launcher.prefix, *argv],
+            executable=self.launcher.executable,
+            stdin=subprocess.DEVNULL,
+            env=self.environment,
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,  # so a timeout kills what the program started too
+            preexec_fn=self.launcher.before_exec,
+        )
+        _RUNNING.add(process.pid)
+        try:
+            code, stderr = _wait(process, self.timeout, self.log_bytes)
+        finally:
+            _RUNNING.discard(process.pid)
         _check(self.words, item, self.timeout, code, stderr)
 
 
@@ -231,32 +286,6 @@ def _fill(word: str, places: dict[str, str]) -> str:
     # In one pass, so an item's own braces are never filled in; and not str.format, so that a
     # program's braces (awk '{print}') stay as written.
     return _PLACEHOLDER.sub(lambda match: places[match.group(0)], word)
-
-
-def _run(
-    argv: list[str], timeout: float, environment: dict[str, str], workdir: Path, log_bytes: int
-) -> tuple[int | None, list[str]]:
-    """Run `argv` in its own process group, in `workdir`; returns its exit code (None when it
-    was killed for running too long) and its last standard error lines. Both its outputs go
-    to the log, `log_bytes` of each at most."""
-    if _SETPRIV is not None:  # its parent-death signal, set without forking this process
-        argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        env=environment,
-        cwd=workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        process_group=0,  # so a timeout kills what the program started too
-        preexec_fn=_die_with_the_worker if _SETPRIV is None and _LIBC is not None else None,
-    )
-    assert process.stdout is not None and process.stderr is not None
-    _RUNNING.add(process.pid)
-    try:
-        return _wait(process, timeout, log_bytes)
-    finally:
-        _RUNNING.discard(process.pid)
 
 
 def _wait(
