@@ -45,11 +45,10 @@ def _orphaned_groups() -> set[int]:
     template's group, the programs it leaves when it dies are not."""
     own, groups = os.getpgrp(), set()
     for task in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError):
-            with open(f"/proc/self/task/{task}/children") as children:
-                for child in children.read().split():
-                    with contextlib.suppress(ProcessLookupError):
-                        groups.add(os.getpgid(int(child)))
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as children:
+            for child in children.read().split():
+                with contextlib.suppress(ProcessLookupError):
+                    groups.add(os.getpgid(int(child)))
     groups.discard(own)
     return groups
 
