@@ -7,6 +7,7 @@ the built-in task (pyarrow, numpy) is imported when the first item arrives.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -80,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         help="print the outcome lines to this open descriptor, not stdout, which then carries "
         "only what the task prints (a runner's: nothing a task prints passes for an outcome)",
     )
+    parser.add_argument(
+        "--turn-fd",
+        type=int,
+        metavar="FD",
+        help="connect and declare, then wait for a byte on this open socket before taking "
+        "anything (ending, taking nothing, at its end of file), and write a byte to it after "
+        "each outcome line (a runner's: a worker started ahead takes its item the moment a "
+        "slot frees, which one settling its item frees before it exits)",
+    )
     args = parser.parse_args(argv)
     prepare_process()
     with worker_interruption.installed():
@@ -116,10 +126,15 @@ def _run(args: argparse.Namespace, channel: TextIO) -> int:
             outcomes.append(do_named(item, settings, task, inputs, outputs))
             report(outcomes[-1].to_json())
         for outcome in (
-            [] if args.stdin else take_items(settings, task, inputs, outputs, args.drain, notice)
+            []
+            if args.stdin
+            else take_items(settings, task, inputs, outputs, args.drain, notice, args.turn_fd)
         ):
             report(outcome.to_json())
             outcomes.append(outcome)
+            if args.turn_fd is not None:
+                with contextlib.suppress(OSError):  # a runner that stopped listening
+                    os.write(args.turn_fd, b"\n")
     except JobkitError as exc:
         _configure_logging("INFO")
         log.error("%s", exc)

@@ -6,6 +6,8 @@ One item and exit is the default; drain mode repeats the same step until the que
 from __future__ import annotations
 
 import logging
+import os
+import select
 import time
 from collections.abc import Callable, Iterator
 
@@ -55,11 +57,14 @@ def take_items(
     outputs: Store,
     drain: bool,
     on_wait: Callable[[str], None] | None = None,
+    turn: int | None = None,
 ) -> Iterator[Outcome]:
     """Yield the outcome of each item taken, one at a time: one item, or with `drain` every
     item until the queue is empty or an item fails transiently (it goes back to the queue);
     a lost connection does not end a drain, which goes on through another node. `on_wait`
-    hears when the broker keeps the worker waiting (an alarm).
+    hears when the broker keeps the worker waiting (an alarm). With `turn`, a descriptor, the
+    worker connects and declares, then waits for a byte on it before it takes anything; at its
+    end of file it ends having taken nothing, yielding nothing.
 
     Yields one "empty" outcome when no item was there at all; raises BrokerUnavailable or
     ConfigError before any message is taken.
@@ -72,6 +77,9 @@ def take_items(
             # some done and not yet acked): a signal asks it to stop and give them back.
             with Session(settings, "worker", on_wait) as session, worker_interruption.deferred():
                 session.declare(settings.queue)
+                if turn is not None and not _turn_comes(session, turn):
+                    return
+                turn = None  # taken: a connection lost later is not waited on again
                 draining = Drain(session, outputs, settings.queue) if drain else None
                 for outcome in _outcomes(session, settings, task, inputs, outputs, draining):
                     if outcome.item is not None or not taken:  # "empty" only if nothing was
@@ -115,6 +123,17 @@ def _outcomes(
             return
         if worker_interruption.requested:
             return
+
+
+def _turn_comes(session: Session, descriptor: int) -> bool:
+    """Wait, answering the broker, until a byte arrives on `descriptor` (True), or its end of
+    file or a request to stop (False)."""
+    while not worker_interruption.requested:
+        readable, _, _ = select.select([descriptor], [], [], _POLL_SECONDS)
+        if readable:
+            return os.read(descriptor, 1) != b""
+        session.serve(0)
+    return False
 
 
 def _lost_reason(exc: BrokerLost) -> str:

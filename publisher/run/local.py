@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from jobkit_publisher.run.outcome import Attempt, JobReport, describe_worker_exit
@@ -69,6 +69,9 @@ class LocalRunner:
         self.backoff_limit = backoff_limit
         self.log_path = log_path
         self._workers: list[_Worker] = []
+        # A process per item: the next worker, started and connected while the slots are full,
+        # waiting to take its item the moment one frees.
+        self._ahead: WorkerProcess | None = None
         self._spawner = WorkerSpawner(parallelism)
         self._not_before = 0.0
         self.given_back: list[str] = []  # items stopped workers gave back to the queue
@@ -141,12 +144,13 @@ class LocalRunner:
                 if not self._workers and wanted <= 0:
                     return
                 while (
-                    len(self._workers) < min(self.parallelism, wanted)
+                    len(self._busy()) < min(self.parallelism, wanted)
                     and time.monotonic() >= self._not_before
                 ):
                     self._start_worker()
-            # A worker that reported its item holds none while it exits; a draining one may.
-            report.running = sum(1 for worker in self._workers if self.drain or not worker.codes)
+                if not self.drain and self._ahead is None and report.queued > 0:
+                    self._ahead = self._spawn()
+            report.running = len(self._busy())
             on_progress(report)
             self._wait_for_news()
 
@@ -155,22 +159,34 @@ class LocalRunner:
         timeout = PROGRESS_SECONDS
         if self._not_before > time.monotonic():
             timeout = min(timeout, self._not_before - time.monotonic())
-        sentinels = [worker.process.sentinel for worker in self._workers]
+        sentinels: list[int | Connection] = [worker.process.sentinel for worker in self._workers]
+        sentinels += [worker.process.turn for worker in self._busy() if worker.process.turn]
         if sentinels:
             wait(sentinels, timeout)
         else:
             time.sleep(timeout)
 
+    def _busy(self) -> list[_Worker]:
+        """The workers in a slot: each holds an item, or is about to take one; one that
+        reported its item's outcome holds none while it exits (a draining one may)."""
+        return [worker for worker in self._workers if self.drain or not worker.codes]
+
     def _start_worker(self) -> None:
+        """Fill a slot: with the worker started ahead, if there is one, else a new one."""
+        process, self._ahead = self._ahead or self._spawn(), None
+        process.take_turn()
+        lane = min(set(range(self.parallelism)) - {worker.lane for worker in self._busy()})
+        self._workers.append(_Worker(process, lane, time.time()))
+
+    def _spawn(self) -> WorkerProcess:
+        """A new worker; one per item gets a turn to wait for, and says when it settled."""
         # Workers see exactly the runner's settings, whatever this process inherited.
         names = set(setting_names())
         inherited = {name: value for name, value in os.environ.items() if name not in names}
         env = {**inherited, **self.settings.to_env()}
-        spawned = time.time()
         rotate_log(self.log_path)
-        process = self._spawner.start(env, ["--drain"] if self.drain else [], self.log_path)
-        lane = min(set(range(self.parallelism)) - {worker.lane for worker in self._workers})
-        self._workers.append(_Worker(process, lane, spawned))
+        argv = ["--drain"] if self.drain else []
+        return self._spawner.start(env, argv, self.log_path, turn=not self.drain)
 
     def _reap(self, report: JobReport) -> None:
         for worker in list(self._workers):
@@ -184,6 +200,8 @@ class LocalRunner:
                 if outcome is None:
                     continue
                 worker.codes.append(int(outcome.code))
+                if not self.drain:
+                    worker.process.dismiss()  # its one item settled: its turn is over
                 self._count(report, outcome.verdict, outcome.item or "", outcome.reason)
                 report.attempts.append(
                     Attempt.of(outcome, worker.lane, worker.spawned, time.time())
@@ -218,7 +236,13 @@ class LocalRunner:
         self._count(report, verdict, "", reason)
 
     def _stop_workers(self, report: JobReport) -> None:
-        """Stop the workers still running (on an interrupt): each gives its item back."""
+        """Stop the workers still running (on an interrupt): each gives its item back. The
+        worker started ahead, holding none, ends without a word."""
+        if self._ahead is not None:
+            self._ahead.dismiss()
+            self._ahead.terminate()
+            self._ahead.stop(STOP_GRACE_SECONDS)
+            self._ahead = None
         attempts = len(report.attempts)
         for worker in self._workers:
             worker.process.terminate()

@@ -8,6 +8,7 @@ each worker is then a fork of it with its own memory, connection, message and ex
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO
 
@@ -47,12 +49,32 @@ OUTCOMES = Path(tempfile.gettempdir(), "jobkit-outcomes")  # a file per worker, 
 
 
 class WorkerProcess:
-    """One worker run in a process of its own; its outcome lines are read from `output`."""
+    """One worker run in a process of its own; its outcome lines are read from `output`. One
+    started with a `turn` waits, connected, for `take_turn` (or `dismiss`), and then says on
+    it when it has printed an outcome: its item is settled, though the process has not ended."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, output_path: Path) -> None:
+    def __init__(
+        self,
+        process: multiprocessing.process.BaseProcess,
+        output_path: Path,
+        turn: Connection | None = None,
+    ) -> None:
         self._process = process
         self._output_path = output_path
+        self.turn = turn  # the runner's end of the pipe it waits on and says it settled on
         self.output: IO[bytes] = output_path.open("rb")
+
+    def take_turn(self) -> None:
+        """Let a worker started with a turn take its item now."""
+        if self.turn is not None:
+            with contextlib.suppress(OSError):  # it ended already: its reason is in its output
+                os.write(self.turn.fileno(), b"\n")
+
+    def dismiss(self) -> None:
+        """Close the turn: one that has not taken it ends without taking anything."""
+        if self.turn is not None:
+            self.turn.close()
+            self.turn = None
 
     @property
     def sentinel(self) -> int:
@@ -84,6 +106,7 @@ class WorkerProcess:
         self.close()
 
     def close(self) -> None:
+        self.dismiss()
         self.output.close()
         self._output_path.unlink(missing_ok=True)
 
@@ -96,9 +119,12 @@ class WorkerSpawner:
         self._context = start_template()
         remove_stale(OUTCOMES)  # what a killed runner left
 
-    def start(self, env: dict[str, str], argv: list[str], log_path: Path) -> WorkerProcess:
+    def start(
+        self, env: dict[str, str], argv: list[str], log_path: Path, turn: bool = False
+    ) -> WorkerProcess:
         """Start one worker with environment `env` and arguments `argv`; its logs go to
-        `log_path`, its outcome lines to a file of its own."""
+        `log_path`, its outcome lines to a file of its own. One with a `turn` connects and
+        waits for it (WorkerProcess.take_turn) before it takes an item."""
         # A file, not a pipe: a draining worker prints a line per item, more than a pipe holds.
         OUTCOMES.mkdir(exist_ok=True)
         descriptor, output = tempfile.mkstemp(dir=OUTCOMES, prefix=owner_prefix())
@@ -106,17 +132,23 @@ class WorkerSpawner:
         give_up_at = time.monotonic() + _START_GIVE_UP_SECONDS
         pause, longest = _START_PAUSE_SECONDS
         while True:
+            waits, told = self._context.Pipe() if turn else (None, None)
             process = self._context.Process(
                 target=_run_worker,
-                args=(os.getpid(), env, argv, output, str(log_path)),
+                args=(os.getpid(), env, argv, output, str(log_path), waits),
                 name="jobkit-worker",
             )
             try:
                 process.start()
-                return WorkerProcess(process, Path(output))
+                if waits is not None:
+                    waits.close()  # the worker's end, sent to it
+                return WorkerProcess(process, Path(output), told)
             except (EOFError, OSError) as exc:
                 # The template died (an OOM kill, say) while starting this worker: the next
                 # start runs another template, as a fresh one would start.
+                for end in (waits, told):
+                    if end is not None:
+                        end.close()
                 if time.monotonic() + pause > give_up_at:
                     raise ConfigError(
                         "cannot start a worker process: its template failed for "
@@ -170,7 +202,14 @@ def _main_script_imports() -> list[str]:
     return sorted(name for name in modules if isinstance(name, str) and name != "__main__")
 
 
-def _run_worker(runner: int, env: dict[str, str], argv: list[str], output: str, log: str) -> None:
+def _run_worker(
+    runner: int,
+    env: dict[str, str],
+    argv: list[str],
+    output: str,
+    log: str,
+    turn: Connection | None,
+) -> None:
     """In the forked process: become `jobkit-worker ARGV` with `env`, then exit with its code.
 
     It stops (SIGTERM to itself: it gives back what it holds) when the runner process ends,
@@ -197,7 +236,8 @@ def _run_worker(runner: int, env: dict[str, str], argv: list[str], output: str, 
     template = sys.modules.get("jobkit_publisher.run.template")  # the fork server's first import
     if template is not None and template.REAPS:
         orphans_are_reaped()
-    stop_now(main([*argv, "--outcome-fd", str(OUTCOME_FD)]))
+    waits = [] if turn is None else ["--turn-fd", str(turn.fileno())]
+    stop_now(main([*argv, *waits, "--outcome-fd", str(OUTCOME_FD)]))
 
 
 def _end_with(runner: int) -> None:
