@@ -55,7 +55,7 @@ FILES       ?= 6
 ROWS        ?= 525600
 RUN_FLAGS   ?=
 
-.PHONY: help setup setup-dev broker azurite amqp-tools chromium data publish run status purge demo test test-rabbitmq4 lint \
+.PHONY: help setup setup-dev broker azurite amqp-tools chromium gnu-parallel data publish run status purge demo test test-rabbitmq4 lint \
         clean bench chaos check manifests image push kind-up kind-load deploy-broker
 
 help: ## list the targets
@@ -157,7 +157,11 @@ chaos: setup-dev ## bounded fault sessions on private brokers: worker kills and 
 	$(BIN)/python tests/chaos.py --items 40 --kills 15 --restarts 2
 	CLUSTER_ITEMS=200 $(BIN)/pytest -q -s tests/test_cluster.py
 
-bench: $(BIN)/celery broker ## measure speed against the AKS blog's pandas worker and a warm Celery worker, side by side (a few minutes)
+gnu-parallel: ## install Debian's GNU parallel if absent; the benchmark runs programs with it side by side
+	@command -v parallel >/dev/null || { echo "Installing Debian's parallel ..."; \
+	  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q parallel >/dev/null; }
+
+bench: $(BIN)/celery broker gnu-parallel ## measure speed against the AKS blog's pandas worker, a warm Celery worker, GNU parallel and xargs, side by side (about ten minutes)
 	BROKER_URL='$(TEST_BROKER_URL)' $(BIN)/python -m bench
 
 lint: setup-dev ## ruff, mypy, and actionlint (with Debian's shellcheck) on the workflows

@@ -1,5 +1,5 @@
 """`python -m bench` (`make bench`): every figure beside its peer's (the AKS blog's pandas
-worker, a warm Celery worker, no queue at all), measured in one run.
+worker, a warm Celery worker, GNU parallel, xargs, no queue at all), measured in one run.
 
 Generates its own data in a temporary directory, uses its own `bench-<uuid>` queue, removes
 both, prints one table and writes the same to bench/results.json. A few minutes on 2 cores.
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from bench import costs as cost
+from bench import programs
 from bench.against_celery import celery_worker, measure
 from bench.against_celery import figures as against_celery
 from bench.figures import (
@@ -24,7 +25,6 @@ from bench.figures import (
     end_to_end,
     memory,
     per_item,
-    program_items,
     publishing,
 )
 from bench.harness import bench_run
@@ -37,7 +37,7 @@ YEAR_FILES = 6
 QUARTER_FILES = 48  # the batch of the comparison with Celery
 SMALL_FILES, SMALL_ROWS, SMALL_SAMPLE = 1_000, 1_440, 100  # a day of readings each
 DAY_FILES = 2_000  # the many-small-items comparison with Celery
-PROGRAM_ITEMS, PROGRAM_TARGET = 20_000, 500.0
+PROGRAM_ITEMS = 20_000
 PUBLISHED, SEED_PUBLISHED = 100_000, 5_000
 ROUNDS = 7
 LEDGER_ITEMS = 100_000
@@ -81,8 +81,14 @@ def main() -> int:
             on_quarters = measure(bench, celery, bench.root / "quarter", quarters, ROUNDS)
             on_years = measure(bench, celery, bench.root / "year", years, ROUNDS)
         figures.extend(against_celery(on_days, on_quarters, on_years))
-        _say("a program per item")
-        figures.append(program_items(bench, PROGRAM_ITEMS, PROGRAM_TARGET))
+        _say("a program per item, beside GNU parallel and xargs")
+        nothing = [f"item{index:06d}" for index in range(PROGRAM_ITEMS)]
+        figures.extend(programs.against_peers(bench, nothing, bench.root, "true"))
+        figures.extend(programs.against_peers(bench, days, bench.root / "day", "wc -l {input}"))
+        _say("a program's output: many lines, many files, one big file")
+        figures.append(programs.chatty(bench))
+        figures.append(programs.many_outputs(bench))
+        figures.append(programs.big_output(bench))
         _say("costs per item")
         costs.update(cost.start_up(bench, 5))
         costs.update(cost.broker_round_trips(bench, 500))
@@ -166,6 +172,10 @@ def _value(value: float, unit: str) -> str:
         return f"{value:,.0f} msg/s"
     if unit == "x":
         return f"{value:.2f}x file"
+    if unit in ("items/s", "MB"):
+        return f"{value:,.0f} {unit}"
+    if value < 0.01:
+        return f"{value * 1000:.3f} ms"
     return f"{value:.3f} s"
 
 

@@ -141,26 +141,6 @@ def drain(bench: Bench, inputs: Path, names: list[str], sample: int, rounds: int
     )
 
 
-def program_items(bench: Bench, count: int, target: float) -> Figure:
-    """Items per second of a program task that does nothing (`true`), draining, from `jobkit
-    run` starting to its end: what the kit costs around each program."""
-    bench.publish([f"item{index:06d}" for index in range(count)])
-    env = {**bench.env(bench.root), "NO_INPUT": "true", "TASK_COMMAND": "true"}
-    runner = [JOBKIT, "run", "--parallelism", "2", "--drain", "--log-file", str(bench.root / "log")]
-    rate = count / run_process(runner, env).seconds
-    return Figure(
-        f"{count:,} --no-input items, --command true, jobkit run -p 2 --drain",
-        rate,
-        target,
-        "items/s",
-        True,
-        f">= {target:g} items/s",
-        rate >= target,
-        "a fresh program per item; no peer runs programs per item",
-        peer="target",
-    )
-
-
 def publishing(bench: Bench, count: int, seed_count: int) -> Figure:
     """Confirmed persistent messages per second: batched confirms vs one confirm at a time."""
     names = [f"item{index:06d}.csv" for index in range(count)]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
 import stat
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +60,7 @@ class LocalStore:
         self._group: Group | None = None  # with group_writes: writes not yet committed
         self._identity: tuple[int, int] | None = None  # the root's (device, inode) when checked
         self.temporaries = root / TEMPORARY_DIR
+        self._sources: dict[bytes, str] = {}  # in a group: what `create` links from, by content
 
     def __str__(self) -> str:
         return str(self.root)
@@ -191,26 +194,45 @@ class LocalStore:
             try:
                 self._group.commit()
             except OSError as exc:
+                self._drop_sources()
                 target = exc.filename2 or exc.filename  # the name a file was moved to, if any
                 if target is None or Path(target).parent == self.temporaries:
                     raise StorageError(f"cannot store in {self.root} ({exc.strerror}).") from exc
                 name = Path(target).relative_to(self.root).as_posix()
                 raise StorageError(f"{name}: cannot write {target} ({exc.strerror}).") from exc
+            self._drop_sources()
+
+    def _drop_sources(self) -> None:
+        """Remove the files `create` linked from in a group: their links are durable now."""
+        for source in self._sources.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(source)
+        self._sources.clear()
 
     def create(self, name: str, data: bytes) -> bytes:
         """Store `data` as `name` unless a file is there; returns what is there then.
 
-        A hard link, unlike a rename, fails when the name is taken: one creator wins.
+        A hard link, unlike a rename, fails when the name is taken: one creator wins. In a
+        group, one file holds each content created until the commit, linked to every name
+        given it (an item's name, as the owner of each of its outputs): a link per name, not
+        a new file.
         """
         path = self.path(name)
         try:
-            with self._written(name, path, data, flush=self._group is None) as temporary:
-                try:
-                    os.link(temporary, path)
-                except FileExistsError:
-                    return path.read_bytes()
-                finally:
-                    os.unlink(temporary)
+            source = self._sources.get(data)
+            if source is None:
+                with self._written(name, path, data, flush=self._group is None) as source:
+                    if self._group is not None:
+                        self._sources[data] = source
+            elif path.parent != self.root:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, path)
+            except FileExistsError:
+                return path.read_bytes()
+            finally:
+                if self._group is None:
+                    os.unlink(source)
             if self._group is None:  # else the group's commit makes the link durable
                 fsync_path(path.parent)
             return data
@@ -228,25 +250,43 @@ class LocalStore:
         if path.parent != self.root:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
+            temporary = self._temporary(content)
         except FileNotFoundError:  # the first write here, or removed meanwhile
             self.temporaries.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
+            temporary = self._temporary(content)
         try:
-            with os.fdopen(fd, "wb") as file:
-                if isinstance(content, bytes):
-                    file.write(content)
-                else:
-                    _copy(content, file.fileno())
-                if flush:
-                    file.flush()
-                    os.fsync(file.fileno())
+            if flush:
+                fsync_path(temporary)
             os.chmod(temporary, 0o644)  # as any file written, not mkstemp's 0600
             yield temporary
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
+
+    def _temporary(self, content: Content) -> str:
+        """A new file below `temporaries` holding `content`. A file on the same file system
+        (a program's output) is linked there: no copy, and no new file to make, which costs
+        more than a small file's writing."""
+        if isinstance(content, Path):
+            temporary = str(self.temporaries / f"{owner_prefix()}{uuid.uuid4().hex}")
+            try:
+                os.link(content, temporary)
+                return temporary
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM):  # another file system: copied
+                    raise
+        fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
+        try:
+            with os.fdopen(fd, "wb") as file:
+                if isinstance(content, bytes):
+                    file.write(content)
+                else:
+                    _copy(content, file.fileno())
+        except BaseException:
+            os.unlink(temporary)
+            raise
+        return temporary
 
     def digest(self, name: str) -> bytes | None:
         """The MD5 of the file `name`, or None when there is none."""

@@ -51,7 +51,6 @@ SCRATCH = Path(tempfile.gettempdir(), "jobkit-scratch")
 
 REASON_LINES = 5  # the last lines of the program's standard error that make a failure's reason
 _PLACEHOLDER = re.compile(r"\{(?:input|output_dir|item)\}")
-_SCRATCH_PLACES = {"{input}", "{output_dir}"}  # the placeholders that need a scratch directory
 _RELAY_WAIT_SECONDS = 5.0  # for a killed program's output (a child may hold it open)
 _GROUP_POLL_SECONDS = 0.05  # how often the end of what a program left running is looked for
 _CHUNK_BYTES = 1024 * 1024  # read at once from a program's output, and its pipes' size
@@ -163,37 +162,27 @@ class Program:
         reason.
         """
         command = " ".join(self.words)
-        if not _SCRATCH_PLACES & set(_PLACEHOLDER.findall(command)):
-            # Nothing to put in place for it and nothing to collect: an empty working directory
-            # of the worker's, the same for each item, and no scratch directory.
-            workdir = _workdir()
-            try:
-                self._run(item, {"{item}": item}, workdir)
-            finally:
-                left = _emptied(workdir)  # empty for the next item, whatever became of this one
-            _refuse_left(item, left)
-            yield {}
-            return
-        with (
-            _room(item),
-            tempfile.TemporaryDirectory(dir=_scratch(), prefix=owner_prefix()) as scratch,
-        ):
-            input_path = Path(scratch, "input", PurePosixPath(item).name)
-            output_dir = Path(scratch, "output")
-            output_dir.mkdir()
+        places = {"{item}": item}
+        with _room(item), contextlib.ExitStack() as scratch:
             if "{input}" in command:
-                input_path.parent.mkdir()
-                input_path.write_bytes(data)
-            # With {output_dir}, what it writes where it runs is an output too.
-            workdir = output_dir if "{output_dir}" in command else Path(scratch, "work")
-            workdir.mkdir(exist_ok=True)
-            places = {"{input}": str(input_path), "{output_dir}": str(output_dir), "{item}": item}
-            self._run(item, places, workdir)
-            if workdir != output_dir:
-                _refuse_left(item, _emptied(workdir))
-            yield {
-                beside_item(item, name): path for name, path in _outputs(item, output_dir).items()
-            }
+                # A directory of its own, so that the file keeps the item's own name.
+                folder = scratch.enter_context(_scratch_directory())
+                places["{input}"] = str(Path(folder, PurePosixPath(item).name))
+                Path(places["{input}"]).write_bytes(data)
+            output_dir = None
+            if "{output_dir}" in command:
+                output_dir = Path(scratch.enter_context(_scratch_directory()))
+                places["{output_dir}"] = str(output_dir)
+            # Where it runs: with {output_dir}, there, and what it writes there is an output
+            # too; else an empty directory of the worker's, the same for each item.
+            workdir = output_dir or _workdir()
+            try:
+                self._run(item, places, workdir)
+            finally:
+                left = [] if output_dir else _emptied(workdir)  # empty for the next item
+            _refuse_left(item, left)
+            found = _outputs(item, output_dir) if output_dir else {}
+            yield {beside_item(item, name): path for name, path in found.items()}
 
     def _run(self, item: str, places: dict[str, str], workdir: Path) -> None:
         """Run the command with `places` filled in, in `workdir`; raise what its end means."""
@@ -217,9 +206,10 @@ class Program:
         _check(self.words, item, self.timeout, code, stderr)
 
 
-def _scratch() -> Path:
+def _scratch_directory() -> tempfile.TemporaryDirectory[str]:
+    """A new directory below SCRATCH, named for this process, removed after its block."""
     SCRATCH.mkdir(exist_ok=True)
-    return SCRATCH
+    return tempfile.TemporaryDirectory(dir=SCRATCH, prefix=owner_prefix())
 
 
 @contextlib.contextmanager
