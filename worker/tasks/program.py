@@ -46,7 +46,7 @@ from jobkit_worker.tasks.relay import Relay
 log = logging.getLogger(__name__)
 
 _RUNNING: set[int] = set()  # the process groups of the programs running now
-# Each item's input copy and output directory, in a directory of the item's own below this.
+# An item's input copy and its output directory, each in a directory of its own below this.
 SCRATCH = Path(tempfile.gettempdir(), "jobkit-scratch")
 
 REASON_LINES = 5  # the last lines of the program's standard error that make a failure's reason
