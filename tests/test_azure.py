@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -405,3 +406,23 @@ def test_storage_throttled_past_every_retry_gives_the_item_back_without_spending
     connection.close()
     assert method is not None
     assert int((properties.headers or {}).get("x-delivery-count", 0)) == 0
+
+
+def test_a_programs_output_larger_than_a_block_is_stored_whole_with_its_digest(
+    azure_env: dict[str, str], container: ContainerClient
+) -> None:
+    size = 20 * 1024 * 1024 + 3  # two blocks and a part
+    env = {**azure_env, "NO_INPUT": "true"}
+    assert jobkit(env, "publish", "--from", "-", stdin="big\n").returncode == 0
+    command = f"sh -c 'head -c {size} /dev/urandom > {{output_dir}}/{{item}}.bin'"
+
+    result = worker({**env, "TASK_COMMAND": command})
+
+    assert result.returncode == ExitCode.DONE, result.stderr
+    stored = container.get_blob_client("out/big.bin")
+    data = bytes(stored.download_blob().readall())
+    assert len(data) == size
+    record = json.loads(_blob(container, "out/big.done.json"))
+    assert record["outputs"]["big.bin"] == hashlib.md5(data).hexdigest()
+    md5 = stored.get_blob_properties().content_settings.content_md5
+    assert bytes(md5) == hashlib.md5(data).digest()
