@@ -211,8 +211,8 @@ def _do(
                     settings,
                     number,
                     redo,
-                    draining is None,
-                    phases,
+                    commit=draining is None,
+                    phases=phases,
                 )
             ),
         )
@@ -261,7 +261,7 @@ def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs
     log.info("took %s from standard input", name)
     try:
         outputs.group_writes()
-        verdict = _process(name, item, task, inputs, outputs, settings, 1, False, True)
+        verdict = _process(name, item, task, inputs, outputs, settings, 1, False, commit=True)
     except Exception as exc:  # every failure becomes an exit code, as in take_one
         if not isinstance(exc, JobkitError):
             log.error("unexpected error in the task", exc_info=exc)

@@ -194,16 +194,16 @@ class LocalStore:
             try:
                 self._group.commit()
             except OSError as exc:
-                self._drop_sources()
                 target = exc.filename2 or exc.filename  # the name a file was moved to, if any
                 if target is None or Path(target).parent == self.temporaries:
                     raise StorageError(f"cannot store in {self.root} ({exc.strerror}).") from exc
                 name = Path(target).relative_to(self.root).as_posix()
                 raise StorageError(f"{name}: cannot write {target} ({exc.strerror}).") from exc
-            self._drop_sources()
+            finally:
+                self._drop_sources()
 
     def _drop_sources(self) -> None:
-        """Remove the files `create` linked from in a group: their links are durable now."""
+        """Remove the files `create` linked from in a group, once its commit is over."""
         for source in self._sources.values():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(source)
