@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dead_letter_reasons, last_outcome, settled_depths, small_disk, worker
+from conftest import (
+    dead_letter_reasons,
+    jobkit,
+    last_outcome,
+    settled_depths,
+    small_disk,
+    worker,
+)
 
 from jobkit_publisher.queue.publish import publish_items
 from jobkit_worker.broker import DELIVERY_LIMIT
@@ -134,24 +141,45 @@ def _assert_ended(pid: int) -> None:
     pytest.fail(f"process {pid} was left running")
 
 
+# Each way a worker waits for what a program leaves in the background: on its own; as init,
+# which the child's end leaves a zombie of; and in a run, whose template would otherwise take
+# the child for a dead worker's and kill it.
+WAITS = {
+    "alone": [],
+    "as init": ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"],
+    "in a run": ["run", "--parallelism", "2"],
+    "in a drained run": ["run", "--parallelism", "2", "--drain"],
+}
+
+
+@pytest.mark.parametrize("start", WAITS)
 def test_what_a_background_child_writes_after_its_program_exited_0_is_stored(
-    env: dict[str, str], settings: Settings
+    env: dict[str, str], settings: Settings, start: str
 ) -> None:
-    _publish_file(settings)
+    items = ["a.txt", "b.txt"]
+    for name in items:
+        Path(settings.input_url, name).write_bytes(b"x")
+    publish_items(settings, items)
     # The child lets go of the program's output at once: only its process group shows it.
     late = (
-        "(sleep 2; echo late > {output_dir}/late.txt) > /dev/null 2>&1 & "
-        "echo early > {output_dir}/early.txt"
+        "(sleep 2; echo late > $0/late-$1) > /dev/null 2>&1 & echo early > $0/early-$1"
     )
-    program = {**env, "TASK_COMMAND": shlex.join(["sh", "-c", late.replace("{output_dir}", "$0"),
-                                                   "{output_dir}"])}  # fmt: skip
+    program = {**env, "TASK_COMMAND": shlex.join(["sh", "-c", late, "{output_dir}", "{item}"])}
 
-    result = worker(program)
+    argv = WAITS[start]
+    if argv[:1] == ["run"]:
+        results = [jobkit(program, *argv)]
+    else:
+        alone = [*argv, sys.executable, "-m", "jobkit_worker"]
+        results = [subprocess.run(alone, env=program, capture_output=True, text=True, timeout=60)
+                   for _ in items]  # fmt: skip
 
-    assert result.returncode == 0, result.stderr
-    assert Path(settings.output_url, "late.txt").read_text() == "late\n"
-    record = json.loads(Path(settings.output_url, "notes.txt.done.json").read_text())
-    assert sorted(record["outputs"]) == ["early.txt", "late.txt"]
+    for result in results:
+        assert result.returncode == 0, result.stdout + result.stderr
+    for name in items:
+        assert Path(settings.output_url, f"late-{name}").read_text() == "late\n"
+        record = json.loads(Path(settings.output_url, f"{name}.done.json").read_text())
+        assert sorted(record["outputs"]) == [f"early-{name}", f"late-{name}"]
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ or an installed distribution, as for `jobkit-worker`.
 
 A worker runs each program in a process group of its own. The template is a child subreaper:
 the programs of a worker that dies (SIGKILL, out of memory) become its children, and a thread
-kills each such group within REAP_SECONDS. So a program needs no parent-death signal of its
+kills each such group within REAP_SECONDS. What a program of a living worker leaves in the
+background never reaches it: the worker is a subreaper too, and waits for it. So a program needs no parent-death signal of its
 own, which costs an exec per item.
 """
 

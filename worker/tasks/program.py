@@ -55,6 +55,7 @@ _RELAY_WAIT_SECONDS = 5.0  # for a killed program's output (a child may hold it 
 _GROUP_POLL_SECONDS = 0.05  # how often the end of what a program left running is looked for
 _CHUNK_BYTES = 1024 * 1024  # read at once from a program's output, and its pipes' size
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 # Resolved now, not in the forked child, where only async-signal-safe work belongs.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 # util-linux's setpriv sets a program's parent-death signal and runs it: a third of the cost of
@@ -91,8 +92,18 @@ def program_task(settings: Settings) -> Task:
         _launcher(shutil.which(words[0], path=environment.get("PATH")) or words[0]),
     )
     remove_stale(SCRATCH)  # what killed workers' programs left behind
+    _adopt_orphans()
     worker_interruption.on_request(stop_programs)
     return program.run
+
+
+def _adopt_orphans() -> None:
+    """Become the parent of what a program leaves running when it exits (Linux's child
+    subreaper): it is waited for here while this worker lives, and reaped when it ends. Else
+    it would pass to whatever subreaper is above (the run's template, which kills a dead
+    worker's leftovers) or to init."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1)
 
 
 def _anchored(word: str) -> str:
@@ -334,7 +345,12 @@ def _widen(pipe: int) -> None:
 
 
 def _group_alive(group: int) -> bool:
-    """True while a process of the process group `group` has not ended."""
+    """True while a process of the process group `group` has not ended. Called once its
+    leader is waited for: what ended and was left to this process (a subreaper, or init) is
+    reaped first, as a zombie still counts as a member of its group."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
     try:
         os.killpg(group, 0)
     except ProcessLookupError:
