@@ -231,15 +231,15 @@ def test_the_scan_for_stale_temporaries_survives_a_file_removed_under_it(
 ) -> None:
     from jobkit_worker import scratch
 
-    (tmp_path / "otherhost~123~x").write_text("")
-    listed = os.scandir
+    (tmp_path / "otherhost~123~ab12~x").write_text("")
+    listed = os.listdir
 
-    def listed_then_removed(path: Path) -> list[os.DirEntry[str]]:
-        entries = list(listed(path))
-        (tmp_path / "otherhost~123~x").unlink()  # another pod removed it meanwhile
+    def listed_then_removed(path: Path) -> list[str]:
+        entries = listed(path)
+        (tmp_path / "otherhost~123~ab12~x").unlink()  # another pod removed it meanwhile
         return entries
 
-    monkeypatch.setattr(scratch.os, "scandir", listed_then_removed)
+    monkeypatch.setattr(scratch.os, "listdir", listed_then_removed)
 
     scratch.remove_stale(tmp_path)  # no exception
 

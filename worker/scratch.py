@@ -1,58 +1,114 @@
-"""Temporary files and directories named after the process that owns them, so that a later
-process removes what a killed one left behind (a SIGKILL leaves no chance to clean up)."""
+"""Temporary files and directories that a later process removes once their owner has ended (a
+SIGKILL leaves no chance to clean up), and never before.
+
+What proves an owner alive is a lock it holds: in each directory it makes temporaries in, a
+process first takes an exclusive `flock` on a file of its own (`<prefix>lock`) and keeps it
+until it ends, when the kernel lets go of it however it ended. Every temporary of the process
+starts with the same prefix. Neither a process id nor a clock proves anything: a process in
+another PID namespace sees none of the owner's, and two hosts sharing a volume keep their own
+time.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import secrets
 import shutil
 import socket
-import time
+from collections import defaultdict
 from pathlib import Path
 
-# Another host's temporaries (a pod's, on a shared volume) this old belong to a dead process:
-# no output takes an hour to write.
-STALE_SECONDS = 3600.0
 _SEPARATOR = "~"  # in no host name
+_LOCK = "lock"
 
 
-def owner_prefix() -> str:
-    """The start of the name of a temporary this process makes: its host and process id."""
-    return f"{socket.gethostname()}{_SEPARATOR}{os.getpid()}{_SEPARATOR}"
+class _Owner:
+    """This process's prefix and the locks it holds, by directory; made anew in a fork."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        # The host and pid tell a person whose it is; the token makes it unique where two
+        # processes share both (two containers' entry points, PID 1 on one host name).
+        self.prefix = _SEPARATOR.join(
+            [socket.gethostname(), str(self.pid), secrets.token_hex(4), ""]
+        )
+        self.locks: dict[str, int] = {}
+
+
+_owner: _Owner | None = None
+
+
+def owner_prefix(directory: Path) -> str:
+    """The start of the name of every temporary this process makes in `directory` (made if
+    missing); from the first call on, this process holds the lock that says they are its."""
+    global _owner
+    if _owner is None or _owner.pid != os.getpid():
+        _owner = _Owner()  # a forked child's temporaries are its own, not its parent's
+    key = os.fspath(directory)
+    if key not in _owner.locks:
+        _owner.locks[key] = _hold(directory / f"{_owner.prefix}{_LOCK}")
+    return _owner.prefix
+
+
+def _hold(path: Path) -> int:
+    """An open descriptor of the file `path` with an exclusive lock on it, for ever. Another
+    process that found the file unlocked (before the lock was taken) may have removed it:
+    then it is made again."""
+    while True:
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            continue
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(descriptor).st_ino:
+                return descriptor
+        os.close(descriptor)
 
 
 def remove_stale(directory: Path) -> None:
-    """Remove the temporaries in `directory` whose process is gone."""
+    """Remove the temporaries in `directory` whose owner has ended: the lock of their prefix
+    can be taken, or is gone (it is made before them and removed after them)."""
     try:
-        entries = list(os.scandir(directory))
+        entries = os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return
-    host = socket.gethostname()
-    for entry in entries:
-        owner_host, _, rest = entry.name.partition(_SEPARATOR)
-        pid, _, _ = rest.partition(_SEPARATOR)
-        if not pid.isdigit():
-            continue  # not a temporary of the kit's
-        if owner_host == host:
-            stale = not _alive(int(pid))
-        else:
-            try:
-                modified = entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:  # another process removed it meanwhile
-                continue
-            stale = time.time() - modified > STALE_SECONDS
-        if stale:
-            remove_path(Path(entry.path))
+    own = _owner.prefix if _owner is not None and _owner.pid == os.getpid() else None
+    by_owner: defaultdict[str, list[str]] = defaultdict(list)
+    for name in entries:
+        parts = name.split(_SEPARATOR, 3)
+        if len(parts) == 4 and parts[1].isdigit():  # a temporary of the kit's
+            by_owner[_SEPARATOR.join([*parts[:3], ""])].append(name)
+    for prefix, names in by_owner.items():
+        if prefix != own:
+            _remove_if_ended(directory, prefix, names)
 
 
-def _alive(pid: int) -> bool:
+def _remove_if_ended(directory: Path, prefix: str, names: list[str]) -> None:
+    lock = directory / f"{prefix}{_LOCK}"
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        descriptor = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        descriptor = None
+    except OSError:  # another user's, say: nothing proves it ended
+        return
+    try:
+        if descriptor is not None:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # its owner runs
+        for name in names:
+            if name != lock.name:
+                remove_path(directory / name)
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)
 
 
 def remove_path(path: Path) -> None:

@@ -127,7 +127,7 @@ class WorkerSpawner:
         waits for it (WorkerProcess.take_turn) before it takes an item."""
         # A file, not a pipe: a draining worker prints a line per item, more than a pipe holds.
         OUTCOMES.mkdir(exist_ok=True)
-        descriptor, output = tempfile.mkstemp(dir=OUTCOMES, prefix=owner_prefix())
+        descriptor, output = tempfile.mkstemp(dir=OUTCOMES, prefix=owner_prefix(OUTCOMES))
         os.close(descriptor)
         give_up_at = time.monotonic() + _START_GIVE_UP_SECONDS
         pause, longest = _START_PAUSE_SECONDS

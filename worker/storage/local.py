@@ -82,9 +82,7 @@ class LocalStore:
         remove_stale(self.temporaries)
         if writable:
             try:
-                self.temporaries.mkdir(parents=True, exist_ok=True)
-                with tempfile.TemporaryFile(dir=self.temporaries):
-                    pass
+                owner_prefix(self.temporaries)  # its lock there is a file made
             except OSError as exc:
                 raise ConfigError(f"Cannot write to {self.root} ({exc.strerror}).") from exc
 
@@ -268,15 +266,16 @@ class LocalStore:
         """A new file below `temporaries` holding `content`. A file on the same file system
         (a program's output) is linked there: no copy, and no new file to make, which costs
         more than a small file's writing."""
+        prefix = owner_prefix(self.temporaries)
         if isinstance(content, Path):
-            temporary = str(self.temporaries / f"{owner_prefix()}{uuid.uuid4().hex}")
+            temporary = str(self.temporaries / f"{prefix}{uuid.uuid4().hex}")
             try:
                 os.link(content, temporary)
                 return temporary
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EPERM):  # another file system: copied
                     raise
-        fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=owner_prefix())
+        fd, temporary = tempfile.mkstemp(dir=self.temporaries, prefix=prefix)
         try:
             with os.fdopen(fd, "wb") as file:
                 if isinstance(content, bytes):

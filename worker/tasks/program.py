@@ -220,7 +220,7 @@ class Program:
 def _scratch_directory() -> tempfile.TemporaryDirectory[str]:
     """A new directory below SCRATCH, named for this process, removed after its block."""
     SCRATCH.mkdir(exist_ok=True)
-    return tempfile.TemporaryDirectory(dir=SCRATCH, prefix=owner_prefix())
+    return tempfile.TemporaryDirectory(dir=SCRATCH, prefix=owner_prefix(SCRATCH))
 
 
 @contextlib.contextmanager
@@ -240,7 +240,7 @@ def _room(item: str) -> Iterator[None]:
 
 def _workdir() -> Path:
     """This process's empty working directory for programs that get no scratch directory."""
-    path = SCRATCH / f"{owner_prefix()}work"
+    path = SCRATCH / f"{owner_prefix(SCRATCH)}work"
     if not path.is_dir():
         path.mkdir(parents=True, exist_ok=True)
     return path
