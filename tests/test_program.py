@@ -161,9 +161,7 @@ def test_what_a_background_child_writes_after_its_program_exited_0_is_stored(
         Path(settings.input_url, name).write_bytes(b"x")
     publish_items(settings, items)
     # The child lets go of the program's output at once: only its process group shows it.
-    late = (
-        "(sleep 2; echo late > $0/late-$1) > /dev/null 2>&1 & echo early > $0/early-$1"
-    )
+    late = "(sleep 2; echo late > $0/late-$1) > /dev/null 2>&1 & echo early > $0/early-$1"
     program = {**env, "TASK_COMMAND": shlex.join(["sh", "-c", late, "{output_dir}", "{item}"])}
 
     argv = WAITS[start]
@@ -357,3 +355,52 @@ def test_a_full_scratch_disk_gives_the_item_back_without_spending_a_delivery(
     assert result.returncode == ExitCode.RETRY, result.stderr
     assert "no room for its files" in last_outcome(result)["reason"]  # type: ignore[operator]
     assert settled_depths(settings.broker_url, settings.queue, (1, 0)) == (1, 0)
+
+
+def test_a_program_that_removes_its_output_directory_fails_its_attempt_naming_it(
+    env: dict[str, str], settings: Settings
+) -> None:
+    _publish_file(settings)
+    removes = "echo result > $0/r.txt && rm -r $0"
+    program = {**env, "TASK_COMMAND": shlex.join(["sh", "-c", removes, "{output_dir}"])}
+
+    result = worker(program)
+
+    assert result.returncode == ExitCode.RETRY, result.stderr
+    assert "{output_dir} (" in result.stderr and "was removed while the program ran" in (
+        result.stderr
+    ), result.stderr
+    assert not Path(settings.output_url, "notes.txt.done.json").exists()
+
+
+def test_what_a_program_writes_beside_its_input_is_stored_as_an_output(
+    env: dict[str, str], settings: Settings
+) -> None:
+    Path(settings.input_url, "a").mkdir()
+    Path(settings.input_url, "a", "x.txt").write_bytes(b"compress me\n" * 100)
+    publish_items(settings, ["a/x.txt"])
+    program = {**env, "TASK_COMMAND": "gzip -k {input}"}
+
+    result = worker(program)
+
+    assert result.returncode == 0, result.stderr
+    stored = Path(settings.output_url, "a", "x.txt.gz")
+    assert subprocess.run(["gzip", "-dc", str(stored)], capture_output=True).stdout == (
+        b"compress me\n" * 100
+    )
+    record = json.loads(Path(settings.output_url, "a", "x.txt.done.json").read_text())
+    assert list(record["outputs"]) == ["a/x.txt.gz"]
+
+
+def test_one_name_written_beside_the_input_and_in_the_output_directory_dead_letters_it(
+    env: dict[str, str], settings: Settings
+) -> None:
+    _publish_file(settings)
+    both = "echo a > $(dirname $0)/r.txt; echo b > $1/r.txt"
+    program = {**env, "TASK_COMMAND": shlex.join(["sh", "-c", both, "{input}", "{output_dir}"])}
+
+    result = worker(program)
+
+    assert result.returncode == ExitCode.DEAD, result.stderr
+    (reason,) = dead_letter_reasons(settings.broker_url, settings.queue)
+    assert "the program wrote r.txt both in {output_dir} and beside {input}" in reason, reason

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from jobkit_worker.errors import InputError, StorageError, StoreUnavailable
+from jobkit_worker.scratch import owner_prefix
 from jobkit_worker.settings import Settings
 from jobkit_worker.storage.base import open_store
 from jobkit_worker.storage.local import TEMPORARY_DIR, LocalStore
@@ -71,10 +70,15 @@ def test_the_size_of_a_missing_file_is_an_input_error_naming_it(tmp_path: Path) 
             LocalStore(tmp_path).size(name)
 
 
-def _dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
+# Makes a temporary in the directory given, as a writer does, and ends without removing it.
+_KILLED_WRITER = """\
+import os, sys, tempfile
+from pathlib import Path
+from jobkit_worker.scratch import owner_prefix
+directory = Path(sys.argv[1])
+tempfile.mkstemp(dir=directory, prefix=owner_prefix(directory))
+os._exit(0)  # as a kill would: no exit handler runs
+"""
 
 
 def test_a_check_removes_what_a_killed_writer_left_and_keeps_what_a_live_one_writes(
@@ -83,32 +87,17 @@ def test_a_check_removes_what_a_killed_writer_left_and_keeps_what_a_live_one_wri
     store = LocalStore(tmp_path)
     store.write("kept.csv", b"data")
     temporaries = tmp_path / TEMPORARY_DIR
-    host = socket.gethostname()
-    dead = temporaries / f"{host}~{_dead_pid()}~half"
-    dead.write_bytes(b"half an output")
-    live = temporaries / f"{host}~{os.getpid()}~writing"
+    live = temporaries / f"{owner_prefix(temporaries)}writing"
     live.write_bytes(b"being written")
+    own = sorted(os.listdir(temporaries))  # with this process's lock
+    subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(temporaries)], check=True)
+    assert len(os.listdir(temporaries)) == len(own) + 2  # its temporary and its lock
 
     store.check()
 
-    assert not dead.exists()
-    assert live.exists()
+    assert sorted(os.listdir(temporaries)) == own
     assert store.list() == ["kept.csv"]
     assert (tmp_path / "kept.csv").read_bytes() == b"data"
-
-
-def test_another_hosts_temporary_is_removed_once_it_is_an_hour_old(tmp_path: Path) -> None:
-    temporaries = tmp_path / TEMPORARY_DIR
-    temporaries.mkdir(parents=True)
-    old, new = temporaries / "pod-a~1~old", temporaries / "pod-b~1~new"
-    old.write_bytes(b"x")
-    new.write_bytes(b"x")
-    hours_ago = time.time() - 3700
-    os.utime(old, (hours_ago, hours_ago))
-
-    LocalStore(tmp_path).check()
-
-    assert not old.exists() and new.exists()
 
 
 def test_a_file_missing_because_the_location_changed_under_the_store_is_transient(

@@ -11,6 +11,7 @@ time.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -46,6 +47,7 @@ def owner_prefix(directory: Path) -> str:
     global _owner
     if _owner is None or _owner.pid != os.getpid():
         _owner = _Owner()  # a forked child's temporaries are its own, not its parent's
+        atexit.register(release)
     key = os.fspath(directory)
     if key not in _owner.locks:
         _owner.locks[key] = _hold(directory / f"{_owner.prefix}{_LOCK}")
@@ -69,13 +71,32 @@ def _hold(path: Path) -> int:
         os.close(descriptor)
 
 
+def release() -> None:
+    """Remove what is left of this process's temporaries (a working directory kept between
+    items), and then its locks: called as it ends."""
+    if _owner is None or _owner.pid != os.getpid():
+        return
+    for directory, descriptor in _owner.locks.items():
+        for name in _listed(Path(directory)):
+            if name.startswith(_owner.prefix) and name != f"{_owner.prefix}{_LOCK}":
+                remove_path(Path(directory, name))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(Path(directory, f"{_owner.prefix}{_LOCK}"))
+        os.close(descriptor)
+    _owner.locks.clear()
+
+
+def _listed(directory: Path) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def remove_stale(directory: Path) -> None:
     """Remove the temporaries in `directory` whose owner has ended: the lock of their prefix
     can be taken, or is gone (it is made before them and removed after them)."""
-    try:
-        entries = os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
-        return
+    entries = _listed(directory)
     own = _owner.prefix if _owner is not None and _owner.pid == os.getpid() else None
     by_owner: defaultdict[str, list[str]] = defaultdict(list)
     for name in entries:

@@ -175,10 +175,11 @@ class Program:
         command = " ".join(self.words)
         places = {"{item}": item}
         with _room(item), contextlib.ExitStack() as scratch:
+            beside_input = None
             if "{input}" in command:
                 # A directory of its own, so that the file keeps the item's own name.
-                folder = scratch.enter_context(_scratch_directory())
-                places["{input}"] = str(Path(folder, PurePosixPath(item).name))
+                beside_input = Path(scratch.enter_context(_scratch_directory()))
+                places["{input}"] = str(beside_input / PurePosixPath(item).name)
                 Path(places["{input}"]).write_bytes(data)
             output_dir = None
             if "{output_dir}" in command:
@@ -192,7 +193,12 @@ class Program:
             finally:
                 left = [] if output_dir else _emptied(workdir)  # empty for the next item
             _refuse_left(item, left)
-            found = _outputs(item, output_dir) if output_dir else {}
+            found = _outputs(item, output_dir, "{output_dir}") if output_dir else {}
+            if beside_input is not None:  # what it wrote beside its input (gzip -k {input})
+                made = _outputs(item, beside_input, "{input}'s directory")
+                made.pop(PurePosixPath(item).name, None)
+                _refuse_clashes(item, found, made)
+                found.update(made)
             yield {beside_item(item, name): path for name, path in found.items()}
 
     def _run(self, item: str, places: dict[str, str], workdir: Path) -> None:
@@ -247,8 +253,11 @@ def _workdir() -> Path:
 
 
 def _emptied(workdir: Path) -> list[str]:
-    """The names of what was in `workdir`, removed now."""
-    left = sorted(os.listdir(workdir))
+    """The names of what was in `workdir`, removed now (nothing, if it was removed itself)."""
+    try:
+        left = sorted(os.listdir(workdir))
+    except FileNotFoundError:
+        return []
     for name in left:
         remove_path(workdir / name)
     return left
@@ -394,12 +403,31 @@ def _die_with_the_worker() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _outputs(item: str, output_dir: Path) -> dict[str, Path]:
-    """Every file under `output_dir`, by its path relative to it; InputError naming what a
-    store cannot keep (a link, a FIFO, a socket, an empty directory) rather than leaving it."""
+def _refuse_clashes(item: str, found: dict[str, Path], made: dict[str, Path]) -> None:
+    """InputError naming the files the program wrote both in {output_dir} and beside its
+    input: one would replace the other."""
+    if clashes := sorted(found.keys() & made.keys()):
+        raise InputError(
+            f"{item}: the program wrote {', '.join(clashes[:5])} both in {{output_dir}} and "
+            "beside {input}; only one of the two can be stored under that name."
+        )
+
+
+def _outputs(item: str, directory: Path, place: str) -> dict[str, Path]:
+    """Every file under `directory` (the program's `place`), by its path relative to it.
+
+    TaskError when the directory is gone (the program or a cleaner of temporary files removed
+    it: what it held is lost, and another try makes it again); InputError naming what a store
+    cannot keep (a link, a FIFO, a socket, an empty directory) rather than leaving it.
+    """
+    if not directory.is_dir():
+        raise TaskError(
+            f"{item}: {place} ({directory}) was removed while the program ran, with whatever "
+            "it held; have the program (or a cleaner of temporary files) leave it in place."
+        )
     found, odd = {}, []
-    for path in sorted(output_dir.rglob("*")):
-        name = path.relative_to(output_dir).as_posix()
+    for path in sorted(directory.rglob("*")):
+        name = path.relative_to(directory).as_posix()
         if path.is_symlink():
             odd.append(f"{name} (a symbolic link)")
         elif path.is_dir():
@@ -412,7 +440,7 @@ def _outputs(item: str, output_dir: Path) -> dict[str, Path]:
     if odd:
         shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
         raise InputError(
-            f"{item}: the program left {shown} in {{output_dir}}, which no store keeps; have it "
+            f"{item}: the program left {shown} in {place}, which no store keeps; have it "
             "write regular files only."
         )
     return found
