@@ -3,6 +3,7 @@ spending a delivery, leave nothing running and nothing behind, and one line says
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import jobkit, settled_depths
 
+from jobkit_publisher.run.record import run_record_name
 from jobkit_worker.broker import DELIVERY_LIMIT
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -120,3 +122,42 @@ def test_sigterm_to_the_runner_alone_does_the_same_and_leaves_no_process_behind(
     time.sleep(0.5)
     assert _session_processes(run.pid) == [], "the fork server or a worker kept running"
     assert settled_depths(job["BROKER_URL"], job["QUEUE"], (3, 0)) == (3, 0)
+
+
+def test_a_hang_up_of_the_whole_session_leaves_workers_and_programs_going_to_the_end(
+    job: dict[str, str], tmp_path: Path
+) -> None:
+    run = _start_run(job)
+    _wait_until_two_items_are_held(tmp_path / ".jobkit" / "run.log")
+
+    os.killpg(run.pid, signal.SIGHUP)  # a closed terminal, or ssh, hangs up its session
+    time.sleep(1)  # what the hang-up would end has ended by now
+    (tmp_path / "go").touch()
+    stdout, stderr = run.communicate(timeout=120)
+
+    assert run.returncode == 0, stdout + stderr
+    record = json.loads((tmp_path / ".jobkit" / run_record_name(job["QUEUE"])).read_text())
+    assert record["report"]["failures"] == [], record["report"]
+    assert sorted(record["report"]["done"]) == ITEMS
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM], ids=str
+)
+def test_any_other_signal_that_would_end_the_run_stops_it_in_order_and_records_it(
+    job: dict[str, str], tmp_path: Path, signum: signal.Signals
+) -> None:
+    run = _start_run(job)
+    _wait_until_two_items_are_held(tmp_path / ".jobkit" / "run.log")
+
+    os.killpg(run.pid, signum)  # Ctrl-\, or a supervisor's signal, to the whole group
+    stdout, stderr = run.communicate(timeout=60)
+
+    assert run.returncode == 128 + signum, stdout + stderr
+    assert f"Interrupted by {signum.name}: the workers stopped; " in stderr, stderr
+    time.sleep(0.5)
+    assert _session_processes(run.pid) == [], "a worker, program or child outlived the run"
+    assert settled_depths(job["BROKER_URL"], job["QUEUE"], (3, 0)) == (3, 0)
+    record = json.loads((tmp_path / ".jobkit" / run_record_name(job["QUEUE"])).read_text())
+    assert record["report"]["stopped"] == f"interrupted by {signum.name}", record["report"]
+    assert record["report"]["exit_code"] == 128 + signum

@@ -1,5 +1,8 @@
-"""SIGINT and SIGTERM: an exception where nothing is at stake, and only a request while a
-process holds a message, so that it can give the message back before it ends."""
+"""The signals a terminal, ssh or a supervisor sends. Each that would end the process (SIGINT,
+SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM) stops it in order: an exception where nothing is
+at stake, and only a request while a process holds a message, so that it can give the message
+back before it ends. A hang-up (SIGHUP: a closed terminal or ssh session) is ignored, as under
+`nohup`, by the process and the programs it runs."""
 
 from __future__ import annotations
 
@@ -9,11 +12,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+)
+HANG_UP = signal.SIGHUP
 
 
 class Interrupted(KeyboardInterrupt):
-    """The process was asked to stop by a signal (Ctrl-C, or SIGTERM from a supervisor)."""
+    """The process was asked to stop by a signal (Ctrl-C, SIGTERM from a supervisor, ...)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(_name(signum))
@@ -30,7 +41,7 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Interruption:
-    """Turns the first SIGINT or SIGTERM into Interrupted, or, while put off, into a request
+    """Turns the first stopping signal into Interrupted, or, while put off, into a request
     that the code holding a message checks (`requested`). Later signals are ignored: the first
     one's clean stop is under way."""
 
@@ -56,6 +67,7 @@ class Interruption:
             yield
             return
         previous = {signum: signal.signal(signum, self._handle) for signum in SIGNALS}
+        previous[HANG_UP] = signal.signal(HANG_UP, signal.SIG_IGN)
         try:
             yield
         finally:

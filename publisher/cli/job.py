@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from jobkit_publisher.cli.exits import status_exit
 from jobkit_publisher.cli.options import (
     CommandOption,
     JobFlags,
@@ -240,6 +241,9 @@ def run(
                     report = runner.run(on_progress)
             except Interrupted as exc:
                 _say_interrupted(exc, runner.given_back, runner.killed)
+                if runner.report is not None:  # what it did before, for 'jobkit report'
+                    runner.report.stop(exc.exit_status, f"interrupted by {exc.signal_name}")
+                    _keep_run(settings, runner.report, job.drain, log_file, False, as_json)
                 raise typer.Exit(exc.exit_status) from None
             outputs, logs = settings.output_url, str(log_file)
         try:
@@ -361,6 +365,8 @@ def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, 
             "is.",
             markup=False,
         )
+    if reconciliation is not None:
+        report.ledger_code = status_exit(reconciliation)
     if as_json:
         checked = None if reconciliation is None else reconciliation.to_dict()
         print_json({**report.to_dict(), "reconciliation": checked})

@@ -286,7 +286,7 @@ class KubeRunner:
         report.queued = session.depth(self.settings.queue)
         if status.finished == "Failed":
             report.stop(*describe_stop(status))
-        return bool(status.finished) or report.stop_code is ExitCode.CONFIG
+        return bool(status.finished) or report.stop_code == ExitCode.CONFIG
 
     def _outcomes(self, pod: PodResult) -> list[Outcome]:
         """The worker's outcome lines from the pod's log (one per item a draining worker did),

@@ -13,7 +13,7 @@ from pathlib import Path
 from jobkit_publisher.run.outcome import Attempt, JobReport, describe_worker_exit
 from jobkit_publisher.run.spawn import WorkerProcess, WorkerSpawner
 from jobkit_worker.broker import Session, dead_queue_name
-from jobkit_worker.errors import BrokerLost, ExitCode
+from jobkit_worker.errors import BrokerLost, ExitCode, JobkitError
 from jobkit_worker.interruption import Interruption
 from jobkit_worker.outcome import Outcome, Verdict, read_end, read_notice
 from jobkit_worker.ownership import claim_location
@@ -76,6 +76,7 @@ class LocalRunner:
         self._not_before = 0.0
         self.given_back: list[str] = []  # items stopped workers gave back to the queue
         self.killed = 0  # stopped workers killed after the grace: whether they held one, unknown
+        self.report: JobReport | None = None  # what the run did so far, once it began
 
     def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
         """Run the job to its end and return the report.
@@ -104,19 +105,22 @@ class LocalRunner:
                 started_at=started_at,
             )  # fmt: skip
             dead_queue = dead_queue_name(self.settings.queue)
-            report.dead_letters_before = watch.depth(dead_queue)
+            report.dead_letters_before = report.dead_letters_after = watch.depth(dead_queue)
+            self.report = report
             try:
                 self._loop(report, lambda: watch.depth(self.settings.queue), on_progress)
+                report.queued = watch.depth(self.settings.queue)
+                report.dead_letters_after = watch.depth(dead_queue)
+            except JobkitError as exc:  # the broker or the store cut the run short
+                report.stop(exc.exit_code, f"cut short: {exc}")
             finally:
                 self._stop_workers(report)
                 outputs.check()  # removes what killed workers left half-written
-            report.queued = watch.depth(self.settings.queue)
+                report.seconds = time.monotonic() - started
             report.running = 0
             on_progress(report)
-            report.dead_letters_after = watch.depth(dead_queue)
         finally:
             watch.close()
-        report.seconds = time.monotonic() - started
         return report
 
     def _loop(

@@ -61,7 +61,10 @@ class JobReport:
     dead_letters_after: int = 0
     seconds: float = 0.0
     stopped: str = ""  # why the run stopped early, empty when it ran to the end
-    stop_code: ExitCode = ExitCode.DONE  # the run's exit code when it stopped early
+    stop_code: int = ExitCode.DONE  # the run's exit code when it stopped early (130: Ctrl-C)
+    # What the batch's reconciliation at the run's end tells, as 'jobkit status' exits by it
+    # (4: not all accounted for, 1: items still queued or held): the run's exit never says less.
+    ledger_code: int = 0
     started_at: float = 0.0  # Unix time
     attempts: list[Attempt] = field(default_factory=list)  # one per worker outcome, in order
     notices: list[str] = field(default_factory=list)  # what workers said while they waited
@@ -107,19 +110,21 @@ class JobReport:
         else:
             self.failures.append((item, reason))
 
-    def stop(self, code: ExitCode, reason: str) -> None:
+    def stop(self, code: int, reason: str) -> None:
         """Stop the run early with exit `code`; the first reason given is kept."""
         if not self.stopped:
             self.stopped, self.stop_code = reason, code
 
     @property
-    def exit_code(self) -> ExitCode:
-        """The stop's code if stopped early, else DEAD for dead letters, else DONE."""
+    def exit_code(self) -> int:
+        """The stop's code if stopped early; else the worse of DEAD (for dead letters) or DONE
+        and what the reconciliation told."""
         if self.stopped:
             return self.stop_code
-        if self.dead or self.dead_letters_after > self.dead_letters_before:
-            return ExitCode.DEAD
-        return ExitCode.DONE
+        own = (
+            ExitCode.DEAD if self.dead or self.dead_letters_after > self.dead_letters_before else 0
+        )
+        return max(int(own), self.ledger_code)
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -1,13 +1,14 @@
 """Imported first by the workers' template process (multiprocessing's fork server), for three
-effects: it ignores SIGTERM, it imports nothing from the working directory, and it ends what a
-killed worker's program leaves running.
+effects: it ignores the signals that stop a run, it imports nothing from the working directory,
+and it ends what a killed worker's program leaves running.
 
-A signal to the whole process group (`timeout`, a CI runner, a container stop) reaches the
-runner, the template and the workers at once. Were the template to end, every worker would
-look finished to the runner at once, whatever it still held; ignoring it, the template leaves
-the runner to stop the workers and count what they gave back. It ends when the runner does
-(multiprocessing's fork server ends when its parent's end of a pipe closes), and each worker
-with it (see jobkit_publisher.run.spawn). The runner never imports this module itself.
+A signal to the whole process group (`timeout`, a CI runner, a container stop, a closed
+terminal) reaches the runner, the template and the workers at once. Were the template to end,
+every worker would look finished to the runner at once, whatever it still held; ignoring it,
+the template leaves the runner to stop the workers and count what they gave back. It ends
+when the runner does (multiprocessing's fork server ends when its parent's end of a pipe
+closes), and each worker with it (see jobkit_publisher.run.spawn). The runner never imports
+this module itself.
 
 The fork server starts as `python -c`, which puts the working directory first on the import
 path, where a user's `worker.py` or `pika.py` would take the place of what the workers import.
@@ -16,9 +17,9 @@ or an installed distribution, as for `jobkit-worker`.
 
 A worker runs each program in a process group of its own. The template is a child subreaper:
 the programs of a worker that dies (SIGKILL, out of memory) become its children, and a thread
-kills each such group within REAP_SECONDS. What a program of a living worker leaves in the
-background never reaches it: the worker is a subreaper too, and waits for it. So a program needs no parent-death signal of its
-own, which costs an exec per item.
+kills each such group within REAP_SECONDS. So a program needs no parent-death signal of its
+own, which costs an exec per item. What a program of a living worker leaves in the background
+never reaches the template: the worker is a subreaper too, and waits for it.
 """
 
 import contextlib
@@ -29,6 +30,8 @@ import sys
 import threading
 import time
 import warnings
+
+from jobkit_worker.interruption import HANG_UP, SIGNALS
 
 REAP_SECONDS = 0.25
 _PR_SET_CHILD_SUBREAPER = 36
@@ -62,7 +65,10 @@ def _reap() -> None:
                 os.killpg(group, signal.SIGKILL)
 
 
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
+# SIGINT too, though the fork server ignores it itself. Workers inherit the hang-up's, and the
+# programs they run: the others' each worker handles as it starts.
+for _signum in (*SIGNALS, HANG_UP):
+    signal.signal(_signum, signal.SIG_IGN)
 sys.path[:] = [entry for entry in sys.path if entry != ""]
 REAPS = _reaps()
 if REAPS:
