@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import jobkit, settled_depths
 
@@ -48,3 +50,22 @@ def test_a_new_queue_on_a_broker_url_naming_several_nodes_is_not_waited_for(
 
     assert result.returncode == 0, result.stderr
     assert "is new: waiting" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("torn", [b'{"confirmed": ["a", "b"], "unconf', b"", b'{"confirmed": 7}'])
+def test_a_damaged_publish_record_is_named_and_nothing_is_published_again(
+    env: dict[str, str], torn: bytes
+) -> None:
+    job = {**env, "NO_INPUT": "true"}
+    assert jobkit(job, "publish", "a", "b").returncode == 0
+    record = Path(env["OUTPUT_URL"], ".jobkit", f"{env['QUEUE']}.published.json")
+    record.write_bytes(torn)  # a disk that filled, a copy cut short
+
+    again = jobkit(job, "publish", "a", "b")
+    status = jobkit(job, "status")
+
+    for result in (again, status):
+        assert result.returncode == 2, result.stdout + result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert f"The publish record {record} is damaged" in line, line
+    assert settled_depths(env["BROKER_URL"], env["QUEUE"], (2, 0)) == (2, 0)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from jobkit_worker.errors import InputError
+from jobkit_worker.errors import ConfigError, InputError
 from jobkit_worker.names import KIT_DIR
 from jobkit_worker.storage.base import Store
 
@@ -73,22 +73,45 @@ def published_name(queue: str) -> str:
 
 
 def read_published(store: Store, queue: str) -> Published | None:
-    """The names published to `queue`, or None when `jobkit publish` never recorded any."""
+    """The names published to `queue`, or None when `jobkit publish` never recorded any.
+
+    ConfigError naming the record when it cannot be read as one (torn by a full disk, a copy
+    cut short): read as no record, it would have every name that is still queued or
+    dead-lettered published again.
+    """
+    name = published_name(queue)
     try:
-        document = json.loads(store.read(published_name(queue)))
-    except (InputError, ValueError):
+        data = store.read(name)
+    except InputError:
         return None
+    try:
+        return _parsed(json.loads(data))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"The publish record {store}/{name} is damaged ({exc}); restore it from a copy, or "
+            "move it aside to start a new one (an item still queued or dead-lettered may then "
+            "be published twice)."
+        ) from exc
+
+
+def _parsed(document: object) -> Published:
     if isinstance(document, list):  # as earlier versions of the kit kept it: confirmed names
-        return Published({str(name) for name in document})
+        return Published(set(_names(document)))
     if not isinstance(document, dict):
-        return None
+        raise TypeError(f"a JSON {type(document).__name__}, not an object")
     return Published(
-        {str(name) for name in document.get("confirmed", [])},
-        {str(name) for name in document.get("unconfirmed", [])},
+        set(_names(document.get("confirmed", []))),
+        set(_names(document.get("unconfirmed", []))),
         _redoing(document.get("redoing", {})),
         float(document.get("started", 0.0)),
         float(document.get("last", 0.0)),
     )
+
+
+def _names(kept: object) -> list[str]:
+    if not isinstance(kept, list) or not all(isinstance(name, str) for name in kept):
+        raise TypeError("a list of names that is not one")
+    return kept
 
 
 def _redoing(kept: object) -> dict[str, str]:
