@@ -48,10 +48,11 @@ def test_a_run_whose_queue_is_deleted_under_it_still_says_what_it_did_and_record
 ) -> None:
     go = tmp_path / "go"
     job = _publish(env, "first", "second")
-    # The first item is done at once; the second waits until the queue is gone.
+    # The second waits until the queue is gone.
     waits = f"sh -c 'if [ $0 = second ]; then while [ ! -e {go} ]; do sleep 0.1; done; fi' {{item}}"
     run = subprocess.Popen(
-        [JOBKIT, "run", "--parallelism", "1", "--command", waits],
+        # Draining: no worker started ahead declares the queue again as it starts.
+        [JOBKIT, "run", "--parallelism", "1", "--drain", "--command", waits],
         env=job,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -73,6 +74,46 @@ def test_a_run_whose_queue_is_deleted_under_it_still_says_what_it_did_and_record
     assert "Stopped early: cut short:" in stdout, stdout + stderr
     assert "Traceback" not in stderr, stderr
     record = json.loads((tmp_path / ".jobkit" / run_record_name(env["QUEUE"])).read_text())
-    assert "first" in record["report"]["done"], record["report"]
     assert record["report"]["stopped"].startswith("cut short:"), record["report"]
     assert record["report"]["exit_code"] == run.returncode
+
+
+def test_two_runs_of_one_queue_end_with_its_last_item_not_with_their_completions(
+    env: dict[str, str],
+) -> None:
+    names = "\n".join(f"item-{n}" for n in range(16))
+    job = {**env, "NO_INPUT": "true"}
+    assert jobkit(job, "publish", "--from", "-", stdin=names).returncode == 0
+    command = [JOBKIT, "run", "--parallelism", "2", "--json", "--command", "sleep 0.2"]
+    runs = [
+        subprocess.Popen(command, env=job, stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+
+    reports = [json.loads(run.communicate(timeout=120)[0]) for run in runs]
+
+    assert sum(len(report["done"]) for report in reports) == 16, reports
+    for report in reports:
+        # Each of its workers finds the queue empty at most once before the run sees it.
+        assert report["empty"] <= 2 * 2, report
+    # The first to end may see the other's workers hold items still: not finished, as status
+    # would say then; the last sees the batch done.
+    assert sorted(report["exit_code"] for report in reports)[0] == 0, reports
+    assert {report["exit_code"] for report in reports} <= {0, 1}, reports
+    assert jobkit(job, "status").returncode == 0
+
+
+def test_a_run_from_a_directory_it_cannot_write_to_is_one_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    job = _publish(env, "a")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / ".jobkit").write_text("")  # a file where the log's directory would go
+
+    result = subprocess.run(
+        [JOBKIT, "run", "--command", "true"], env=job, cwd=locked, capture_output=True, text=True
+    )
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "Cannot write the workers' log .jobkit/run.log" in line, line

@@ -13,7 +13,7 @@ from pathlib import Path
 from jobkit_publisher.run.outcome import Attempt, JobReport, describe_worker_exit
 from jobkit_publisher.run.spawn import WorkerProcess, WorkerSpawner
 from jobkit_worker.broker import Session, dead_queue_name
-from jobkit_worker.errors import BrokerLost, ExitCode, JobkitError
+from jobkit_worker.errors import BrokerLost, ConfigError, ExitCode, JobkitError
 from jobkit_worker.interruption import Interruption
 from jobkit_worker.outcome import Outcome, Verdict, read_end, read_notice
 from jobkit_worker.ownership import claim_location
@@ -93,7 +93,7 @@ class LocalRunner:
         outputs = open_store(self.settings.output_url, self.settings, create=True)
         outputs.check(writable=True)
         claim_location(outputs, self.settings.queue)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        _check_log(self.log_path)
         watch = _QueueWatch(self.settings)
         try:
             depth = watch.declare()
@@ -141,6 +141,10 @@ class LocalRunner:
             else:
                 report.queued = read_depth()
                 wanted = max(report.completions - report.completed, report.queued)
+                if self.requested_completions is None and report.empty and not report.queued:
+                    # A worker found the queue empty: the rest was done elsewhere (another run,
+                    # a worker of its own), or dead-lettered.
+                    wanted = 0
                 if self.drain and self._workers:
                     # Running workers take whatever is queued; what they hold unreported needs
                     # no new worker, which would find the queue empty.
@@ -264,6 +268,18 @@ class LocalRunner:
             for attempt in report.attempts[attempts:]
             if attempt.item and attempt.outcome is Verdict.RETRY
         ]
+
+
+def _check_log(path: Path) -> None:
+    """Make the log's directory and check that the log can be written; ConfigError if not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.open("ab").close()
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot write the workers' log {path} ({exc.strerror or exc}); run from a directory "
+            "you can write to, or give --log-file a place that is."
+        ) from exc
 
 
 def rotate_log(path: Path) -> None:
