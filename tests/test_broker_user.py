@@ -22,7 +22,7 @@ def _make_user(node: PrivateBroker, env_file: Path, queue: str) -> str:
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,  # bounded: the script waits for a loaded node, and says so
     )
     assert made.returncode == 0, made.stdout + made.stderr
     assert f"may use queue '{queue}'" in made.stdout, made.stdout
