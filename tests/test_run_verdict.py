@@ -3,6 +3,7 @@ script reads never disagree, and a run cut short still leaves its account."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import pytest
 from conftest import jobkit
 
 from jobkit_publisher.cli.exits import CommandExit
+from jobkit_publisher.run.local import LocalRunner
 from jobkit_publisher.run.record import run_record_name
+from jobkit_worker.settings import Settings
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -85,9 +88,7 @@ def test_two_runs_of_one_queue_end_with_its_last_item_not_with_their_completions
     job = {**env, "NO_INPUT": "true"}
     assert jobkit(job, "publish", "--from", "-", stdin=names).returncode == 0
     command = [JOBKIT, "run", "--parallelism", "2", "--json", "--command", "sleep 0.2"]
-    runs = [
-        subprocess.Popen(command, env=job, stdout=subprocess.PIPE, text=True) for _ in range(2)
-    ]
+    runs = [subprocess.Popen(command, env=job, stdout=subprocess.PIPE, text=True) for _ in range(2)]
 
     reports = [json.loads(run.communicate(timeout=120)[0]) for run in runs]
 
@@ -117,3 +118,21 @@ def test_a_run_from_a_directory_it_cannot_write_to_is_one_line(
     assert result.returncode == 2, result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "Cannot write the workers' log .jobkit/run.log" in line, line
+
+
+def test_a_clock_step_during_a_run_moves_nothing_on_its_timeline(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = {**_publish(env, "a", "b", "c", "d"), "TASK_COMMAND": "sleep 0.2"}
+    runner = LocalRunner(Settings.from_env(job), 2, None, 6, tmp_path / "run.log")
+    real, calls = time.time, itertools.count()
+    # The wall clock steps an hour ahead after its first reading (an NTP correction, say).
+    monkeypatch.setattr(time, "time", lambda: real() + (3600 if next(calls) else 0))
+
+    report = runner.run()
+    monkeypatch.undo()
+
+    assert sorted(report.done) == ["a", "b", "c", "d"]
+    times = [moment for attempt in report.attempts
+             for moment in (attempt.spawned, attempt.took, attempt.finished) if moment]  # fmt: skip
+    assert max(times) - min(times) <= report.seconds + 1, report.attempts

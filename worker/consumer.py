@@ -221,15 +221,15 @@ def _do(
         session.give_back(settings.queue, delivery)
         reason = f"stopped by {worker_interruption.signal_name}; the item went back to the queue"
         log.warning("%s: %s", item, reason)
-        return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases)
+        return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases, started)
     if isinstance(error, StoreUnavailable):
         session.give_back(settings.queue, delivery)
         reason = f"{_one_line(error)} The item went back to the queue, spending no delivery."
         log.warning("%s: %s", item, reason)
-        return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases)
+        return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases, started)
     if error is None:
         (verdict,) = verdicts
-        outcome = Outcome(verdict, item, _note(verdict), number, seconds, took_at, phases)
+        outcome = Outcome(verdict, item, _note(verdict), number, seconds, took_at, phases, started)
         if draining is not None:
             draining.hold(delivery, outcome)
             return outcome
@@ -244,10 +244,10 @@ def _do(
         dead_queue = dead_queue_name(settings.queue)
         session.dead_letter(delivery, dead_queue, reason)
         log.error("dead-lettered %s to %s: %s", item, dead_queue, reason)
-        return Outcome(Verdict.DEAD, item, reason, number, seconds, took_at, phases)
+        return Outcome(Verdict.DEAD, item, reason, number, seconds, took_at, phases, started)
     session.requeue(delivery)
     log.warning("returned %s to the queue for another try: %s", item, reason)
-    return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases)
+    return Outcome(Verdict.RETRY, item, reason, number, seconds, took_at, phases, started)
 
 
 def do_named(item: bytes, settings: Settings, task: Task, inputs: Store, outputs: Store) -> Outcome:

@@ -61,6 +61,9 @@ class Outcome:
     seconds: float = 0.0
     took_at: float | None = None  # wall-clock (Unix) time the message was taken
     phases: dict[str, float] = field(default_factory=dict)  # seconds of read, task, store
+    # The same on this host's monotonic clock, which no clock step moves: a runner on the host
+    # places attempts by it.
+    took_monotonic: float | None = None
 
     @property
     def code(self) -> ExitCode:
@@ -77,7 +80,7 @@ class Outcome:
         try:
             fields: Any = json.loads(line)
             phases = {str(name): float(value) for name, value in (fields["phases"]).items()}
-            took_at = fields["took_at"]
+            took_at, took_monotonic = fields["took_at"], fields.get("took_monotonic")
             return cls(
                 verdict=Verdict(fields["outcome"]),
                 item=None if fields["item"] is None else str(fields["item"]),
@@ -86,6 +89,7 @@ class Outcome:
                 seconds=float(fields["seconds"]),
                 took_at=None if took_at is None else float(took_at),
                 phases=phases,
+                took_monotonic=None if took_monotonic is None else float(took_monotonic),
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None

@@ -77,6 +77,7 @@ class LocalRunner:
         self.given_back: list[str] = []  # items stopped workers gave back to the queue
         self.killed = 0  # stopped workers killed after the grace: whether they held one, unknown
         self.report: JobReport | None = None  # what the run did so far, once it began
+        self._clock = RunClock()
 
     def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
         """Run the job to its end and return the report.
@@ -89,7 +90,7 @@ class LocalRunner:
             return self._run(on_progress)
 
     def _run(self, on_progress: Callable[[JobReport], None]) -> JobReport:
-        started, started_at = time.monotonic(), time.time()
+        started, self._clock = time.monotonic(), RunClock()
         outputs = open_store(self.settings.output_url, self.settings, create=True)
         outputs.check(writable=True)
         claim_location(outputs, self.settings.queue)
@@ -102,7 +103,7 @@ class LocalRunner:
             )
             report = JobReport(
                 completions, self.parallelism, self.backoff_limit, queued=depth,
-                started_at=started_at,
+                started_at=self._clock.started_at,
             )  # fmt: skip
             dead_queue = dead_queue_name(self.settings.queue)
             report.dead_letters_before = report.dead_letters_after = watch.depth(dead_queue)
@@ -184,7 +185,7 @@ class LocalRunner:
         process, self._ahead = self._ahead or self._spawn(), None
         process.take_turn()
         lane = min(set(range(self.parallelism)) - {worker.lane for worker in self._busy()})
-        self._workers.append(_Worker(process, lane, time.time()))
+        self._workers.append(_Worker(process, lane, self._clock.now()))
 
     def _spawn(self) -> WorkerProcess:
         """A new worker; one per item gets a turn to wait for, and says when it settled."""
@@ -211,8 +212,11 @@ class LocalRunner:
                 if not self.drain:
                     worker.process.dismiss()  # its one item settled: its turn is over
                 self._count(report, outcome.verdict, outcome.item or "", outcome.reason)
+                took = outcome.took_at
+                if outcome.took_monotonic is not None:  # this host's: no clock step moves it
+                    took = self._clock.at(outcome.took_monotonic)
                 report.attempts.append(
-                    Attempt.of(outcome, worker.lane, worker.spawned, time.time())
+                    Attempt.of(outcome, worker.lane, worker.spawned, self._clock.now(), took)
                 )
             if exited:
                 self._workers.remove(worker)
@@ -239,7 +243,7 @@ class LocalRunner:
             )
         verdict = Verdict.CONFIG if code == ExitCode.CONFIG else Verdict.RETRY
         report.attempts.append(
-            Attempt(worker.lane, worker.spawned, time.time(), verdict, reason=reason)
+            Attempt(worker.lane, worker.spawned, self._clock.now(), verdict, reason=reason)
         )
         self._count(report, verdict, "", reason)
 
@@ -268,6 +272,22 @@ class LocalRunner:
             for attempt in report.attempts[attempts:]
             if attempt.item and attempt.outcome is Verdict.RETRY
         ]
+
+
+class RunClock:
+    """Unix times within one run, counted on the monotonic clock from its start: a clock step
+    during the run (an NTP correction, a resumed laptop) moves none of them."""
+
+    def __init__(self) -> None:
+        self.started_at = time.time()
+        self._started = time.monotonic()
+
+    def now(self) -> float:
+        return self.at(time.monotonic())
+
+    def at(self, monotonic: float) -> float:
+        """The time `monotonic` (this host's monotonic clock) stands for."""
+        return self.started_at + (monotonic - self._started)
 
 
 def _check_log(path: Path) -> None:

@@ -28,9 +28,11 @@ class Attempt:
     phases: dict[str, float] = field(default_factory=dict)  # seconds of read, task, store
 
     @classmethod
-    def of(cls, outcome: Outcome, lane: int, spawned: float, now: float) -> Attempt:
-        """The attempt `outcome` describes: it ends `seconds` after the take."""
-        took = outcome.took_at
+    def of(
+        cls, outcome: Outcome, lane: int, spawned: float, now: float, took: float | None
+    ) -> Attempt:
+        """The attempt `outcome` describes, its message taken at `took`: it ends `seconds`
+        after."""
         return cls(
             lane=lane,
             spawned=spawned,
