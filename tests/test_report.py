@@ -22,6 +22,7 @@ from matplotlib.image import imread
 
 from jobkit_publisher.report.batch import read_batch
 from jobkit_publisher.report.charts import apart
+from jobkit_publisher.run.record import run_record_name
 from jobkit_worker.builtin.aggregate import aggregate_csv
 from jobkit_worker.errors import ExitCode
 from jobkit_worker.settings import Settings
@@ -374,4 +375,24 @@ def test_the_report_says_which_run_it_shows_and_leaves_out_a_run_of_an_earlier_b
 
     html = Path(".jobkit/report.html").read_text()
     assert 'id="run"' not in html and "No attempts recorded" in html
-    assert "before the current batch was first published" in html, html
+    assert "was of an earlier batch (first published" in html, html
+
+
+def test_a_run_whose_clock_is_behind_the_publishers_is_still_shown(env: dict[str, str]) -> None:
+    Path(env["INPUT_URL"], "a.csv").write_text(LATE)
+    jobkit(env, "publish", "a.csv")
+    assert jobkit(env, "run").returncode == 0
+    path = Path(".jobkit", run_record_name(env["QUEUE"]))
+    record = json.loads(path.read_text())
+    # As the runner's host, an hour behind the publisher's, would have written it.
+    record["started_at"] -= 3600
+    for attempt in record["attempts"]:
+        for moment in ("spawned", "took", "finished"):
+            if attempt[moment]:
+                attempt[moment] -= 3600
+    path.write_text(json.dumps(record))
+
+    assert jobkit(env, "report").returncode == 0
+
+    html = Path(".jobkit/report.html").read_text()
+    assert 'id="run"' in html and "left out" not in html, html

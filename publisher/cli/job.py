@@ -299,11 +299,16 @@ def _keep_run(
 ) -> None:
     """Record the run beside the log file; with `with_report`, write the batch report there
     (saying where on stderr when stdout is JSON)."""
+    from jobkit_publisher.queue.published import read_published
     from jobkit_publisher.run.record import record_run, save_run
 
     run_path = log_file.with_name(run_record_name(settings.queue))
     try:
-        save_run(run_path, record_run(report, settings, drain))
+        try:
+            published = read_published(open_store(settings.output_url, settings), settings.queue)
+        except JobkitError:  # said by the reconciliation already
+            published = None
+        save_run(run_path, record_run(report, settings, drain, published))
     except OSError as exc:
         err.print(f"error: cannot write the run record {run_path} ({exc.strerror or exc}).")
         return

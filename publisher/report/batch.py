@@ -184,16 +184,18 @@ def _of_this_batch(
     run: RunRecord | None, path: Path, published: Published | None, notes: list[str]
 ) -> RunRecord | None:
     """`run` if it is of the batch published now, else None, saying why; and whether items
-    were published after it ended."""
-    if run is None or published is None:
+    were published after it ended. Told by the publish record's own times as the run saw them,
+    never by comparing the runner's clock with the publisher's."""
+    if run is None or published is None or not run.batch_started:
         return run
-    if run.finished_at < published.started:
+    if run.batch_started != published.started:
         notes.append(
-            f"The run recorded at {path} ended {_when(run.finished_at)}, before the current "
-            f"batch was first published ({_when(published.started)}): it is left out."
+            f"The run recorded at {path} was of an earlier batch (first published "
+            f"{_when(run.batch_started)}; the current one {_when(published.started)}): it is "
+            "left out."
         )
         return None
-    if run.finished_at < published.last:
+    if published.last > run.batch_last:
         notes.append(
             f"Items were published {_when(published.last)}, after the run recorded at {path} "
             "ended: its timeline and rates do not include them."

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from jobkit_publisher.queue.published import Published
 from jobkit_publisher.run.outcome import Attempt, JobReport
 from jobkit_worker.errors import InputError
 from jobkit_worker.outcome import Verdict
@@ -37,6 +38,10 @@ class RunRecord:
     settings: dict[str, str]
     report: dict[str, Any]  # JobReport.to_dict()
     attempts: list[Attempt] = field(default_factory=list)
+    # The publish record's own times as the run's end read them: the publisher's clock, only
+    # ever compared with itself (0: not known).
+    batch_started: float = 0.0
+    batch_last: float = 0.0
 
     @property
     def finished_at(self) -> float:
@@ -55,8 +60,10 @@ def attempt_begins(attempts: list[Attempt]) -> list[float]:
     return begins
 
 
-def record_run(report: JobReport, settings: Settings, drain: bool) -> RunRecord:
-    """The record of a finished run."""
+def record_run(
+    report: JobReport, settings: Settings, drain: bool, published: Published | None
+) -> RunRecord:
+    """The record of a finished run, of the batch `published` (None: not known)."""
     return RunRecord(
         queue=settings.queue,
         started_at=report.started_at,
@@ -64,6 +71,8 @@ def record_run(report: JobReport, settings: Settings, drain: bool) -> RunRecord:
         settings=settings.describe(),
         report=report.to_dict(),
         attempts=list(report.attempts),
+        batch_started=published.started if published else 0.0,
+        batch_last=published.last if published else 0.0,
     )
 
 
