@@ -4,7 +4,11 @@ seconds, checked twice a second; bounded in time."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -12,7 +16,9 @@ import pytest
 from conftest import jobkit, settled_depths, worker
 from private_broker import PrivateBroker
 
+from jobkit_worker.broker import WORKER_HEARTBEAT_SECONDS, connection_parameters
 from jobkit_worker.errors import ExitCode
+from jobkit_worker.settings import Settings
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow, pytest.mark.rabbitmq4]
 
@@ -72,3 +78,42 @@ def test_a_task_timeout_not_below_the_brokers_is_refused_before_any_item_is_take
         "(1800 s, BROKER_ACK_TIMEOUT_SECONDS)"
     ) in result.stderr
     assert settled_depths(node.url, job["QUEUE"], (1, 0)) == (1, 0)
+
+
+def test_a_frozen_worker_loses_its_item_while_frozen_and_says_it_did_not_run(
+    node: PrivateBroker, env: dict[str, str]
+) -> None:
+    # Heartbeats of 4 s, for a short test (the kit's own are 20 s): RabbitMQ takes the item
+    # back from a worker that answers none, where 3.10's acknowledgement timeout does not.
+    url = f"{node.url}?heartbeat=4"
+    job = {**env, "BROKER_URL": url, "TASK_COMMAND": PROGRAM, "NO_INPUT": "true",
+           "TASK_TIMEOUT_SECONDS": "120"}  # fmt: skip
+    assert jobkit(job, "publish", "frozen-item").returncode == 0
+    frozen = subprocess.Popen(
+        [sys.executable, "-m", "jobkit_worker"], env=job, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not subprocess.run(["pgrep", "-f", PROGRAM], capture_output=True).stdout:
+        assert time.monotonic() < deadline, "the program never started"
+        time.sleep(0.1)
+
+    os.kill(frozen.pid, signal.SIGSTOP)  # a suspended laptop, a debugger
+    try:
+        assert settled_depths(url, job["QUEUE"], (1, 0)) == (1, 0), "the item stayed held"
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    stdout, _ = frozen.communicate(timeout=60)
+
+    assert frozen.returncode == ExitCode.RETRY, stdout
+    assert "frozen-item: this worker did not run for " in stdout, stdout
+    assert "raise consumer_timeout" not in stdout
+
+
+def test_a_workers_connection_has_heartbeats_unless_the_url_sets_them(
+    env: dict[str, str],
+) -> None:
+    settings = Settings.from_env({**env, "BROKER_URL": "amqp://u:p@127.0.0.1:1/%2F"})
+    given = Settings.from_env({**env, "BROKER_URL": "amqp://u:p@127.0.0.1:1/%2F?heartbeat=7"})
+
+    assert connection_parameters(settings, "worker")[0].heartbeat == WORKER_HEARTBEAT_SECONDS
+    assert connection_parameters(given, "worker")[0].heartbeat == 7

@@ -35,6 +35,9 @@ from jobkit_worker.tasks.contract import Task
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
+# A wait this much longer than asked: the process was not running (a loaded machine's
+# scheduler delays a wake-up by milliseconds, not seconds).
+_STOPPED_SECONDS = 5.0
 _ALREADY_DONE = "already done from this input (its success record and outputs match); not redone"
 _STOP_GRACE_SECONDS = 5.0  # for a stopped task to end, before its item is given back anyway
 _tasks = TaskThread()
@@ -137,7 +140,14 @@ def _turn_comes(session: Session, descriptor: int) -> bool:
 
 
 def _lost_reason(exc: BrokerLost) -> str:
-    """What a worker says of a connection or channel lost: an item held too long by name."""
+    """What a worker says of a connection or channel lost: an item held too long by name, and
+    a worker that did not run meanwhile as such (no timeout needs raising then)."""
+    if exc.stopped_seconds:
+        return (
+            f"{exc.item}: this worker did not run for {exc.stopped_seconds:.0f} s while it held "
+            "the item (stopped by SIGSTOP or a debugger, or its machine suspended), and "
+            "RabbitMQ took the item back for another try."
+        )
     if isinstance(exc, AckTimedOut):
         limit = "" if exc.limit_seconds is None else f", {exc.limit_seconds:g} s"
         return (
@@ -384,14 +394,19 @@ def _run_while_serving(
     Returns the exception `work` raised, or None.
     """
     running = _tasks.start(work)
+    stopped = 0.0  # the longest time this process did not run: stopped, or its machine suspended
     try:
         meanwhile()
         while not running.done.is_set() and not worker_interruption.requested:
             session.serve(0)
+            waited = time.monotonic()
             running.done.wait(timeout=_POLL_SECONDS)
+            stopped = max(stopped, time.monotonic() - waited - _POLL_SECONDS)
     except BrokerLost as exc:
         # The broker has taken the item back: stop the task, which would work on for nothing
         # and could write while another worker does the item.
+        if stopped > _STOPPED_SECONDS:
+            exc.stopped_seconds = stopped
         worker_interruption.stop_tasks()
         exc.ends_drain = exc.ends_drain or not running.done.wait(timeout=_STOP_GRACE_SECONDS)
         raise

@@ -52,6 +52,7 @@ class BrokerLost(JobkitError):
     exit_code = ExitCode.RETRY
     item: str | None = None  # the item held when it failed, if any
     ends_drain = False  # True when the worker must not take another item (a task runs on)
+    stopped_seconds = 0.0  # how long this process did not run meanwhile (SIGSTOP, a suspend)
 
 
 class AckTimedOut(BrokerLost):
