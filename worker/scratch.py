@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import socket
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -39,19 +40,43 @@ class _Owner:
 
 
 _owner: _Owner | None = None
+# Two threads of a process taking its lock at once would each open the file, and the second
+# wait for ever on the first's lock: they take turns.
+_turns = threading.Lock()
 
 
 def owner_prefix(directory: Path) -> str:
     """The start of the name of every temporary this process makes in `directory` (made if
     missing); from the first call on, this process holds the lock that says they are its."""
     global _owner
-    if _owner is None or _owner.pid != os.getpid():
-        _owner = _Owner()  # a forked child's temporaries are its own, not its parent's
-        atexit.register(release)
     key = os.fspath(directory)
-    if key not in _owner.locks:
-        _owner.locks[key] = _hold(directory / f"{_owner.prefix}{_LOCK}")
-    return _owner.prefix
+    with _turns:
+        if _owner is None or _owner.pid != os.getpid():
+            _owner = _Owner()  # a forked child's temporaries are its own, not its parent's
+            atexit.register(release)
+        lock = directory / f"{_owner.prefix}{_LOCK}"
+        held = _owner.locks.get(key)
+        if held is None or not _still_at(lock, held):  # the directory was removed meanwhile
+            if held is not None:
+                os.close(held)
+            _owner.locks[key] = _hold(lock)
+        return _owner.prefix
+
+
+def _new_turns() -> None:
+    global _turns
+    _turns = threading.Lock()  # another thread may have held it as the process forked
+
+
+os.register_at_fork(after_in_child=_new_turns)
+
+
+def _still_at(path: Path, descriptor: int) -> bool:
+    """Whether the file open as `descriptor` is still the one at `path`."""
+    try:
+        return os.stat(path).st_ino == os.fstat(descriptor).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _hold(path: Path) -> int:
@@ -65,25 +90,25 @@ def _hold(path: Path) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             continue
         fcntl.flock(descriptor, fcntl.LOCK_EX)
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(path).st_ino == os.fstat(descriptor).st_ino:
-                return descriptor
+        if _still_at(path, descriptor):
+            return descriptor
         os.close(descriptor)
 
 
 def release() -> None:
     """Remove what is left of this process's temporaries (a working directory kept between
     items), and then its locks: called as it ends."""
-    if _owner is None or _owner.pid != os.getpid():
-        return
-    for directory, descriptor in _owner.locks.items():
-        for name in _listed(Path(directory)):
-            if name.startswith(_owner.prefix) and name != f"{_owner.prefix}{_LOCK}":
-                remove_path(Path(directory, name))
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(Path(directory, f"{_owner.prefix}{_LOCK}"))
-        os.close(descriptor)
-    _owner.locks.clear()
+    with _turns:
+        if _owner is None or _owner.pid != os.getpid():
+            return
+        for directory, descriptor in _owner.locks.items():
+            for name in _listed(Path(directory)):
+                if name.startswith(_owner.prefix) and name != f"{_owner.prefix}{_LOCK}":
+                    remove_path(Path(directory, name))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(Path(directory, f"{_owner.prefix}{_LOCK}"))
+            os.close(descriptor)
+        _owner.locks.clear()
 
 
 def _listed(directory: Path) -> list[str]:
