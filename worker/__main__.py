@@ -18,6 +18,7 @@ from jobkit_worker.errors import EXIT_CODE_HELP, JobkitError
 from jobkit_worker.interruption import Interrupted, worker_interruption
 from jobkit_worker.outcome import Outcome, Verdict, drain_exit_code, end_line, notice_line
 from jobkit_worker.ownership import claim_location
+from jobkit_worker.scratch import release
 from jobkit_worker.settings import Settings, settings_help, with_task
 from jobkit_worker.startup import prepare_process, stop_now
 from jobkit_worker.storage.base import open_store
@@ -93,12 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prepare_process()
     with worker_interruption.installed():
-        if args.outcome_fd is None:
-            return _run(args, sys.stdout)
-        with os.fdopen(args.outcome_fd, "w", closefd=False) as outcomes:
-            code = _run(args, outcomes)
-            print(end_line(code), file=outcomes, flush=True)
-            return code
+        try:
+            if args.outcome_fd is None:
+                return _run(args, sys.stdout)
+            with os.fdopen(args.outcome_fd, "w", closefd=False) as outcomes:
+                code = _run(args, outcomes)
+                print(end_line(code), file=outcomes, flush=True)
+                return code
+        finally:
+            # While the signals are still handled: a runner's SIGTERM once they are not would
+            # end the process before its temporaries' locks are removed.
+            with worker_interruption.deferred():
+                release()
 
 
 def _run(args: argparse.Namespace, channel: TextIO) -> int:

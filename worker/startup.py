@@ -11,8 +11,6 @@ import os
 import sys
 from typing import NoReturn
 
-from jobkit_worker.scratch import release
-
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 _MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, kept fixed
 
@@ -44,7 +42,6 @@ def stop_now(exit_code: int) -> NoReturn:
     costs a short-lived process a tenth of a second."""
     global _exit_status
     _exit_status = exit_code
-    release()  # here too: a forked process ends without the exit handlers
     sys.exit(exit_code)
 
 
