@@ -71,6 +71,18 @@ def _session_processes(session: int) -> list[str]:
     return [line for line in listed.stdout.decode().splitlines() if "<defunct>" not in line]
 
 
+def _ended(run: subprocess.Popen[str], log: Path) -> tuple[str, str]:
+    """What the stopped run printed, once it ended; failing with what still runs in its
+    session and the end of its log when it has not in 120 s."""
+    try:
+        return run.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        left = _session_processes(run.pid)
+        os.killpg(run.pid, signal.SIGKILL)
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        pytest.fail(f"the run did not end; still running: {left}; its log ends: {tail}")
+
+
 def _scratch() -> set[str]:
     scratch = Path(tempfile.gettempdir(), "jobkit-scratch")
     return {path.name for path in scratch.iterdir()} if scratch.is_dir() else set()
@@ -87,7 +99,7 @@ def test_ctrl_c_stops_everything_and_gives_the_items_back_without_spending_deliv
         _wait_until_two_items_are_held(log)
 
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        stdout, stderr = run.communicate(timeout=60)
+        stdout, stderr = _ended(run, log)
 
         assert run.returncode == 130, stdout + stderr
         (line,) = [line for line in stderr.splitlines() if "Interrupted" in line]
@@ -115,7 +127,7 @@ def test_sigterm_to_the_runner_alone_does_the_same_and_leaves_no_process_behind(
     _wait_until_two_items_are_held(tmp_path / ".jobkit" / "run.log")
 
     run.terminate()  # what a CI runner or systemd sends, to the runner's process only
-    stdout, stderr = run.communicate(timeout=60)
+    stdout, stderr = _ended(run, tmp_path / ".jobkit" / "run.log")
 
     assert run.returncode == 128 + signal.SIGTERM, stdout + stderr
     assert "Interrupted by SIGTERM: the workers stopped; " in stderr, stderr
@@ -151,7 +163,7 @@ def test_any_other_signal_that_would_end_the_run_stops_it_in_order_and_records_i
     _wait_until_two_items_are_held(tmp_path / ".jobkit" / "run.log")
 
     os.killpg(run.pid, signum)  # Ctrl-\, or a supervisor's signal, to the whole group
-    stdout, stderr = run.communicate(timeout=60)
+    stdout, stderr = _ended(run, tmp_path / ".jobkit" / "run.log")
 
     assert run.returncode == 128 + signum, stdout + stderr
     assert f"Interrupted by {signum.name}: the workers stopped; " in stderr, stderr
