@@ -102,11 +102,8 @@ def release() -> None:
         if _owner is None or _owner.pid != os.getpid():
             return
         for directory, descriptor in _owner.locks.items():
-            for name in _listed(Path(directory)):
-                if name.startswith(_owner.prefix) and name != f"{_owner.prefix}{_LOCK}":
-                    remove_path(Path(directory, name))
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(Path(directory, f"{_owner.prefix}{_LOCK}"))
+            names = [name for name in _listed(Path(directory)) if name.startswith(_owner.prefix)]
+            _remove_owned(Path(directory), _owner.prefix, names)
             os.close(descriptor)
         _owner.locks.clear()
 
@@ -147,14 +144,20 @@ def _remove_if_ended(directory: Path, prefix: str, names: list[str]) -> None:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return  # its owner runs
-        for name in names:
-            if name != lock.name:
-                remove_path(directory / name)
-        with contextlib.suppress(FileNotFoundError):
-            lock.unlink()
+        _remove_owned(directory, prefix, names)
     finally:
         if descriptor is not None:
             os.close(descriptor)
+
+
+def _remove_owned(directory: Path, prefix: str, names: list[str]) -> None:
+    """Remove the temporaries `names` of the owner of `prefix` in `directory`, its lock last."""
+    lock = f"{prefix}{_LOCK}"
+    for name in names:
+        if name != lock:
+            remove_path(directory / name)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(directory / lock)
 
 
 def remove_path(path: Path) -> None:

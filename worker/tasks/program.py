@@ -267,10 +267,9 @@ def _refuse_left(item: str, left: list[str]) -> None:
     """InputError naming what the program `left` in its working directory, which is not kept."""
     if not left:
         return
-    shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
     raise InputError(
-        f"{item}: the program wrote {shown} in its working directory, which is not kept; have "
-        "it write its outputs to {output_dir}."
+        f"{item}: the program wrote {_some(left)} in its working directory, which is not kept; "
+        "have it write its outputs to {output_dir}."
     )
 
 
@@ -403,12 +402,17 @@ def _die_with_the_worker() -> None:
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _some(names: list[str]) -> str:
+    """The first five of `names`, and how many more."""
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 def _refuse_clashes(item: str, found: dict[str, Path], made: dict[str, Path]) -> None:
     """InputError naming the files the program wrote both in {output_dir} and beside its
     input: one would replace the other."""
     if clashes := sorted(found.keys() & made.keys()):
         raise InputError(
-            f"{item}: the program wrote {', '.join(clashes[:5])} both in {{output_dir}} and "
+            f"{item}: the program wrote {_some(clashes)} both in {{output_dir}} and "
             "beside {input}; only one of the two can be stored under that name."
         )
 
@@ -438,9 +442,8 @@ def _outputs(item: str, directory: Path, place: str) -> dict[str, Path]:
         else:
             odd.append(f"{name} (not a regular file)")
     if odd:
-        shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
         raise InputError(
-            f"{item}: the program left {shown} in {place}, which no store keeps; have it "
+            f"{item}: the program left {_some(odd)} in {place}, which no store keeps; have it "
             "write regular files only."
         )
     return found
