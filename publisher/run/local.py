@@ -77,7 +77,7 @@ class LocalRunner:
         self.given_back: list[str] = []  # items stopped workers gave back to the queue
         self.killed = 0  # stopped workers killed after the grace: whether they held one, unknown
         self.report: JobReport | None = None  # what the run did so far, once it began
-        self._clock = RunClock()
+        self._clock = RunClock()  # started again as the run starts
 
     def run(self, on_progress: Callable[[JobReport], None] = lambda report: None) -> JobReport:
         """Run the job to its end and return the report.
@@ -90,7 +90,7 @@ class LocalRunner:
             return self._run(on_progress)
 
     def _run(self, on_progress: Callable[[JobReport], None]) -> JobReport:
-        started, self._clock = time.monotonic(), RunClock()
+        self._clock = RunClock()
         outputs = open_store(self.settings.output_url, self.settings, create=True)
         outputs.check(writable=True)
         claim_location(outputs, self.settings.queue)
@@ -117,7 +117,7 @@ class LocalRunner:
             finally:
                 self._stop_workers(report)
                 outputs.check()  # removes what killed workers left half-written
-                report.seconds = time.monotonic() - started
+                report.seconds = self._clock.elapsed()
             report.running = 0
             on_progress(report)
         finally:
@@ -284,6 +284,10 @@ class RunClock:
 
     def now(self) -> float:
         return self.at(time.monotonic())
+
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self._started
 
     def at(self, monotonic: float) -> float:
         """The time `monotonic` (this host's monotonic clock) stands for."""
