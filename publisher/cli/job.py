@@ -39,6 +39,7 @@ from jobkit_worker.settings import Settings
 from jobkit_worker.storage.base import open_store
 
 if TYPE_CHECKING:
+    from jobkit_publisher.queue.published import Published
     from jobkit_publisher.queue.reconcile import Reconciliation
     from jobkit_publisher.run.outcome import JobReport
 
@@ -243,12 +244,15 @@ def run(
                 _say_interrupted(exc, runner.given_back, runner.killed)
                 if runner.report is not None:  # what it did before, for 'jobkit report'
                     runner.report.stop(exc.exit_status, f"interrupted by {exc.signal_name}")
-                    _keep_run(settings, runner.report, job.drain, log_file, False, as_json)
+                    published = _published_now(settings)
+                    _keep_run(
+                        settings, runner.report, job.drain, log_file, False, as_json, published
+                    )
                 raise typer.Exit(exc.exit_status) from None
             outputs, logs = settings.output_url, str(log_file)
         try:
-            _finish(settings, report, as_json, outputs, logs)
-            _keep_run(settings, report, job.drain, log_file, with_report, as_json)
+            published = _finish(settings, report, as_json, outputs, logs)
+            _keep_run(settings, report, job.drain, log_file, with_report, as_json, published)
         except KeyboardInterrupt:
             err.print(
                 "Interrupted after the work ended, so its summary, run record or report may be "
@@ -296,18 +300,14 @@ def _keep_run(
     log_file: Path,
     with_report: bool,
     as_json: bool,
+    published: Published | None,
 ) -> None:
-    """Record the run beside the log file; with `with_report`, write the batch report there
-    (saying where on stderr when stdout is JSON)."""
-    from jobkit_publisher.queue.published import read_published
+    """Record the run, of the batch `published`, beside the log file; with `with_report`,
+    write the batch report there (saying where on stderr when stdout is JSON)."""
     from jobkit_publisher.run.record import record_run, save_run
 
     run_path = log_file.with_name(run_record_name(settings.queue))
     try:
-        try:
-            published = read_published(open_store(settings.output_url, settings), settings.queue)
-        except JobkitError:  # said by the reconciliation already
-            published = None
         save_run(run_path, record_run(report, settings, drain, published))
     except OSError as exc:
         err.print(f"error: cannot write the run record {run_path} ({exc.strerror or exc}).")
@@ -353,16 +353,33 @@ def _run_kube(
         raise typer.Exit(130) from None
 
 
-def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, logs: str) -> None:
-    """Reconcile what was published with where it is now, and print the report.
+def _published_now(settings: Settings) -> Published | None:
+    """The publish record, for a run stopped before its reconciliation read it; None when it
+    cannot be read (the run record then says not which batch)."""
+    from jobkit_publisher.queue.published import read_published
+
+    try:
+        return read_published(open_store(settings.output_url, settings), settings.queue)
+    except JobkitError:
+        return None
+
+
+def _finish(
+    settings: Settings, report: JobReport, as_json: bool, outputs: str, logs: str
+) -> Published | None:
+    """Reconcile what was published with where it is now, and print the report; returns the
+    publish record it read (None when there is none or it could not be read).
 
     Called once none of the run's workers holds an item: any held now are another's.
     """
     from jobkit_publisher.cli.display import print_report
     from jobkit_publisher.queue.status import read_status
 
+    published = None
     try:
-        reconciliation: Reconciliation | None = read_status(settings).reconciliation
+        status = read_status(settings)
+        reconciliation: Reconciliation | None = status.reconciliation
+        published = status.published
     except JobkitError as exc:  # the work is over: what cannot be read now is said, not failed
         reconciliation = None
         err.print(
@@ -375,11 +392,12 @@ def _finish(settings: Settings, report: JobReport, as_json: bool, outputs: str, 
     if as_json:
         checked = None if reconciliation is None else reconciliation.to_dict()
         print_json({**report.to_dict(), "reconciliation": checked})
-        return
+        return published
     print_report(out, report, settings.queue, outputs, logs)
     if reconciliation is not None:
         style = None if reconciliation.adds_up else "bold yellow"
         out.print(reconciliation.summary(), style=style, markup=False, highlight=False)
+    return published
 
 
 def _joined(files: dict[str, list[Manifest]], header: str | None = None) -> str:

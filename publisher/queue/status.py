@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from jobkit_publisher.queue.dead import DeadLetter, peek_dead_letters
 from jobkit_publisher.queue.ledger import read_ledger
-from jobkit_publisher.queue.published import read_published
+from jobkit_publisher.queue.published import Published, read_published
 from jobkit_publisher.queue.reconcile import Reconciliation, reconcile
 from jobkit_worker.broker import Session, dead_queue_name
 from jobkit_worker.done_records import Record
@@ -26,6 +26,7 @@ class QueueStatus:
     outputs: list[str] = field(default_factory=list)  # of the items done, whatever the task
     records: dict[str, Record] = field(default_factory=dict)  # item -> its success record
     recorded: set[str] = field(default_factory=set)  # outputs any record names, holding or not
+    published: Published | None = None  # as 'jobkit publish' recorded it, if it did
 
 
 def read_status(settings: Settings, verify: bool = False) -> QueueStatus:
@@ -63,6 +64,7 @@ def read_status(settings: Settings, verify: bool = False) -> QueueStatus:
         outputs,
         ledger.records,
         ledger.recorded,
+        published,
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from jobkit_publisher.queue.dead import DeadLetter
 from jobkit_publisher.queue.publish import broker_version
-from jobkit_publisher.queue.published import Published, read_published
+from jobkit_publisher.queue.published import Published
 from jobkit_publisher.queue.reconcile import Reconciliation, some_names
 from jobkit_publisher.queue.status import QueueStatus, read_status
 from jobkit_publisher.report.curves import Curve, read_curve
@@ -85,7 +85,7 @@ def read_batch(settings: Settings, run_path: Path) -> Batch:
     run = _read_run(settings, run_path, notes)
     status = read_status(settings)
     store = open_store(settings.output_url, settings)
-    run = _of_this_batch(run, run_path, read_published(store, settings.queue), notes)
+    run = _of_this_batch(run, run_path, status.published, notes)
     # The built-in task's, which the report draws, in natural order: temperature2 before 10.
     results = sorted(store.list(OUTPUT_SUFFIX), key=natural_key)
     _note_missing_records(status, results, run, notes)
